@@ -1,0 +1,205 @@
+"""Coalescing changes into chunks while keeping per-record order.
+
+Sits between the source reader and the senders. It enforces design.md
+invariant 3: for one record (one `Change.key`), changes reach the CRM in feed
+order and at most one request carrying that record is in flight. A change to
+a record that is still waiting merges into it (later field values win); one
+that arrives while its record is in flight waits behind it in a per-key FIFO.
+It cuts chunks of at most `max_records` changes of one `ChunkGroup`, because a
+request carries one module, one operation and one trigger list.
+
+Pure and synchronous: the pipeline drives it (`add`, `pop_ready`, `complete`,
+`retry`) and owns every await; per-change cost is a few dict operations.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from syncengine.model import MAX_CHUNK_RECORDS, Change, Chunk, ChunkGroup, Operation
+
+_GroupKey = tuple[str, Operation, tuple[str, ...] | None]
+
+
+def can_merge(held: Change, newer: Change) -> bool:
+    """True when `newer` may be folded into `held` without changing what is sent.
+
+    Both must belong to the same request group, and neither may carry `$`
+    keys: those are not plain "last value wins" fields (design.md invariant 3).
+    """
+    return (
+        held.module == newer.module
+        and held.operation is newer.operation
+        and held.trigger == newer.trigger
+        and not held.has_special_keys
+        and not newer.has_special_keys
+    )
+
+
+def merge_into(held: Change, newer: Change) -> None:
+    """Fold `newer` into `held`: later field values win, positions concatenate."""
+    held.record.update(newer.record)
+    held.positions.extend(newer.positions)
+
+
+class Chunker:
+    """Holds changes until they can be sent, and knows which records are in flight.
+
+    `add` takes ownership of the change: it may be merged into (its record
+    and positions mutated) until it is handed out by `pop_ready`. Every
+    change handed out must come back once, through `complete` (done, for
+    good or bad) or `retry` (send it again).
+    """
+
+    __slots__ = (
+        "_buffered",
+        "_groups",
+        "_in_flight",
+        "_max",
+        "_mergeable",
+        "_open",
+        "_out",
+        "_ready",
+        "_waiting",
+    )
+
+    def __init__(self, *, max_records: int = MAX_CHUNK_RECORDS) -> None:
+        if not 1 <= max_records <= MAX_CHUNK_RECORDS:
+            raise ValueError(f"max_records must be 1..{MAX_CHUNK_RECORDS}, got {max_records}")
+        self._max = max_records
+        self._groups: dict[_GroupKey, ChunkGroup] = {}
+        self._open: dict[_GroupKey, list[Change]] = {}
+        self._ready: deque[Chunk] = deque()
+        # key -> the change holding it while buffered and not yet handed out
+        self._mergeable: dict[str, Change] = {}
+        # keys handed out and not completed (a retried change keeps its key here)
+        self._in_flight: set[str] = set()
+        # key -> changes waiting, in feed order, behind the change holding the key
+        self._waiting: dict[str, deque[Change]] = {}
+        # id(change) -> change, for every change handed out and not yet returned
+        self._out: dict[int, Change] = {}
+        self._buffered = 0
+
+    @property
+    def buffered(self) -> int:
+        """Changes held (in chunks not yet handed out, or waiting): for backpressure."""
+        return self._buffered
+
+    @property
+    def in_flight(self) -> int:
+        """Changes handed out and not yet completed or retried."""
+        return len(self._out)
+
+    @property
+    def in_flight_keys(self) -> int:
+        """Record keys in flight, counting retried changes not yet re-sent."""
+        return len(self._in_flight)
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is buffered and nothing is in flight."""
+        return self._buffered == 0 and not self._out
+
+    def add(self, change: Change) -> None:
+        """Take a change read from the feed (feed order matters, see the module docstring)."""
+        key = change.key
+        if key is not None:
+            queue = self._waiting.get(key)
+            if queue is not None:
+                self._add_behind(queue, change)
+                return
+            held = self._mergeable.get(key)
+            if held is not None and can_merge(held, change):
+                merge_into(held, change)
+                return
+            if held is not None or key in self._in_flight:
+                self._waiting[key] = deque((change,))
+                self._buffered += 1
+                return
+            self._mergeable[key] = change
+        self._place(change)
+
+    def pop_ready(self, *, flush: bool = False) -> list[Chunk]:
+        """Hand out every full chunk, and with `flush` the partial ones too.
+
+        Their keys become in flight until `complete` (or stay so through
+        `retry`). Flush at the end of the feed or after the daemon's linger.
+        """
+        if flush:
+            for group_key, changes in self._open.items():
+                if changes:
+                    self._ready.append(Chunk(self._groups[group_key], changes))
+            self._open.clear()
+        chunks = list(self._ready)
+        self._ready.clear()
+        for chunk in chunks:
+            self._hand_out(chunk.changes)
+        return chunks
+
+    def complete(self, change: Change) -> None:
+        """A handed-out change is finished: free its key for the oldest waiting change.
+
+        Raises ValueError if the change is not currently handed out.
+        """
+        self._take_back(change)
+        key = change.key
+        if key is None:
+            return
+        queue = self._waiting.get(key)
+        if queue is None:
+            self._in_flight.discard(key)
+            return
+        successor = queue.popleft()
+        if not queue:
+            del self._waiting[key]
+        self._in_flight.discard(key)
+        self._buffered -= 1
+        self._mergeable[key] = successor
+        self._place(successor)
+
+    def retry(self, change: Change) -> None:
+        """A handed-out change must be sent again: it rejoins an open chunk.
+
+        Its key stays in flight, so newer changes keep waiting behind it and
+        never merge into it (part of it may already be applied). Raises
+        ValueError if the change is not currently handed out.
+        """
+        self._take_back(change)
+        self._place(change)
+
+    def _add_behind(self, queue: deque[Change], change: Change) -> None:
+        tail = queue[-1]
+        if can_merge(tail, change):
+            merge_into(tail, change)
+        else:
+            queue.append(change)
+            self._buffered += 1
+
+    def _place(self, change: Change) -> None:
+        group_key = (change.module, change.operation, change.trigger)
+        changes = self._open.get(group_key)
+        if changes is None:
+            if group_key not in self._groups:
+                self._groups[group_key] = ChunkGroup(*group_key)
+            changes = self._open[group_key] = []
+        changes.append(change)
+        self._buffered += 1
+        if len(changes) >= self._max:
+            self._ready.append(Chunk(self._groups[group_key], changes))
+            del self._open[group_key]
+
+    def _hand_out(self, changes: list[Change]) -> None:
+        mergeable = self._mergeable
+        in_flight = self._in_flight
+        out = self._out
+        for change in changes:
+            key = change.key
+            if key is not None:
+                mergeable.pop(key, None)
+                in_flight.add(key)
+            out[id(change)] = change
+        self._buffered -= len(changes)
+
+    def _take_back(self, change: Change) -> None:
+        if self._out.pop(id(change), None) is None:
+            raise ValueError(f"change for key {change.key!r} is not handed out")

@@ -1,0 +1,235 @@
+"""The commands of interface.md and their exit statuses.
+
+No sync logic lives here: commands parse options, load the config, call
+`pipeline` or the journal, print, and map errors to exit statuses (2 usage or
+config, 3 fatal, 4 journal held by another process, 130 interrupted).
+Errors are printed as one line on standard error; JSON goes to standard out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import orjson
+
+from syncengine import __version__
+from syncengine.config import Config, load_config
+from syncengine.errors import ConfigError, FatalError, JournalLockedError, SyncError
+from syncengine.journal import Journal
+from syncengine.logs import LogFormat, configure_logging, scrub
+from syncengine.pipeline import (
+    EXIT_FATAL,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_USAGE,
+    run_pass,
+)
+from syncengine.progress import progress_bar
+from syncengine.reports import format_failures, format_status, status_document
+from syncengine.demo import demo
+from syncengine.sim.command import sim
+from syncengine.sources import open_source
+
+T = TypeVar("T")
+
+CONFIG_OPTION = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The TOML config file.",
+)
+
+
+class _EnvironWithoutSecrets(Mapping[str, str]):
+    """The environment, where a missing variable reads as a placeholder.
+
+    `status`, `failures` and `retry` only read the journal, so they must work
+    from a shell that does not hold the CRM secrets.
+    """
+
+    def __getitem__(self, name: str) -> str:
+        return os.environ.get(name, f"unset-{name}")
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
+
+
+def fail(message: str, status: int) -> NoReturn:
+    """Print a one-line error (secrets scrubbed) and exit with `status`."""
+    click.echo(f"syncengine: error: {scrub(message)}", err=True)
+    sys.exit(status)
+
+
+def _load(config_path: Path, *, needs_secrets: bool = True) -> Config:
+    try:
+        return load_config(config_path, environ=None if needs_secrets else _EnvironWithoutSecrets())
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+def _run_async(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
+    """Runs `main(stop)`; the first SIGINT/SIGTERM sets `stop`, a second one cancels."""
+
+    async def runner() -> T:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_signal() -> None:
+            if stop.is_set():
+                task.cancel()
+            stop.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal)
+        return await main(stop)
+
+    try:
+        return asyncio.run(runner())
+    except JournalLockedError as exc:
+        fail(str(exc), EXIT_LOCKED)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except FatalError as exc:
+        fail(str(exc), EXIT_FATAL)
+    except SyncError as exc:
+        fail(str(exc), EXIT_FATAL)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        fail("interrupted; the checkpoint is saved", EXIT_INTERRUPTED)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="syncengine")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "console", "json"]),
+    default="auto",
+    show_default=True,
+    help="Log lines: readable on a terminal, JSON lines otherwise (auto).",
+)
+@click.option("--log-level", default="info", show_default=True, help="debug, info, warning, error.")
+def cli(log_format: LogFormat, log_level: str) -> None:
+    """Push record changes into Zoho CRM in bulk, within its limits, losing nothing."""
+    configure_logging(log_format=log_format, level=log_level)
+
+
+@cli.command()
+@CONFIG_OPTION
+def run(config_path: Path) -> None:
+    """One pass, as a cron job: due retries, then the feed to its current end."""
+    config = _load(config_path)
+    result = _run_async(lambda stop: run_pass(config, command="run", stop=stop))
+    sys.exit(result.exit_status)
+
+
+@cli.command()
+@CONFIG_OPTION
+def migrate(config_path: Path) -> None:
+    """The same pass for a one-off bulk load, with a live progress bar."""
+    config = _load(config_path)
+
+    async def main(stop: asyncio.Event) -> int:
+        total = open_source(config).estimate_total(None)
+        async with progress_bar(total) as watched:
+            result = await run_pass(config, command="migrate", stop=stop, on_engine=watched.append)
+        counts = result.counts
+        click.echo(
+            f"migrate: {counts.synced} synced, {counts.failed} failed "
+            f"({counts.bad_input} bad input) in {result.elapsed_s:.1f} s",
+            err=True,
+        )
+        return result.exit_status
+
+    sys.exit(_run_async(main))
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on standard output.")
+def status(config_path: Path, as_json: bool) -> None:
+    """Counts of records by state, the checkpoint, the last run."""
+    config = _load(config_path, needs_secrets=False)
+
+    async def main(_stop: asyncio.Event) -> dict[str, Any]:
+        async with await Journal.open(config.journal.path) as journal:
+            return await status_document(journal, config.journal.path)
+
+    document = _run_async(main)
+    click.echo(orjson.dumps(document).decode() if as_json else format_status(document))
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="A JSON array on standard output.")
+@click.option("--code", default=None, help="Only failures with this code (e.g. INVALID_DATA).")
+def failures(config_path: Path, as_json: bool, code: str | None) -> None:
+    """The failed records with their last error."""
+    config = _load(config_path, needs_secrets=False)
+
+    async def main(_stop: asyncio.Event) -> list[dict[str, Any]]:
+        async with await Journal.open(config.journal.path) as journal:
+            rows = await journal.failures(code=code)
+        return [
+            {
+                "module": row.module,
+                "id": row.record_id,
+                "position": row.position,
+                "code": row.code,
+                "message": row.message,
+                "attempts": row.attempts,
+                "details": row.details,
+            }
+            for row in rows
+        ]
+
+    rows = _run_async(main)
+    click.echo(orjson.dumps(rows).decode() if as_json else format_failures(rows))
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--code", default=None, help="Only failures with this code.")
+@click.option("--id", "ids", multiple=True, help="Only this record id (repeatable).")
+def retry(config_path: Path, code: str | None, ids: tuple[str, ...]) -> None:
+    """Puts failed records back in line for the next pass."""
+    config = _load(config_path, needs_secrets=False)
+
+    async def main(_stop: asyncio.Event) -> tuple[int, int]:
+        import time
+
+        async with await Journal.open(config.journal.path) as journal:
+            result = await journal.requeue_failed(code=code, ids=ids, now=time.time())
+        return result.requeued, result.not_redrivable
+
+    requeued, stuck = _run_async(main)
+    click.echo(f"{requeued} failed record(s) put back in line for the next run.")
+    if stuck:
+        click.echo(
+            f"{stuck} record(s) came from feed lines that could not be used (BAD_INPUT): "
+            "fix them in the feed; they cannot be re-sent as they are."
+        )
+
+
+cli.add_command(sim)
+cli.add_command(demo)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="syncengine")

@@ -1,0 +1,1 @@
+"""The CRM client layer: access tokens, requests, and the error taxonomy."""

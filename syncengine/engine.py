@@ -1,0 +1,388 @@
+"""One pass of the pipeline: feed → chunker → senders → recorder.
+
+::
+
+    journal (pending) ─┐
+                       ├─▶ intake (bounded) ─▶ dispatcher ─▶ senders × N ─▶ CRM
+    source (feed) ─────┘        ▲                │  ▲              │
+                                │                │  └── outcomes ◀─┘
+                           backpressure          ▼
+                                              recorder ─▶ journal + checkpoint
+
+The dispatcher is the only task that touches the chunker, the watermark and
+the retry schedule, so they need no locks. Senders only call the CRM client;
+the recorder only writes the journal. A stop request (signal) stops intake at
+a batch boundary, lets the chunks already handed out finish within the grace
+period and journals their outcomes; changes not yet sent stay before the
+checkpoint and are read again by the next pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import math
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from syncengine.chunker import Chunker
+from syncengine.crm.client import WriteRequest
+from syncengine.errors import FatalError
+from syncengine.journal import Journal
+from syncengine.model import (
+    BadInput,
+    Change,
+    Chunk,
+    RecordOutcome,
+    Verdict,
+)
+from syncengine.recorder import PassCounts, Recorder
+from syncengine.retry import backoff_s
+from syncengine.sources.base import Source
+from syncengine.watermark import Watermark
+
+log = structlog.get_logger("syncengine.engine")
+
+_END = None
+Batch = Sequence[Change | BadInput]
+
+
+class Writer(Protocol):
+    """What the engine needs of the CRM client."""
+
+    async def write(self, request: WriteRequest) -> list[RecordOutcome]:
+        """One outcome per record of `request`, in order."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """The knobs of one pass, taken from the config by `pipeline`."""
+
+    module: str
+    workers: int = 10
+    max_attempts: int = 8
+    retry_base_s: float = 1.0
+    retry_cap_s: float = 60.0
+    grace_s: float = 30.0
+    linger_s: float = 0.05
+    flush_interval_s: float = 0.1
+    duplicate_check_fields: tuple[str, ...] | None = None
+    apply_feature_execution: tuple[str, ...] = ()
+    #: Changes the chunker may hold; the reader waits beyond this.
+    max_buffered: int = 4000
+    intake_batches: int = 8
+
+
+@dataclass(slots=True)
+class _Flight:
+    """Chunks handed to senders and the outcomes that came back."""
+
+    handed_out: int = 0
+    results: deque[tuple[Chunk, list[RecordOutcome]]] = field(default_factory=deque)
+
+
+class Engine:
+    """Runs one pass (`run`, `migrate`) or, with `follow`, until stopped."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        writer: Writer,
+        settings: EngineSettings,
+        source: Source | None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._journal = journal
+        self._writer = writer
+        self._settings = settings
+        self._source = source
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._chunker = Chunker(max_records=100)
+        self._intake: asyncio.Queue[Batch | None] = asyncio.Queue(settings.intake_batches)
+        self._send_q: asyncio.Queue[Chunk | None] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._flight = _Flight()
+        self._ready: deque[Chunk] = deque()
+        self._flush_now = asyncio.Event()
+        self._retry_heap: list[tuple[float, int, Change]] = []
+        self._seq = itertools.count()
+        self._fatal: BaseException | None = None
+        self._watermark: Watermark | None = None
+        self._recorder: Recorder | None = None
+        self.stopped_early = False
+
+    @property
+    def counts(self) -> PassCounts:
+        """Live counts of this pass (the progress bar reads them)."""
+        return self._recorder.counts if self._recorder else PassCounts()
+
+    @property
+    def in_flight(self) -> int:
+        """Chunks handed to senders and not yet answered."""
+        return self._flight.handed_out
+
+    async def run(self, stop: asyncio.Event) -> PassCounts:
+        """Drain pending records and the feed; returns the counts of this pass.
+
+        Raises FatalError when the CRM or the accounts server refuses the run;
+        the journal is consistent either way.
+        """
+        start = await self._journal.checkpoint(self._source.source_id) if self._source else None
+        self._watermark = Watermark(start)
+        self._recorder = Recorder(
+            self._journal,
+            source_id=self._source.source_id if self._source else None,
+            watermark=self._watermark,
+            clock=self._clock,
+        )
+        reader = asyncio.create_task(self._read(start, stop), name="engine.read")
+        senders = [
+            asyncio.create_task(self._send_loop(), name=f"engine.send.{index}")
+            for index in range(self._settings.workers)
+        ]
+        flusher = asyncio.create_task(self._flush_loop(), name="engine.flush")
+        try:
+            await self._dispatch(stop)
+        finally:
+            await self._shutdown(reader, senders, flusher)
+        if self._fatal is not None:
+            raise self._fatal
+        return self._recorder.counts
+
+    # -- reader ---------------------------------------------------------------
+
+    async def _read(self, start: object, stop: asyncio.Event) -> None:
+        """Feeds the intake: journal's pending records first, then the feed."""
+        try:
+            async for batch in self._batches(start):
+                if stop.is_set():
+                    break
+                await self._intake.put(batch)
+                self._wake.set()
+        except Exception as exc:  # noqa: BLE001 - a reader failure must end the pass, not vanish
+            self._fatal = exc
+            self._wake.set()
+            return
+        await self._intake.put(_END)
+        self._wake.set()
+
+    async def _batches(self, start: object) -> AsyncIterator[Batch]:
+        pending: list[Change | BadInput] = []
+        async for change in self._journal.due(math.inf):
+            pending.append(change)
+            if len(pending) >= 500:
+                yield pending
+                pending = []
+        if pending:
+            yield pending
+        if self._source is not None:
+            async for batch in self._source.read(start):  # type: ignore[arg-type]
+                yield batch
+
+    # -- dispatcher -----------------------------------------------------------
+
+    async def _dispatch(self, stop: asyncio.Event) -> None:
+        """The loop that owns chunker, watermark and retry schedule."""
+        end_of_input = False
+        last_flush = time.monotonic()
+        while self._fatal is None:
+            self._wake.clear()
+            self._take_results()
+            if stop.is_set():
+                self.stopped_early = True
+                return
+            end_of_input = self._take_intake(end_of_input)
+            self._release_due_retries()
+            idle_intake = end_of_input or self._intake.empty()
+            lingered = time.monotonic() - last_flush >= self._settings.linger_s
+            flush = end_of_input or (idle_intake and lingered)
+            if flush:
+                last_flush = time.monotonic()
+            self._hand_out(flush=flush)
+            if end_of_input and self._is_drained():
+                return
+            await self._sleep_until_woken(flush_pending=not flush)
+
+    def _is_drained(self) -> bool:
+        return (
+            self._chunker.idle
+            and not self._ready
+            and not self._retry_heap
+            and self._flight.handed_out == 0
+            and not self._flight.results
+        )
+
+    async def _sleep_until_woken(self, *, flush_pending: bool) -> None:
+        timeout = self._settings.linger_s if flush_pending else None
+        if self._retry_heap:
+            due_in = self._retry_heap[0][0] - time.monotonic()
+            timeout = max(0.0, due_in) if timeout is None else min(timeout, max(0.0, due_in))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _take_intake(self, end_of_input: bool) -> bool:
+        """Moves feed batches into the chunker while it has room."""
+        assert self._watermark is not None and self._recorder is not None
+        while not end_of_input and self._chunker.buffered < self._settings.max_buffered:
+            try:
+                batch = self._intake.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if batch is _END:
+                return True
+            for item in batch:
+                self._accept(item)
+        return end_of_input
+
+    def _accept(self, item: Change | BadInput) -> None:
+        assert self._watermark is not None and self._recorder is not None
+        source_id = self._source.source_id if self._source else "journal"
+        if isinstance(item, BadInput):
+            self._watermark.note_read(item.position)
+            self._recorder.counts.read += 1
+            key = f"@{source_id}#{item.position.display}"
+            self._recorder.bad_input(item, key=key, module=self._settings.module)
+            return
+        if item.positions:
+            for position in item.positions:
+                self._watermark.note_read(position)
+            self._recorder.counts.read += 1
+            if item.key is None:
+                item.key = f"@{source_id}#{item.positions[0].display}"
+        else:
+            self._recorder.counts.redriven += 1
+        self._chunker.add(item)
+
+    def _release_due_retries(self) -> None:
+        now = time.monotonic()
+        while self._retry_heap and self._retry_heap[0][0] <= now:
+            _, _, change = heapq.heappop(self._retry_heap)
+            self._chunker.retry(change)
+
+    def _hand_out(self, *, flush: bool) -> None:
+        """Gives senders at most one chunk each, so a stop leaves nothing queued."""
+        self._ready.extend(self._chunker.pop_ready(flush=flush))
+        while self._ready and self._flight.handed_out < self._settings.workers:
+            chunk = self._ready.popleft()
+            for change in chunk.changes:
+                change.attempts += 1  # an attempt counts when it starts
+            self._flight.handed_out += 1
+            self._send_q.put_nowait(chunk)
+
+    def _take_results(self) -> None:
+        while self._flight.results:
+            chunk, outcomes = self._flight.results.popleft()
+            self._flight.handed_out -= 1
+            for change, outcome in zip(chunk.changes, outcomes, strict=True):
+                self._settle(change, outcome)
+
+    def _settle(self, change: Change, outcome: RecordOutcome) -> None:
+        assert self._recorder is not None
+        if outcome.verdict is Verdict.SYNCED:
+            self._recorder.synced(change, outcome)
+        elif outcome.verdict is Verdict.REJECT or change.attempts >= self._settings.max_attempts:
+            self._recorder.failed(change, outcome)
+        else:
+            self._schedule_retry(change, outcome)
+            return
+        self._chunker.complete(change)
+        if self._recorder.should_flush:
+            self._wake_flusher()
+
+    def _schedule_retry(self, change: Change, outcome: RecordOutcome) -> None:
+        assert self._recorder is not None
+        delay_s = backoff_s(
+            change.attempts,
+            base_s=self._settings.retry_base_s,
+            cap_s=self._settings.retry_cap_s,
+            rng=self._rng,
+        )
+        self._recorder.pending(change, outcome, next_attempt_at=self._clock() + delay_s)
+        log.debug(
+            "engine.retry_scheduled", key=change.key, code=outcome.code, delay_s=round(delay_s, 3)
+        )
+        heapq.heappush(self._retry_heap, (time.monotonic() + delay_s, next(self._seq), change))
+
+    # -- senders and flusher --------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        """One sender: takes a chunk, asks the CRM, hands the outcomes back."""
+        while (chunk := await self._send_q.get()) is not None:
+            try:
+                outcomes = await self._writer.write(self._request(chunk))
+            except FatalError as exc:
+                self._fatal = self._fatal or exc
+                self._wake.set()
+                return
+            self._flight.results.append((chunk, outcomes))
+            self._wake.set()
+
+    def _request(self, chunk: Chunk) -> WriteRequest:
+        return WriteRequest(
+            module=chunk.group.module,
+            operation=chunk.group.operation,
+            records=[change.record for change in chunk.changes],
+            trigger=chunk.group.trigger,
+            apply_feature_execution=self._settings.apply_feature_execution,
+            duplicate_check_fields=self._settings.duplicate_check_fields,
+        )
+
+    def _wake_flusher(self) -> None:
+        self._flush_now.set()
+
+    async def _flush_loop(self) -> None:
+        """Group commit: every `flush_interval_s`, or sooner when rows pile up."""
+        assert self._recorder is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), self._settings.flush_interval_s)
+            self._flush_now.clear()
+            await self._recorder.flush()
+
+    # -- shutdown -------------------------------------------------------------
+
+    async def _shutdown(
+        self, reader: asyncio.Task[None], senders: list[asyncio.Task[None]], flusher: asyncio.Task[None]
+    ) -> None:
+        """Stop intake, let handed-out chunks finish within the grace period, journal them."""
+        assert self._recorder is not None
+        reader.cancel()
+        for _ in senders:
+            self._send_q.put_nowait(_END)
+        if self._flight.handed_out and self._fatal is None:
+            await self._await_in_flight()
+        for task in senders:
+            task.cancel()
+        await asyncio.gather(reader, *senders, return_exceptions=True)
+        self._take_results_after_stop()
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+        await self._recorder.flush()
+
+    async def _await_in_flight(self) -> None:
+        deadline = time.monotonic() + self._settings.grace_s
+        while self._flight.handed_out > len(self._flight.results):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("engine.grace_expired", in_flight=self._flight.handed_out)
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
+
+    def _take_results_after_stop(self) -> None:
+        """Journal what came back; retries become durable pending rows, not resent now."""
+        self._take_results()
+        self._retry_heap.clear()

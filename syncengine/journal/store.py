@@ -1,0 +1,538 @@
+"""The checkpoint journal: what became of every change, and where each feed resumes.
+
+The pipeline's `record_outcomes` stage is its only bulk writer: it calls
+`apply` with a batch of per-record updates and the checkpoints they allow, in
+one transaction, so a checkpoint is never durable without the outcomes (or
+retry payloads) of the changes it moves past (design.md invariant 1). A `run`
+reads its retry queue through `due`; `status`, `failures` and `retry` open the
+same file without the process lock and read (or requeue) beside a live run.
+
+One aiosqlite connection per `Journal`. Writes take an asyncio lock so that
+the transactions of concurrent callers on that connection never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import Any, Self
+
+import aiosqlite
+import orjson
+import structlog
+
+from syncengine.errors import FatalError
+from syncengine.journal.lock import ProcessLock, describe_holder
+from syncengine.journal.schema import migrate
+from syncengine.model import Change, Operation, RecordState
+from syncengine.sources.base import Checkpoint
+
+log = structlog.get_logger(__name__)
+
+#: How long an open waits for another connection's write transaction. The
+#: holder's group commits last milliseconds; this only has to outlast them.
+_BUSY_TIMEOUT_S = 10.0
+
+#: The journal holds the cached access token: owner read/write only.
+_FILE_MODE = 0o600
+
+#: Most ids in one `IN (...)` list, well under SQLite's variable limit.
+_IDS_PER_STATEMENT = 500
+
+_NO_CHECKPOINTS: Mapping[str, Checkpoint] = MappingProxyType({})
+
+_UPSERT_RECORD = """
+INSERT INTO records (key, module, record_id, operation, state, attempts, code, message,
+                     details, next_attempt_at, payload, position, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    module = excluded.module, record_id = excluded.record_id,
+    operation = excluded.operation, state = excluded.state, attempts = excluded.attempts,
+    code = excluded.code, message = excluded.message, details = excluded.details,
+    next_attempt_at = excluded.next_attempt_at, payload = excluded.payload,
+    position = excluded.position, updated_at = excluded.updated_at
+"""
+
+_UPSERT_CHECKPOINT = """
+INSERT INTO checkpoints (source_id, resume_after, display, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (source_id) DO UPDATE SET resume_after = excluded.resume_after,
+    display = excluded.display, updated_at = excluded.updated_at
+"""
+
+# Keyset paging on (next_attempt_at, rowid) walks the partial index `records_due`
+# in order, so each page costs its own size, and rows that `apply` changes
+# between pages neither shift nor hide the rows not yet reached.
+_DUE_PAGE = """
+SELECT rowid, next_attempt_at, payload, attempts, key FROM records
+WHERE state = 'pending' AND next_attempt_at <= ? AND (next_attempt_at, rowid) > (?, ?)
+ORDER BY next_attempt_at, rowid LIMIT ?
+"""
+
+
+def journal_key(change: Change) -> str:
+    """The journal row of a change: its key, or "@" + its display position.
+
+    A record with no identity (a plain insert) is known by where it sits in
+    the feed. Raises ValueError for a keyless change with no position.
+    """
+    if change.key is not None:
+        return change.key
+    if not change.positions:
+        raise ValueError("a change without key or position has no journal row")
+    return f"@{change.positions[0].display}"
+
+
+def encode_payload(change: Change) -> bytes:
+    """What a retry needs to re-send `change`, as orjson bytes.
+
+    Positions are left out (a re-driven change has no feed position); the key
+    stored is `journal_key(change)`, so the re-driven change's outcome lands
+    on the same row even for an insert without identity. Raises
+    orjson.JSONEncodeError (a TypeError) for a value JSON cannot hold.
+    """
+    trigger = None if change.trigger is None else list(change.trigger)
+    return orjson.dumps(
+        {
+            "module": change.module,
+            "operation": change.operation.value,
+            "record": change.record,
+            "trigger": trigger,
+            "key": journal_key(change),
+        }
+    )
+
+
+def decode_payload(blob: bytes, *, attempts: int) -> Change:
+    """The change stored by `encode_payload`, with `attempts` sends behind it."""
+    data = orjson.loads(blob)
+    trigger = data["trigger"]
+    return Change(
+        module=data["module"],
+        operation=Operation(data["operation"]),
+        record=data["record"],
+        key=data["key"],
+        trigger=None if trigger is None else tuple(trigger),
+        attempts=attempts,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordUpdate:
+    """The new state of one journal row, written by `Journal.apply`.
+
+    `key` is `journal_key(change)`: the change key, or `"@" + str(display)`
+    for a record with no identity. `payload` is `encode_payload(change)`
+    for a record that still needs work (pending, or failed but re-drivable);
+    `apply` drops it for synced rows. `next_attempt_at` (epoch seconds) only
+    means something for pending rows: None there means due at once.
+    `position` is the display position users see (line number or cursor).
+    """
+
+    key: str
+    module: str | None
+    record_id: str | None
+    operation: Operation | None
+    state: RecordState
+    attempts: int
+    code: str | None
+    message: str | None
+    details: dict[str, Any] | None
+    next_attempt_at: float | None
+    payload: bytes | None
+    position: int | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRow:
+    """One failed record as `syncengine failures` shows it."""
+
+    module: str | None
+    record_id: str | None
+    position: int | str | None
+    code: str | None
+    message: str | None
+    attempts: int
+    details: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueResult:
+    """What `retry` did: rows put back in line, and rows it could not re-drive.
+
+    `not_redrivable` counts matching failures without a payload (lines that
+    could not be parsed): only fixing them in the feed helps.
+    """
+
+    requeued: int
+    not_redrivable: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One run as `status` shows it; a killed run has `finished_at` None."""
+
+    run_id: int
+    command: str
+    started_at: float
+    finished_at: float | None
+    exit_status: int | None
+    counts: dict[str, int] | None
+
+
+class Journal:
+    """One open journal file: records, checkpoints, runs and the token cache.
+
+    Open with `Journal.open`; close with `close` or `async with`.
+    """
+
+    def __init__(self, db: aiosqlite.Connection, path: Path, lock: ProcessLock | None) -> None:
+        self.path = path
+        self._db = db
+        self._lock = lock
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, *, holder: str | None = None) -> Journal:
+        """Open (creating and upgrading as needed) the journal at `path`.
+
+        With `holder` (such as "syncengine run -c cron.toml"), first take the
+        process lock, as `run`, `migrate` and `daemon` must. Without it, open
+        beside any holder, for reading and small writes.
+
+        Raises:
+            JournalLockedError: `holder` was given and another process holds
+                the journal; the message names it.
+            FatalError: the file cannot be created or opened, is not a
+                journal, or is from a newer version; the message names it.
+        """
+        lock = None
+        try:
+            if holder is not None:
+                lock = ProcessLock(path)
+                lock.acquire(describe_holder(holder, now=time.time()))
+            db = await _connect(path)
+        except OSError as exc:
+            _release(lock)
+            raise FatalError(f"cannot open journal {path}: {exc.strerror or exc}") from exc
+        except BaseException:
+            _release(lock)
+            raise
+        log.debug("journal.opened", path=str(path), locked=lock is not None)
+        return cls(db, path, lock)
+
+    async def close(self) -> None:
+        """Close the connection, then release the process lock; safe to call twice."""
+        try:
+            await self._db.close()
+        finally:
+            _release(self._lock)
+            self._lock = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def apply(
+        self,
+        updates: Sequence[RecordUpdate],
+        checkpoints: Mapping[str, Checkpoint] = _NO_CHECKPOINTS,
+    ) -> None:
+        """Write record updates and checkpoints in one transaction (the group commit).
+
+        Either all of it is durable or none of it; a later update to the same
+        key in `updates` wins. Cancelling it rolls the transaction back unless
+        the commit was already on its way, so the journal stays consistent
+        either way (the pipeline shields it anyway).
+        """
+        now = time.time()
+        rows = [_record_row(update, now) for update in updates]
+        marks = [(sid, cp.resume_after, cp.display, now) for sid, cp in checkpoints.items()]
+        async with self._transaction():
+            if rows:
+                await self._db.executemany(_UPSERT_RECORD, rows)
+            if marks:
+                await self._db.executemany(_UPSERT_CHECKPOINT, marks)
+
+    async def checkpoint(self, source_id: str) -> Checkpoint | None:
+        """Where the feed `source_id` resumes, or None before its first checkpoint."""
+        row = await self._fetch_one(
+            "SELECT resume_after, display FROM checkpoints WHERE source_id = ?", (source_id,)
+        )
+        return None if row is None else Checkpoint(resume_after=row[0], display=row[1])
+
+    async def checkpoints(self) -> dict[str, Checkpoint]:
+        """Every source's checkpoint, by source id (for `status`)."""
+        rows = await self._db.execute_fetchall(
+            "SELECT source_id, resume_after, display FROM checkpoints ORDER BY source_id"
+        )
+        return {sid: Checkpoint(resume_after=after, display=shown) for sid, after, shown in rows}
+
+    async def due(self, now: float, *, page: int = 1000) -> AsyncIterator[Change]:
+        """Pending records due at `now` (epoch seconds), earliest due first.
+
+        Each is decoded from its payload with its stored `attempts` and its
+        journal key as `key`. Reads `page` rows per query; `apply` may run
+        between pages. A row that `apply` reschedules to a time at or before
+        `now` while the iteration is running may be yielded again.
+        """
+        after: tuple[float, int] = (float("-inf"), 0)
+        while True:
+            rows = list(await self._db.execute_fetchall(_DUE_PAGE, (now, *after, page)))
+            for _rowid, _due_at, payload, attempts, key in rows:
+                if payload is None:
+                    log.warning("journal.pending_without_payload", key=key)
+                    continue
+                yield decode_payload(payload, attempts=attempts)
+            if len(rows) < page:
+                return
+            after = (rows[-1][1], rows[-1][0])
+
+    async def counts(self) -> dict[str, int]:
+        """Records by state: always the keys synced, pending and failed."""
+        result = {state.value: 0 for state in RecordState}
+        rows = await self._db.execute_fetchall(
+            "SELECT state, count(*) FROM records GROUP BY state"
+        )
+        for state, count in rows:
+            result[state] = count
+        return result
+
+    async def failures(
+        self, *, code: str | None = None, limit: int | None = None
+    ) -> list[FailureRow]:
+        """Failed records with their last error, in feed order (then by time)."""
+        where, params = _failed_filter(code, ())
+        rows = await self._db.execute_fetchall(
+            "SELECT module, record_id, position, code, message, attempts, details FROM records "
+            f"WHERE {where} ORDER BY position IS NULL, position, updated_at LIMIT ?",
+            (*params, -1 if limit is None else limit),
+        )
+        return [
+            FailureRow(module, rid, pos, code_, message, attempts, _load_json(details))
+            for module, rid, pos, code_, message, attempts, details in rows
+        ]
+
+    async def requeue_failed(
+        self, *, code: str | None = None, ids: Sequence[str] = (), now: float
+    ) -> RequeueResult:
+        """Put failed records back in line for the next pass (`syncengine retry`).
+
+        Selects failures by `code` and by CRM record id (`ids`), both when
+        given, all failures when neither is. A selected record with a payload
+        becomes pending, due at `now`, with attempts back at 0; one without
+        (a line that could not be parsed) stays failed and is counted apart.
+        """
+        requeued = stuck = 0
+        async with self._transaction():
+            for id_group in _id_groups(ids):
+                where, params = _failed_filter(code, id_group)
+                cursor = await self._db.execute(
+                    "UPDATE records SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+                    f"updated_at = ? WHERE {where} AND payload IS NOT NULL",
+                    (now, now, *params),
+                )
+                requeued += cursor.rowcount
+                row = await self._fetch_one(
+                    f"SELECT count(*) FROM records WHERE {where} AND payload IS NULL", params
+                )
+                stuck += 0 if row is None else int(row[0])
+        log.info("journal.requeued", requeued=requeued, not_redrivable=stuck)
+        return RequeueResult(requeued=requeued, not_redrivable=stuck)
+
+    async def start_run(self, command: str, *, now: float) -> int:
+        """Record the start of a run; returns its id for `finish_run`."""
+        async with self._write_lock:
+            cursor = await self._db.execute(
+                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, now)
+            )
+        if cursor.lastrowid is None:  # pragma: no cover - an INSERT always sets it
+            raise FatalError(f"journal {self.path}: run not recorded")
+        return cursor.lastrowid
+
+    async def finish_run(
+        self, run_id: int, *, now: float, exit_status: int, counts: Mapping[str, int]
+    ) -> None:
+        """Record the end of run `run_id`, its exit status and its final counts."""
+        await self._write(
+            "UPDATE runs SET finished_at = ?, exit_status = ?, counts = ? WHERE id = ?",
+            (now, exit_status, orjson.dumps(dict(counts)).decode(), run_id),
+        )
+
+    async def last_run(self) -> RunRow | None:
+        """The most recently started run, finished or not; None before the first."""
+        row = await self._fetch_one(
+            "SELECT id, command, started_at, finished_at, exit_status, counts "
+            "FROM runs ORDER BY id DESC LIMIT 1"
+        )
+        if row is None:
+            return None
+        run_id, command, started_at, finished_at, exit_status, counts = row
+        return RunRow(run_id, command, started_at, finished_at, exit_status, _load_json(counts))
+
+    # -- for the token cache of this package ---------------------------------
+
+    async def _fetch_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        """The first row of a query, or None."""
+        async with self._db.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def _write(self, sql: str, params: Sequence[Any]) -> None:
+        """One statement in its own (autocommit) transaction."""
+        async with self._write_lock:
+            await self._db.execute(sql, params)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error or cancellation.
+
+        IMMEDIATE takes SQLite's write lock up front, so a reader process that
+        writes (`retry`) waits its busy timeout instead of failing on upgrade.
+        """
+        async with self._write_lock:
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                yield
+            except BaseException:
+                # aiosqlite runs calls in order, so this follows any cancelled
+                # call still queued; "no transaction" means BEGIN never ran.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    """Create the file 0600, upgrade its schema, and open the session connection.
+
+    WAL lets `status` read while a run writes. synchronous=NORMAL skips the
+    fsync at each commit: a commit is in the WAL file (the OS page cache) when
+    COMMIT returns, so a process crash, even SIGKILL, loses nothing and
+    invariant 1 holds. A power loss or OS crash can lose the last commits but
+    never split one: records and checkpoint roll back together, the feed is
+    re-read from the older checkpoint, and only changes the CRM already
+    accepted are sent again (updates are idempotent; an insert can repeat).
+    """
+    _create_private_file(path)
+    try:
+        await asyncio.to_thread(_prepare_file, path)
+        db = await aiosqlite.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
+    except sqlite3.Error as exc:
+        raise FatalError(f"cannot open journal {path}: {exc}") from exc
+    try:
+        await db.execute("PRAGMA synchronous = NORMAL")
+        await db.execute("SELECT count(*) FROM records")  # maps the -wal/-shm files
+        _tighten_sidecars(path)
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+def _prepare_file(path: Path) -> None:
+    """Switch the file to WAL (a persistent setting) and migrate its schema."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        found = migrate(conn, path)
+    finally:
+        conn.close()
+    log.debug("journal.schema_checked", path=str(path), found_version=found)
+
+
+def _create_private_file(path: Path) -> None:
+    """Create `path` with mode 0600 whatever the umask, or tighten an existing file.
+
+    SQLite would create it with 0644 under a usual umask; creating it first
+    with `os.open(..., 0o600)` closes that window. Raises OSError.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            os.fchmod(fd, _FILE_MODE)
+            log.warning("journal.mode_tightened", path=str(path), was=oct(mode))
+    finally:
+        os.close(fd)
+
+
+def _tighten_sidecars(path: Path) -> None:
+    """Make the -wal and -shm files 0600 too (SQLite copies the main file's mode)."""
+    for suffix in ("-wal", "-shm"):
+        sidecar = path.with_name(path.name + suffix)
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(sidecar.stat().st_mode)
+            if mode & 0o077:
+                sidecar.chmod(_FILE_MODE)
+                log.warning("journal.mode_tightened", path=str(sidecar), was=oct(mode))
+
+
+def _release(lock: ProcessLock | None) -> None:
+    if lock is not None:
+        lock.release()
+
+
+def _record_row(update: RecordUpdate, now: float) -> tuple[Any, ...]:
+    """The row for `update`, enforcing what each state keeps (see `RecordUpdate`)."""
+    state = update.state
+    due_at = None
+    if state is RecordState.PENDING:
+        due_at = now if update.next_attempt_at is None else update.next_attempt_at
+    return (
+        update.key,
+        update.module,
+        update.record_id,
+        None if update.operation is None else update.operation.value,
+        state.value,
+        update.attempts,
+        update.code,
+        update.message,
+        None if update.details is None else _dump_json(update.details),
+        due_at,
+        None if state is RecordState.SYNCED else update.payload,
+        update.position,
+        now,
+    )
+
+
+def _failed_filter(code: str | None, ids: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+    """A WHERE clause (placeholders only) selecting failed rows by code and ids."""
+    clauses = ["state = 'failed'"]  # a literal, so the partial index applies
+    params: list[Any] = []
+    if code is not None:
+        clauses.append("code = ?")
+        params.append(code)
+    if ids:
+        clauses.append(f"record_id IN ({', '.join('?' * len(ids))})")
+        params.extend(ids)
+    return " AND ".join(clauses), tuple(params)
+
+
+def _id_groups(ids: Sequence[str]) -> Iterable[Sequence[str]]:
+    """`ids` without repeats in groups small enough for one statement; `[()]` for none."""
+    unique = list(dict.fromkeys(ids))
+    if not unique:
+        return [()]
+    return [unique[i : i + _IDS_PER_STATEMENT] for i in range(0, len(unique), _IDS_PER_STATEMENT)]
+
+
+def _dump_json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _load_json(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)

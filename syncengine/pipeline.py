@@ -1,0 +1,158 @@
+"""Wires a pass from a config: journal, HTTP session, token provider, limiter,
+client, source and engine, opened in that order and closed in reverse.
+
+This is the only place that turns configuration into live objects, so the
+stages themselves take plain arguments and can be tested on their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+
+from syncengine.config import Config
+from syncengine.crm.auth import TokenProvider
+from syncengine.crm.client import CrmClient, make_session
+from syncengine.engine import Engine, EngineSettings
+from syncengine.journal import Journal
+from syncengine.journal.token_cache import JournalTokenStore
+from syncengine.limits import Limiter
+from syncengine.logs import register_secret
+from syncengine.recorder import PassCounts
+from syncengine.sources import open_source
+
+log = structlog.get_logger("syncengine.pipeline")
+
+#: Exit statuses of interface.md.
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_FATAL = 3
+EXIT_LOCKED = 4
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    """The end of a pass: its counts, whether it was stopped, its exit status."""
+
+    counts: PassCounts
+    interrupted: bool
+    exit_status: int
+    elapsed_s: float
+
+
+def engine_settings(config: Config) -> EngineSettings:
+    """The engine's knobs from the config (pure)."""
+    crm, limits = config.crm, config.limits
+    return EngineSettings(
+        module=crm.module,
+        workers=limits.concurrency,
+        max_attempts=limits.max_attempts,
+        retry_base_s=limits.retry_base_s,
+        retry_cap_s=limits.retry_cap_s,
+        grace_s=limits.grace_s,
+        duplicate_check_fields=crm.duplicate_check_fields,
+        apply_feature_execution=("layout_rules",) if crm.apply_layout_rules else (),
+        max_buffered=max(2000, limits.concurrency * 400),
+    )
+
+
+def holder_description(command: str) -> str:
+    """What a second process is told about the one holding the journal."""
+    return f"syncengine {command} (pid {os.getpid()} on {socket.gethostname()})"
+
+
+@asynccontextmanager
+async def open_engine(config: Config, *, command: str) -> AsyncIterator[tuple[Engine, Journal]]:
+    """Everything a pass needs, opened in order and closed in reverse."""
+    crm = config.crm
+    for secret in (crm.client_secret, crm.refresh_token):
+        register_secret(secret)
+    async with AsyncExitStack() as stack:
+        journal = await Journal.open(config.journal.path, holder=holder_description(command))
+        stack.push_async_callback(journal.close)
+        session = make_session(
+            concurrency=config.limits.concurrency, connect_timeout_s=crm.connect_timeout_s
+        )
+        stack.push_async_callback(session.close)
+        tokens = TokenProvider(
+            session=session,
+            accounts_url=crm.accounts_url,
+            client_id=crm.client_id,
+            client_secret=crm.client_secret,
+            refresh_token=crm.refresh_token,
+            store=JournalTokenStore(journal),
+            timeout_s=crm.token_timeout_s,
+        )
+        limiter = Limiter(
+            concurrency=config.limits.concurrency,
+            requests_per_minute=config.limits.requests_per_minute,
+            reserve_credits=config.limits.reserve_credits,
+        )
+        client = CrmClient(
+            session=session,
+            api_domain=crm.api_domain,
+            tokens=tokens,
+            limiter=limiter,
+            total_timeout_s=crm.timeout_s,
+        )
+        engine = Engine(
+            journal=journal,
+            writer=client,
+            settings=engine_settings(config),
+            source=open_source(config),
+        )
+        yield engine, journal
+
+
+def exit_status_for(counts: PassCounts, *, interrupted: bool) -> int:
+    """interface.md: 130 when interrupted, 1 when this pass failed records, else 0."""
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_SOME_FAILED if counts.failed else EXIT_OK
+
+
+async def run_pass(
+    config: Config,
+    *,
+    command: str,
+    stop: asyncio.Event,
+    on_engine: Callable[[Engine], None] | None = None,
+) -> PassResult:
+    """One `run` or `migrate` pass; the runs table records its start and end.
+
+    FatalError and JournalLockedError propagate to the CLI, which maps them to
+    exit statuses; the journal is consistent whichever way the pass ends.
+    """
+    started = time.monotonic()
+    async with open_engine(config, command=command) as (engine, journal):
+        run_id = await journal.start_run(command, now=time.time())
+        if on_engine is not None:
+            on_engine(engine)
+        exit_status = EXIT_FATAL
+        try:
+            counts = await engine.run(stop)
+            exit_status = exit_status_for(counts, interrupted=engine.stopped_early)
+        finally:
+            await journal.finish_run(
+                run_id, now=time.time(), exit_status=exit_status, counts=engine.counts.as_dict()
+            )
+    elapsed_s = time.monotonic() - started
+    result = PassResult(counts, engine.stopped_early, exit_status, elapsed_s)
+    log.info(
+        "run.summary",
+        command=command,
+        exit_status=exit_status,
+        elapsed_s=round(elapsed_s, 3),
+        records_per_s=round(counts.synced / elapsed_s, 1) if elapsed_s > 0 else None,
+        **counts.as_dict(),
+    )
+    return result

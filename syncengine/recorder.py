@@ -1,0 +1,184 @@
+"""The journal's only writer: outcomes in, group commits out.
+
+Sits at the end of the pipeline. Every outcome the engine learns (synced,
+failed, pending retry, bad input) is buffered here with the feed positions it
+settles; a flush writes the buffered rows and the advanced checkpoint in one
+transaction. Positions are marked finished only in the flush that makes their
+outcome durable, so the checkpoint never moves past a change whose outcome
+could still be lost (design.md invariant 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from syncengine.journal import Journal, RecordUpdate, encode_payload
+from syncengine.model import BadInput, Change, RecordOutcome, RecordState, SourcePosition
+from syncengine.sources.base import Checkpoint
+from syncengine.watermark import Watermark
+
+
+@dataclass(slots=True)
+class PassCounts:
+    """What one pass did, for the summary line, the progress bar and the exit status."""
+
+    read: int = 0
+    synced: int = 0
+    failed: int = 0
+    bad_input: int = 0
+    retries_scheduled: int = 0
+    redriven: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts as a plain mapping, for logs and the runs table."""
+        return {
+            "read": self.read,
+            "synced": self.synced,
+            "failed": self.failed,
+            "bad_input": self.bad_input,
+            "retries_scheduled": self.retries_scheduled,
+            "redriven": self.redriven,
+        }
+
+
+class Recorder:
+    """Buffers outcomes and commits them with the checkpoint in one transaction.
+
+    Not safe to share across event loops; all calls come from the engine's
+    tasks on one loop, and only `flush` awaits.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        source_id: str | None,
+        watermark: Watermark | None,
+        flush_rows: int = 2000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._journal = journal
+        self._source_id = source_id
+        self._watermark = watermark
+        self._flush_rows = flush_rows
+        self._clock = clock
+        self._updates: list[RecordUpdate] = []
+        self._positions: list[SourcePosition] = []
+        self._last_checkpoint: Checkpoint | None = watermark.checkpoint if watermark else None
+        self._lock = asyncio.Lock()
+        self.counts = PassCounts()
+
+    @property
+    def backlog(self) -> int:
+        """Rows waiting for the next flush."""
+        return len(self._updates)
+
+    @property
+    def should_flush(self) -> bool:
+        """True when enough rows wait that a flush should not be deferred."""
+        return len(self._updates) >= self._flush_rows
+
+    def synced(self, change: Change, outcome: RecordOutcome) -> None:
+        """The CRM said SUCCESS for this very change."""
+        self.counts.synced += 1
+        record_id = change.record_id or outcome.crm_id
+        self._add(change, RecordState.SYNCED, outcome, record_id=record_id, payload=None)
+
+    def failed(self, change: Change, outcome: RecordOutcome) -> None:
+        """Permanent failure, or attempts exhausted: kept with its payload for `retry`."""
+        self.counts.failed += 1
+        self._add(change, RecordState.FAILED, outcome, payload=encode_payload(change))
+
+    def pending(self, change: Change, outcome: RecordOutcome, *, next_attempt_at: float) -> None:
+        """A transient failure: the payload is made durable so the feed can move on."""
+        self.counts.retries_scheduled += 1
+        self._add(
+            change,
+            RecordState.PENDING,
+            outcome,
+            payload=encode_payload(change),
+            next_attempt_at=next_attempt_at,
+        )
+
+    def bad_input(self, item: BadInput, *, key: str, module: str) -> None:
+        """A feed line or row that cannot be sent becomes a failed record at once."""
+        self.counts.bad_input += 1
+        self.counts.failed += 1
+        self._updates.append(
+            RecordUpdate(
+                key=key,
+                module=item.module or module,
+                record_id=item.record_id,
+                operation=None,
+                state=RecordState.FAILED,
+                attempts=0,
+                code=item.code,
+                message=item.reason,
+                details={},
+                next_attempt_at=None,
+                payload=None,
+                position=item.position.display,
+                updated_at=self._clock(),
+            )
+        )
+        self._positions.append(item.position)
+
+    def _add(
+        self,
+        change: Change,
+        state: RecordState,
+        outcome: RecordOutcome,
+        *,
+        payload: bytes | None,
+        record_id: str | None = None,
+        next_attempt_at: float | None = None,
+    ) -> None:
+        assert change.key is not None, "the engine gives every change a journal key"
+        display = change.positions[-1].display if change.positions else None
+        self._updates.append(
+            RecordUpdate(
+                key=change.key,
+                module=change.module,
+                record_id=record_id or change.record_id,
+                operation=change.operation,
+                state=state,
+                attempts=change.attempts,
+                code=outcome.code,
+                message=outcome.message,
+                details=outcome.details,
+                next_attempt_at=next_attempt_at,
+                payload=payload,
+                position=display,
+                updated_at=self._clock(),
+            )
+        )
+        # The positions are settled by this row; a later outcome for the same
+        # change (a retry) must not settle them twice.
+        self._positions.extend(change.positions)
+        change.positions = []
+
+    async def flush(self) -> None:
+        """Write buffered rows and the advanced checkpoint atomically.
+
+        Shielded: a cancellation during shutdown must not half-record a batch.
+        """
+        async with self._lock:
+            await asyncio.shield(self._flush_locked())
+
+    async def _flush_locked(self) -> None:
+        if not self._updates and not self._positions:
+            return
+        updates, positions = self._updates, self._positions
+        self._updates, self._positions = [], []
+        checkpoints: dict[str, Checkpoint] = {}
+        if self._watermark is not None and self._source_id is not None:
+            for position in positions:
+                self._watermark.note_finished(position)
+            checkpoint = self._watermark.checkpoint
+            if checkpoint is not None and checkpoint != self._last_checkpoint:
+                checkpoints[self._source_id] = checkpoint
+                self._last_checkpoint = checkpoint
+        await self._journal.apply(updates, checkpoints)

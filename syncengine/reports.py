@@ -1,0 +1,88 @@
+"""What `status` and `failures` print: a JSON document or readable lines.
+
+Building the document reads the journal; formatting is pure, so the text
+layout is tested without a database. Nothing here can show a secret: the
+journal's token table is never read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from syncengine.journal import Journal
+
+
+def _iso(epoch_s: float | None) -> str | None:
+    if epoch_s is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch_s, tz=dt.UTC).isoformat(timespec="seconds")
+
+
+async def status_document(journal: Journal, path: Path) -> dict[str, Any]:
+    """The object `status --json` prints (interface.md: `records` holds the counts)."""
+    counts = await journal.counts()
+    checkpoints = await journal.checkpoints()
+    last = await journal.last_run()
+    last_run: dict[str, Any] | None = None
+    if last is not None:
+        last_run = {
+            "command": last.command,
+            "started_at": _iso(last.started_at),
+            "finished_at": _iso(last.finished_at),
+            "exit_status": last.exit_status,
+            "counts": dict(last.counts),
+        }
+    return {
+        "journal": str(path),
+        "records": {
+            "synced": counts.get("synced", 0),
+            "pending": counts.get("pending", 0),
+            "failed": counts.get("failed", 0),
+        },
+        "checkpoints": {
+            source_id: {"position": cp.display, "resume_after": cp.resume_after}
+            for source_id, cp in checkpoints.items()
+        },
+        "last_run": last_run,
+    }
+
+
+def format_status(document: dict[str, Any]) -> str:
+    """Readable lines for `status` without `--json`."""
+    records = document["records"]
+    lines = [
+        f"journal: {document['journal']}",
+        f"records: {records['synced']} synced, {records['pending']} pending, "
+        f"{records['failed']} failed",
+    ]
+    for source_id, checkpoint in document["checkpoints"].items():
+        lines.append(f"checkpoint: {source_id} at position {checkpoint['position']}")
+    if not document["checkpoints"]:
+        lines.append("checkpoint: none yet (the next run reads the feed from the top)")
+    last = document["last_run"]
+    if last is None:
+        lines.append("last run: none")
+    else:
+        ended = (
+            f"finished {last['finished_at']}, exit {last['exit_status']}"
+            if last["finished_at"]
+            else "did not finish (killed or still running)"
+        )
+        lines.append(f"last run: {last['command']} started {last['started_at']}, {ended}")
+    return "\n".join(lines)
+
+
+def format_failures(rows: list[dict[str, Any]]) -> str:
+    """One line per failed record, for `failures` without `--json`."""
+    if not rows:
+        return "no failed records"
+    lines = [f"{len(rows)} failed record(s):"]
+    for row in rows:
+        record = row["id"] if row["id"] is not None else "(no id)"
+        lines.append(
+            f"  {row['module']} {record} at position {row['position']}: "
+            f"{row['code']}: {row['message']} (attempts: {row['attempts']})"
+        )
+    return "\n".join(lines)

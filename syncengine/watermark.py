@@ -1,0 +1,79 @@
+"""The low watermark of finished feed positions: what the checkpoint may say.
+
+Invariant 1 (design.md) lets the checkpoint move only past changes whose
+outcome is durable. Changes finish out of order (chunks complete in any
+order, retries come back late), so the checkpoint is the last position of the
+longest run of finished positions from the start of the read. The pipeline
+calls `note_read` as the source hands out positions and `note_finished` once a
+position's outcome (or retry payload) is journaled; the journal then stores
+`checkpoint`.
+"""
+
+from __future__ import annotations
+
+from syncengine.model import SourcePosition
+from syncengine.sources.base import Checkpoint
+
+
+class Watermark:
+    """Tracks read and finished positions of one `Source.read` call.
+
+    O(1) amortised per position, memory proportional to the finished
+    positions still above the watermark (the in-flight window, not the feed).
+    """
+
+    __slots__ = ("_checkpoint", "_finished_above", "_low", "_next")
+
+    def __init__(self, start: Checkpoint | None) -> None:
+        self._checkpoint = start
+        self._next = 0  # ordinal the next note_read must carry
+        self._low = 0  # lowest ordinal not yet known finished
+        self._finished_above: dict[int, SourcePosition] = {}
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """Where to resume: after the highest ordinal below which all is finished.
+
+        The start checkpoint until the first read position is finished.
+        """
+        return self._checkpoint
+
+    @property
+    def outstanding(self) -> int:
+        """Positions read but not yet finished."""
+        return self._next - self._low - len(self._finished_above)
+
+    def note_read(self, position: SourcePosition) -> None:
+        """Record that `position` was read; ordinals must be consecutive from 0.
+
+        Raises ValueError on a gap or repeat, which would otherwise let the
+        checkpoint skip a position.
+        """
+        if position.ordinal != self._next:
+            raise ValueError(
+                f"position ordinal {position.ordinal} read, expected {self._next}"
+            )
+        self._next += 1
+
+    def note_finished(self, position: SourcePosition) -> None:
+        """Record that `position`'s outcome is durable; any order, repeats ignored.
+
+        Raises ValueError for a position never read, because finishing it
+        would say something about a change the pipeline has not seen.
+        """
+        ordinal = position.ordinal
+        if ordinal >= self._next:
+            raise ValueError(f"position ordinal {ordinal} finished before it was read")
+        if ordinal < self._low:
+            return
+        finished = self._finished_above
+        finished[ordinal] = position
+        if ordinal != self._low:
+            return
+        low = self._low
+        last = position
+        while low in finished:
+            last = finished.pop(low)
+            low += 1
+        self._low = low
+        self._checkpoint = Checkpoint(resume_after=last.resume_after, display=last.display)
