@@ -63,13 +63,12 @@ def parse_retry_after_s(value: str | None, *, now_epoch_s: float) -> float | Non
     text = value.strip()
     if not text:
         return None
+    seconds: float | None
     try:
         seconds = float(text)
     except ValueError:
         seconds = _http_date_delay_s(text, now_epoch_s=now_epoch_s)
-        if seconds is None:
-            return None
-    if not math.isfinite(seconds):
+    if seconds is None or not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
 

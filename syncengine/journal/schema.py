@@ -1,4 +1,8 @@
-"""The journal's tables, its schema version, and the upgrades between versions.
+"""The journal file on disk: its mode, WAL, tables, version and upgrades.
+
+The file holds the cached access token, so it is created 0600 before SQLite
+ever sees it (SQLite would honour the umask), and its -wal/-shm companions
+are checked too.
 
 The version lives in `PRAGMA user_version`; `MIGRATIONS[i]` upgrades a file
 from version `i` to `i + 1`, so a newer engine can open an older journal and a
@@ -7,18 +11,28 @@ one. `PRAGMA application_id` marks the file as ours, so the engine refuses to
 write its tables into some other SQLite database (for instance the feed table
 of a `sqlite` source) that a config points at by mistake.
 
-`migrate` runs on a plain `sqlite3` connection (aiosqlite runs it on its
-thread): opening is rare, and one synchronous function keeps the upgrade a
-single transaction.
+`prepare_file` runs on a plain `sqlite3` connection, in a worker thread:
+opening is rare, and one synchronous function keeps the upgrade a single
+transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+import structlog
+
 from syncengine.errors import FatalError
+
+log = structlog.get_logger(__name__)
+
+#: The journal holds the cached access token: owner read/write only.
+FILE_MODE = 0o600
 
 #: "SYNC" in ASCII: identifies a syncengine journal among SQLite files.
 APPLICATION_ID = 0x53594E43
@@ -86,6 +100,55 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
 
 #: The version this engine writes; files above it are refused.
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def prepare_file(path: Path, *, busy_timeout_s: float) -> int:
+    """Create `path` 0600 if needed, switch it to WAL, migrate it; return the version found.
+
+    Raises OSError (cannot create), sqlite3.Error (not a database, busy past
+    `busy_timeout_s`) and the FatalError of `migrate`.
+    """
+    create_private_file(path)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_s)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")  # persistent: later opens find it set
+        found = migrate(conn, path)
+    finally:
+        conn.close()
+    if found < SCHEMA_VERSION:
+        log.info("journal.migrated", path=str(path), from_version=found, to_version=SCHEMA_VERSION)
+    return found
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` with mode 0600 whatever the umask, or tighten an existing file.
+
+    SQLite would create it 0644 under a usual umask; `os.open(..., 0o600)`
+    first closes that window (a umask can only remove bits). Raises OSError.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            os.fchmod(fd, FILE_MODE)
+            log.warning("journal.mode_tightened", path=str(path), was=oct(mode))
+    finally:
+        os.close(fd)
+
+
+def tighten_sidecars(path: Path) -> None:
+    """Make the -wal and -shm files 0600 if they are laxer.
+
+    SQLite gives them the main file's mode, so this only acts on files left
+    by another tool; it costs two stats per open.
+    """
+    for suffix in ("-wal", "-shm"):
+        sidecar = path.with_name(path.name + suffix)
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(sidecar.stat().st_mode)
+            if mode & 0o077:
+                sidecar.chmod(FILE_MODE)
+                log.warning("journal.mode_tightened", path=str(sidecar), was=oct(mode))
 
 
 def migrate(

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
-import stat
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +29,7 @@ import structlog
 
 from syncengine.errors import FatalError
 from syncengine.journal.lock import ProcessLock, describe_holder
-from syncengine.journal.schema import migrate
+from syncengine.journal.schema import prepare_file, tighten_sidecars
 from syncengine.model import Change, Operation, RecordState
 from syncengine.sources.base import Checkpoint
 
@@ -40,9 +38,6 @@ log = structlog.get_logger(__name__)
 #: How long an open waits for another connection's write transaction. The
 #: holder's group commits last milliseconds; this only has to outlast them.
 _BUSY_TIMEOUT_S = 10.0
-
-#: The journal holds the cached access token: owner read/write only.
-_FILE_MODE = 0o600
 
 #: Most ids in one `IN (...)` list, well under SQLite's variable limit.
 _IDS_PER_STATEMENT = 500
@@ -305,9 +300,7 @@ class Journal:
     async def counts(self) -> dict[str, int]:
         """Records by state: always the keys synced, pending and failed."""
         result = {state.value: 0 for state in RecordState}
-        rows = await self._db.execute_fetchall(
-            "SELECT state, count(*) FROM records GROUP BY state"
-        )
+        rows = await self._db.execute_fetchall("SELECT state, count(*) FROM records GROUP BY state")
         for state, count in rows:
             result[state] = count
         return result
@@ -417,7 +410,7 @@ class Journal:
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
-    """Create the file 0600, upgrade its schema, and open the session connection.
+    """Prepare the file (0600, WAL, schema) and open the session connection.
 
     WAL lets `status` read while a run writes. synchronous=NORMAL skips the
     fsync at each commit: a commit is in the WAL file (the OS page cache) when
@@ -427,58 +420,19 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     re-read from the older checkpoint, and only changes the CRM already
     accepted are sent again (updates are idempotent; an insert can repeat).
     """
-    _create_private_file(path)
     try:
-        await asyncio.to_thread(_prepare_file, path)
+        await asyncio.to_thread(prepare_file, path, busy_timeout_s=_BUSY_TIMEOUT_S)
         db = await aiosqlite.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
     except sqlite3.Error as exc:
         raise FatalError(f"cannot open journal {path}: {exc}") from exc
     try:
         await db.execute("PRAGMA synchronous = NORMAL")
         await db.execute("SELECT count(*) FROM records")  # maps the -wal/-shm files
-        _tighten_sidecars(path)
+        tighten_sidecars(path)
     except BaseException:
         await db.close()
         raise
     return db
-
-
-def _prepare_file(path: Path) -> None:
-    """Switch the file to WAL (a persistent setting) and migrate its schema."""
-    conn = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        found = migrate(conn, path)
-    finally:
-        conn.close()
-    log.debug("journal.schema_checked", path=str(path), found_version=found)
-
-
-def _create_private_file(path: Path) -> None:
-    """Create `path` with mode 0600 whatever the umask, or tighten an existing file.
-
-    SQLite would create it with 0644 under a usual umask; creating it first
-    with `os.open(..., 0o600)` closes that window. Raises OSError.
-    """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
-    try:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        if mode & 0o077:
-            os.fchmod(fd, _FILE_MODE)
-            log.warning("journal.mode_tightened", path=str(path), was=oct(mode))
-    finally:
-        os.close(fd)
-
-
-def _tighten_sidecars(path: Path) -> None:
-    """Make the -wal and -shm files 0600 too (SQLite copies the main file's mode)."""
-    for suffix in ("-wal", "-shm"):
-        sidecar = path.with_name(path.name + suffix)
-        with contextlib.suppress(FileNotFoundError):
-            mode = stat.S_IMODE(sidecar.stat().st_mode)
-            if mode & 0o077:
-                sidecar.chmod(_FILE_MODE)
-                log.warning("journal.mode_tightened", path=str(sidecar), was=oct(mode))
 
 
 def _release(lock: ProcessLock | None) -> None:

@@ -1,0 +1,395 @@
+"""Loading and validating the one TOML configuration file (interface.md).
+
+`load_config` is the only way in: it reads the file, replaces `${NAME}` with
+environment variables, resolves relative paths against the file's folder, and
+checks every key (unknown keys, types, ranges, URLs) into frozen dataclasses,
+one per table. It is pure apart from reading the file: no network, no
+database; clients and the journal are opened later by the pipeline.
+
+Every problem raises `ConfigError` with one line that names the file and the
+dotted key (`limits.concurency: unknown key; did you mean 'concurrency'?`).
+Secret values (`crm.client_id`, `crm.client_secret`, `crm.refresh_token`) never
+appear in an error or a repr.
+"""
+
+from __future__ import annotations
+
+import codecs
+import difflib
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+from urllib.parse import urlsplit
+
+from syncengine.errors import ConfigError
+from syncengine.model import Operation
+
+SourceType = Literal["jsonl", "csv", "sqlite"]
+_T = TypeVar("_T")
+
+_SOURCE_TYPES = ("jsonl", "csv", "sqlite")
+_TRIGGERS = ("workflow", "approval", "blueprint")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_API_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_TABLES = ("source", "crm", "limits", "journal", "daemon")
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """`[source]`: where changes come from."""
+
+    type: SourceType
+    path: Path
+    table: str | None = None
+    cursor: str | None = None
+    encoding: str = "utf-8"  # what nearly every exporter writes
+    csv_delimiter: str = ","  # RFC 4180
+
+
+@dataclass(frozen=True, slots=True)
+class CrmConfig:
+    """`[crm]`: the org to write to, how to authenticate, and record defaults."""
+
+    api_domain: str
+    accounts_url: str
+    client_id: str = field(repr=False)
+    client_secret: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    module: str = "Leads"  # the module most feeds update
+    operation: Operation = Operation.UPDATE  # safe to repeat, needs no duplicate rules
+    trigger: tuple[str, ...] = ()  # a bulk sync should not fire automation by default
+    duplicate_check_fields: tuple[str, ...] | None = None  # None: the module's system field
+    apply_layout_rules: bool = False  # the API's own default
+    connect_timeout_s: float = 10.0  # a TCP+TLS handshake well past any sane RTT
+    timeout_s: float = 60.0  # a 100-record write seldom takes more than seconds
+    token_timeout_s: float = 30.0  # token calls must not hang a run (crm-api.md §5)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """`[limits]`: how hard to push the CRM, and how long to keep trying."""
+
+    concurrency: int = 10  # 100-record writes are heavy calls: 10 at once in every edition
+    requests_per_minute: float | None = None  # Zoho documents no per-minute rate for v2
+    max_attempts: int = 8  # with 1 s..60 s backoff: several minutes of retries
+    reserve_credits: int = 0  # keep API credits for other integrations; 0 = use all
+    retry_base_s: float = 1.0  # first backoff step
+    retry_cap_s: float = 60.0  # longest single backoff
+    grace_s: float = 30.0  # in-flight requests finish within this after SIGINT/SIGTERM
+
+
+@dataclass(frozen=True, slots=True)
+class JournalConfig:
+    """`[journal]`: the SQLite file holding checkpoint, outcomes and token cache."""
+
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """`[daemon]`: the long-running mode's knobs."""
+
+    linger_ms: int = 500  # a partial chunk waits this long for company
+    grace_s: float = 30.0  # as limits.grace_s, for the daemon's stop
+    metrics_port: int | None = None  # no metrics endpoint unless asked
+    poll_interval_s: float = 1.0  # how often a quiet feed is checked for growth
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration; `path` is the file it came from (absolute)."""
+
+    path: Path
+    source: SourceConfig
+    crm: CrmConfig
+    limits: LimitsConfig
+    journal: JournalConfig
+    daemon: DaemonConfig
+
+
+class _Table:
+    """One TOML table being read: typed getters that name the dotted key in errors.
+
+    Every getter marks its key as known, so `finish` can reject the rest as
+    unknown and suggest the closest known key.
+    """
+
+    def __init__(self, data: Mapping[str, Any], prefix: str, file: Path) -> None:
+        self._data = data
+        self._prefix = prefix
+        self._known: list[str] = []
+        self.file = file
+
+    def error(self, key: str, message: str) -> ConfigError:
+        """A one-line error naming the file and this table's `key`."""
+        dotted = f"{self._prefix}.{key}" if self._prefix else key
+        return ConfigError(f"{self.file}: {dotted}: {message}")
+
+    def get(self, key: str) -> Any:
+        """The raw value, or None when absent (TOML has no null, so None is unambiguous)."""
+        self._known.append(key)
+        return self._data.get(key)
+
+    def table(self, key: str) -> _Table:
+        """A sub-table; absent means empty, so every key takes its default."""
+        value = self.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise self.error(key, "must be a table")
+        return _Table(value or {}, key, self.file)
+
+    def finish(self) -> None:
+        """Reject keys no getter asked for: typos must not pass silently."""
+        for key in self._data:
+            if key not in self._known:
+                close = difflib.get_close_matches(key, self._known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise self.error(key, f"unknown key{hint}")
+
+    def required(self, key: str, value: _T | None) -> _T:
+        """`value`, which a getter returned for `key`; raises when the key was absent."""
+        if value is None:
+            raise self.error(key, "is required")
+        return value
+
+    def string(self, key: str) -> str | None:
+        """A non-empty string, or None when absent.
+
+        Its value is never echoed in an error, so secrets go through here.
+        """
+        value = self.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self.error(key, "must be a string")
+        if not value:
+            raise self.error(key, "must not be empty")
+        return value
+
+    def matching(self, key: str, pattern: re.Pattern[str]) -> str | None:
+        """A string that fully matches `pattern` (names and identifiers), or None."""
+        value = self.string(key)
+        if value is not None and not pattern.fullmatch(value):
+            raise self.error(key, f"{value!r} is not a valid name")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...]) -> str | None:
+        """One of `choices`, or None when absent."""
+        value = self.string(key)
+        if value is not None and value not in choices:
+            raise self.error(key, f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def url(self, key: str) -> str:
+        """A required http(s) URL without credentials, query or fragment; trailing slash dropped."""
+        value = self.required(key, self.string(key))
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise self.error(key, f"must be an http or https URL; got {value!r}")
+        if parts.username or parts.password:
+            raise self.error(key, "must not contain credentials")
+        if parts.query or parts.fragment:
+            raise self.error(key, f"must not have a query or fragment; got {value!r}")
+        return value.rstrip("/")
+
+    def path(self, key: str, base: Path) -> Path | None:
+        """A file path (relative ones resolve against `base`, the config's folder), or None."""
+        value = self.string(key)
+        return None if value is None else (base / Path(value).expanduser()).resolve()
+
+    def integer(self, key: str, *, low: int, high: int | None = None) -> int | None:
+        """An integer in low..high (booleans are not integers here), or None."""
+        value = self.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.error(key, "must be an integer")
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"between {low} and {high}"
+            raise self.error(key, f"must be {bounds}; got {value}")
+        return value
+
+    def number(self, key: str, *, positive: bool = True) -> float | None:
+        """A finite number (> 0 when `positive`, else >= 0), or None when absent."""
+        value = self.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise self.error(key, "must be a number")
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            raise self.error(key, f"must be {'> 0' if positive else '>= 0'}; got {value}")
+        return float(value)
+
+    def boolean(self, key: str) -> bool | None:
+        """true or false, or None when absent."""
+        value = self.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise self.error(key, "must be true or false")
+        return value
+
+    def string_list(
+        self, key: str, *, pattern: re.Pattern[str] | None = None, choices: tuple[str, ...] = ()
+    ) -> tuple[str, ...] | None:
+        """A list of distinct strings (each matching `pattern` or in `choices`), or None."""
+        value = self.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise self.error(key, "must be a list of strings")
+        for item in value:
+            if (pattern and not pattern.fullmatch(item)) or (choices and item not in choices):
+                allowed = f" (one of {', '.join(choices)})" if choices else ""
+                raise self.error(key, f"{item!r} is not allowed{allowed}")
+        if len(set(value)) != len(value):
+            raise self.error(key, "must not repeat a value")
+        return tuple(value)
+
+
+def _interpolate(value: Any, dotted: str, file: Path, environ: Mapping[str, str]) -> Any:
+    """`value` with every `${NAME}` in its strings replaced from `environ`."""
+    if isinstance(value, str):
+        return _ENV_REFERENCE.sub(lambda m: _lookup(m.group(1), dotted, file, environ), value)
+    if isinstance(value, dict):
+        return {
+            key: _interpolate(item, f"{dotted}.{key}" if dotted else key, file, environ)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_interpolate(item, f"{dotted}[{i}]", file, environ) for i, item in enumerate(value)]
+    return value
+
+
+def _lookup(name: str, dotted: str, file: Path, environ: Mapping[str, str]) -> str:
+    try:
+        return environ[name]
+    except KeyError:
+        raise ConfigError(f"{file}: {dotted}: environment variable {name} is not set") from None
+
+
+def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, interpolate and validate the TOML file at `path`.
+
+    `environ` defaults to `os.environ`. Raises `ConfigError` (one line naming
+    the file, and the key or line) for anything unusable.
+    """
+    path = path.expanduser().absolute()
+    raw = _read_toml(path)
+    data = _interpolate(raw, "", path, os.environ if environ is None else environ)
+    root = _Table(data, "", path)
+    tables = {name: root.table(name) for name in _TABLES}
+    root.finish()
+    base = path.parent
+    config = Config(
+        path=path,
+        source=_source(tables["source"], base),
+        crm=_crm(tables["crm"]),
+        limits=_limits(tables["limits"]),
+        journal=_journal(tables["journal"], base),
+        daemon=_daemon(tables["daemon"]),
+    )
+    for table in tables.values():
+        table.finish()
+    return config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: invalid TOML: the file is not UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+
+
+def _present(**values: Any) -> dict[str, Any]:
+    """The keyword arguments that were given, so absent keys take the dataclass default."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _source(table: _Table, base: Path) -> SourceConfig:
+    kind = table.required("type", table.choice("type", (*_SOURCE_TYPES, "postgres")))
+    if kind == "postgres":
+        raise table.error("type", "'postgres' is not supported yet; use jsonl, csv or sqlite")
+    table_name = table.matching("table", _IDENTIFIER)
+    cursor = table.matching("cursor", _IDENTIFIER)
+    if kind == "sqlite":
+        table.required("table", table_name)
+        table.required("cursor", cursor)
+    elif table_name is not None or cursor is not None:
+        raise table.error("table" if table_name else "cursor", "applies only to type 'sqlite'")
+    encoding = table.string("encoding")
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise table.error("encoding", f"unknown encoding {encoding!r}") from None
+    delimiter = table.string("csv_delimiter")
+    if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
+        raise table.error("csv_delimiter", "must be one character, not a quote or newline")
+    return SourceConfig(
+        type=cast(SourceType, kind),
+        path=table.required("path", table.path("path", base)),
+        **_present(table=table_name, cursor=cursor, encoding=encoding, csv_delimiter=delimiter),
+    )
+
+
+def _crm(table: _Table) -> CrmConfig:
+    operation = table.choice("operation", tuple(Operation))
+    return CrmConfig(
+        api_domain=table.url("api_domain"),
+        accounts_url=table.url("accounts_url"),
+        client_id=table.required("client_id", table.string("client_id")),
+        client_secret=table.required("client_secret", table.string("client_secret")),
+        refresh_token=table.required("refresh_token", table.string("refresh_token")),
+        **_present(
+            module=table.matching("module", _API_NAME),
+            operation=None if operation is None else Operation(operation),
+            trigger=table.string_list("trigger", choices=_TRIGGERS),
+            duplicate_check_fields=table.string_list("duplicate_check_fields", pattern=_API_NAME),
+            apply_layout_rules=table.boolean("apply_layout_rules"),
+            connect_timeout_s=table.number("connect_timeout_s"),
+            timeout_s=table.number("timeout_s"),
+            token_timeout_s=table.number("token_timeout_s"),
+        ),
+    )
+
+
+def _limits(table: _Table) -> LimitsConfig:
+    limits = LimitsConfig(
+        **_present(
+            concurrency=table.integer("concurrency", low=1, high=100),
+            requests_per_minute=table.number("requests_per_minute"),
+            max_attempts=table.integer("max_attempts", low=1),
+            reserve_credits=table.integer("reserve_credits", low=0),
+            retry_base_s=table.number("retry_base_s"),
+            retry_cap_s=table.number("retry_cap_s"),
+            grace_s=table.number("grace_s", positive=False),
+        )
+    )
+    if limits.retry_cap_s < limits.retry_base_s:
+        raise table.error("retry_cap_s", "must be >= limits.retry_base_s")
+    return limits
+
+
+def _journal(table: _Table, base: Path) -> JournalConfig:
+    # Next to the config by default, so each config gets its own journal.
+    return JournalConfig(path=table.path("path", base) or base / "syncengine.db")
+
+
+def _daemon(table: _Table) -> DaemonConfig:
+    return DaemonConfig(
+        **_present(
+            linger_ms=table.integer("linger_ms", low=0),
+            grace_s=table.number("grace_s", positive=False),
+            metrics_port=table.integer("metrics_port", low=0, high=65535),
+            poll_interval_s=table.number("poll_interval_s"),
+        )
+    )

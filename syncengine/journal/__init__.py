@@ -1,0 +1,28 @@
+"""The checkpoint journal: per-record outcomes, retry queue, checkpoints, runs, token cache.
+
+See `store.Journal`; the process lock is in `lock`, the file format in `schema`.
+"""
+
+from syncengine.journal.store import (
+    FailureRow,
+    Journal,
+    RecordUpdate,
+    RequeueResult,
+    RunRow,
+    decode_payload,
+    encode_payload,
+    journal_key,
+)
+from syncengine.journal.token_cache import JournalTokenStore
+
+__all__ = [
+    "FailureRow",
+    "Journal",
+    "JournalTokenStore",
+    "RecordUpdate",
+    "RequeueResult",
+    "RunRow",
+    "decode_payload",
+    "encode_payload",
+    "journal_key",
+]

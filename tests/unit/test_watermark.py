@@ -1,0 +1,85 @@
+"""Tests for the checkpoint low watermark (design.md invariant 1)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from syncengine.model import SourcePosition
+from syncengine.sources.base import Checkpoint
+from syncengine.watermark import Watermark
+
+
+def pos(ordinal: int) -> SourcePosition:
+    """A file-like position: byte offset 10 per line, line numbers from 1."""
+    return SourcePosition(ordinal=ordinal, resume_after=(ordinal + 1) * 10, display=ordinal + 1)
+
+
+def test_checkpoint_is_start_until_first_position_finishes() -> None:
+    """Finishing later positions does not move the checkpoint past an unfinished first one."""
+    start = Checkpoint(resume_after=500, display=50)
+    mark = Watermark(start)
+    for i in range(3):
+        mark.note_read(pos(i))
+    mark.note_finished(pos(2))
+    mark.note_finished(pos(1))
+    assert mark.checkpoint == start
+    assert mark.outstanding == 1
+    mark.note_finished(pos(0))
+    assert mark.checkpoint == Checkpoint(resume_after=30, display=3)
+    assert mark.outstanding == 0
+
+
+def test_no_start_and_nothing_finished_gives_none() -> None:
+    """A fresh read with nothing finished has no checkpoint to store."""
+    mark = Watermark(None)
+    mark.note_read(pos(0))
+    assert mark.checkpoint is None
+
+
+def test_gap_in_read_ordinals_raises() -> None:
+    """Positions must be read with consecutive ordinals, or the checkpoint could skip one."""
+    mark = Watermark(None)
+    mark.note_read(pos(0))
+    with pytest.raises(ValueError, match="expected 1"):
+        mark.note_read(pos(2))
+
+
+def test_finishing_unread_position_raises() -> None:
+    """A position cannot finish before it was read."""
+    mark = Watermark(None)
+    with pytest.raises(ValueError, match="before it was read"):
+        mark.note_finished(pos(0))
+
+
+def test_repeated_finish_is_ignored() -> None:
+    """Finishing a position twice neither moves the checkpoint nor breaks the count."""
+    mark = Watermark(None)
+    mark.note_read(pos(0))
+    mark.note_read(pos(1))
+    mark.note_finished(pos(1))
+    mark.note_finished(pos(1))
+    assert mark.outstanding == 1
+    mark.note_finished(pos(0))
+    mark.note_finished(pos(0))
+    assert mark.outstanding == 0
+    assert mark.checkpoint == Checkpoint(resume_after=20, display=2)
+
+
+@given(st.integers(1, 60).flatmap(lambda n: st.permutations(range(n))))
+def test_random_finish_order_never_passes_an_unfinished_position(order: list[int]) -> None:
+    """Whatever the finishing order, the checkpoint names exactly the contiguous finished prefix."""
+    mark = Watermark(None)
+    for i in range(len(order)):
+        mark.note_read(pos(i))
+    finished: set[int] = set()
+    for ordinal in order:
+        mark.note_finished(pos(ordinal))
+        finished.add(ordinal)
+        prefix = 0
+        while prefix in finished:
+            prefix += 1
+        expected = None if prefix == 0 else Checkpoint((prefix) * 10, prefix)
+        assert mark.checkpoint == expected
+        assert mark.outstanding == len(order) - len(finished)
