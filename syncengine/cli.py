@@ -21,6 +21,7 @@ import orjson
 
 from syncengine import __version__
 from syncengine.config import Config, load_config
+from syncengine.demo import demo
 from syncengine.errors import ConfigError, FatalError, JournalLockedError, SyncError
 from syncengine.journal import Journal
 from syncengine.logs import LogFormat, configure_logging, scrub
@@ -33,7 +34,6 @@ from syncengine.pipeline import (
 )
 from syncengine.progress import progress_bar
 from syncengine.reports import format_failures, format_status, status_document
-from syncengine.demo import demo
 from syncengine.sim.command import sim
 from syncengine.sources import open_source
 

@@ -20,8 +20,8 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
@@ -113,17 +113,22 @@ class Config:
     daemon: DaemonConfig
 
 
-class _Table:
-    """One TOML table being read: typed getters that name the dotted key in errors.
+#: Each table's keys are exactly its dataclass's fields.
+_TABLE_CLASSES: dict[str, type[Any]] = {
+    "source": SourceConfig,
+    "crm": CrmConfig,
+    "limits": LimitsConfig,
+    "journal": JournalConfig,
+    "daemon": DaemonConfig,
+}
 
-    Every getter marks its key as known, so `finish` can reject the rest as
-    unknown and suggest the closest known key.
-    """
+
+class _Table:
+    """One TOML table being read: typed getters that name the dotted key in errors."""
 
     def __init__(self, data: Mapping[str, Any], prefix: str, file: Path) -> None:
         self._data = data
         self._prefix = prefix
-        self._known: list[str] = []
         self.file = file
 
     def error(self, key: str, message: str) -> ConfigError:
@@ -133,7 +138,6 @@ class _Table:
 
     def get(self, key: str) -> Any:
         """The raw value, or None when absent (TOML has no null, so None is unambiguous)."""
-        self._known.append(key)
         return self._data.get(key)
 
     def table(self, key: str) -> _Table:
@@ -143,11 +147,15 @@ class _Table:
             raise self.error(key, "must be a table")
         return _Table(value or {}, key, self.file)
 
-    def finish(self) -> None:
-        """Reject keys no getter asked for: typos must not pass silently."""
+    def reject_unknown(self, known: Sequence[str]) -> None:
+        """Reject keys not in `known`, suggesting the closest: typos must not pass silently.
+
+        Runs before any value is checked, so a misspelt key is reported as
+        such rather than as its correct spelling being required.
+        """
         for key in self._data:
-            if key not in self._known:
-                close = difflib.get_close_matches(key, self._known, n=1)
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise self.error(key, f"unknown key{hint}")
 
@@ -281,10 +289,12 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
     raw = _read_toml(path)
     data = _interpolate(raw, "", path, os.environ if environ is None else environ)
     root = _Table(data, "", path)
+    root.reject_unknown(_TABLES)
     tables = {name: root.table(name) for name in _TABLES}
-    root.finish()
+    for name, table in tables.items():
+        table.reject_unknown([item.name for item in fields(_TABLE_CLASSES[name])])
     base = path.parent
-    config = Config(
+    return Config(
         path=path,
         source=_source(tables["source"], base),
         crm=_crm(tables["crm"]),
@@ -292,9 +302,6 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
         journal=_journal(tables["journal"], base),
         daemon=_daemon(tables["daemon"]),
     )
-    for table in tables.values():
-        table.finish()
-    return config
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -327,10 +334,7 @@ def _source(table: _Table, base: Path) -> SourceConfig:
         raise table.error("table" if table_name else "cursor", "applies only to type 'sqlite'")
     encoding = table.string("encoding")
     if encoding is not None:
-        try:
-            codecs.lookup(encoding)
-        except LookupError:
-            raise table.error("encoding", f"unknown encoding {encoding!r}") from None
+        _check_encoding(table, encoding)
     delimiter = table.string("csv_delimiter")
     if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
         raise table.error("csv_delimiter", "must be one character, not a quote or newline")
@@ -339,6 +343,17 @@ def _source(table: _Table, base: Path) -> SourceConfig:
         path=table.required("path", table.path("path", base)),
         **_present(table=table_name, cursor=cursor, encoding=encoding, csv_delimiter=delimiter),
     )
+
+
+def _check_encoding(table: _Table, encoding: str) -> None:
+    """Feeds are cut at newline bytes, so the encoding must keep ASCII as ASCII."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise table.error("encoding", f"unknown encoding {encoding!r}") from None
+    probe = '\n",{}'.encode(encoding, errors="replace").removeprefix(codecs.BOM_UTF8)
+    if probe != b'\n",{}':
+        raise table.error("encoding", f"{encoding!r} is not ASCII-compatible; use utf-8")
 
 
 def _crm(table: _Table) -> CrmConfig:
@@ -381,7 +396,7 @@ def _limits(table: _Table) -> LimitsConfig:
 
 def _journal(table: _Table, base: Path) -> JournalConfig:
     # Next to the config by default, so each config gets its own journal.
-    return JournalConfig(path=table.path("path", base) or base / "syncengine.db")
+    return JournalConfig(path=table.path("path", base) or (base / "syncengine.db").resolve())
 
 
 def _daemon(table: _Table) -> DaemonConfig:

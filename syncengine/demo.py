@@ -26,16 +26,17 @@ from syncengine.sim.config import SimConfig
 from syncengine.sim.server import running_simulator
 from syncengine.sources import open_source
 
-#: The demo config; `configs/demo.toml` is this text with the default port
-#: (a test keeps the two in step).
+#: The demo config; `configs/demo.toml` is `render_demo_config()` with its
+#: defaults (a test keeps the two in step).
 DEMO_CONFIG_TEMPLATE = """\
 # The demo: the bundled simulator (`syncengine sim`) and a SQLite journal.
-# Run `syncengine sim --port {port}` in one terminal, then
-# `syncengine migrate -c demo.toml` in another.
+# `syncengine demo` writes the feed and runs everything; by hand, run
+# `syncengine sim --port {port}` in one terminal and
+# `syncengine migrate -c <this file>` in another.
 
 [source]
 type = "jsonl"
-path = "leads.jsonl"
+path = "{feed}"
 
 [crm]
 api_domain   = "http://127.0.0.1:{port}"
@@ -54,10 +55,21 @@ retry_base_s = 0.2
 retry_cap_s = 2.0
 
 [journal]
-path = "syncengine.db"
+path = "{journal}"
 """
 
 DEFAULT_SIM_PORT = 8900
+
+
+def render_demo_config(
+    *,
+    port: int = DEFAULT_SIM_PORT,
+    feed: str = "../demo/leads.jsonl",
+    journal: str = "../demo/syncengine.db",
+) -> str:
+    """The demo config text; the defaults give `configs/demo.toml`."""
+    return DEMO_CONFIG_TEMPLATE.format(port=port, feed=feed, journal=journal)
+
 
 _FIRST = ["Ana", "Ben", "Chen", "Dara", "Emil", "Fatima", "Goran", "Hana", "Ivan", "Jun", "Kofi"]
 _LAST = ["Silva", "Okafor", "Nguyen", "Kowalski", "Haddad", "Larsen", "Moreau", "Tanaka", "Reyes"]
@@ -101,7 +113,9 @@ def write_demo_files(folder: Path, *, records: int, port: int) -> Path:
         for line in realistic_leads(records):
             feed.write(line + b"\n")
     config_path = folder / "demo.toml"
-    config_path.write_text(DEMO_CONFIG_TEMPLATE.format(port=port), encoding="utf-8")
+    config_path.write_text(
+        render_demo_config(port=port, feed="leads.jsonl", journal="syncengine.db"), encoding="utf-8"
+    )
     for stale in folder.glob("syncengine.db*"):
         stale.unlink()
     return config_path
@@ -143,12 +157,28 @@ async def run_demo(folder: Path, *, records: int, port: int) -> int:
 
 
 @click.command("demo")
-@click.option("--dir", "folder", type=click.Path(path_type=Path), default=Path("demo"),
-              show_default=True, help="Where the feed, config and journal are written.")
-@click.option("--records", type=click.IntRange(1), default=20_000, show_default=True,
-              help="How many leads the generated feed holds.")
-@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
-              help="Simulator port (0: a free one).")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path),
+    default=Path("demo"),
+    show_default=True,
+    help="Where the feed, config and journal are written.",
+)
+@click.option(
+    "--records",
+    type=click.IntRange(1),
+    default=20_000,
+    show_default=True,
+    help="How many leads the generated feed holds.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Simulator port (0: a free one).",
+)
 def demo(folder: Path, records: int, port: int) -> None:
     """Runs the demo: bundled simulator, generated leads, migrate, status, failures."""
     status = asyncio.run(run_demo(folder, records=records, port=port))

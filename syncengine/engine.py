@@ -145,7 +145,6 @@ class Engine:
             self._journal,
             source_id=self._source.source_id if self._source else None,
             watermark=self._watermark,
-            clock=self._clock,
         )
         reader = asyncio.create_task(self._read(start, stop), name="engine.read")
         senders = [
@@ -234,8 +233,9 @@ class Engine:
 
     def _take_intake(self, end_of_input: bool) -> bool:
         """Moves feed batches into the chunker while it has room."""
-        assert self._watermark is not None and self._recorder is not None
-        while not end_of_input and self._chunker.buffered < self._settings.max_buffered:
+        assert self._watermark is not None
+        assert self._recorder is not None
+        while not end_of_input and self._buffered() < self._settings.max_buffered:
             try:
                 batch = self._intake.get_nowait()
             except asyncio.QueueEmpty:
@@ -246,8 +246,13 @@ class Engine:
                 self._accept(item)
         return end_of_input
 
+    def _buffered(self) -> int:
+        """Changes read and not yet handed to a sender (invariant 4's bound)."""
+        return self._chunker.buffered + sum(len(chunk.changes) for chunk in self._ready)
+
     def _accept(self, item: Change | BadInput) -> None:
-        assert self._watermark is not None and self._recorder is not None
+        assert self._watermark is not None
+        assert self._recorder is not None
         source_id = self._source.source_id if self._source else "journal"
         if isinstance(item, BadInput):
             self._watermark.note_read(item.position)
@@ -272,9 +277,16 @@ class Engine:
             self._chunker.retry(change)
 
     def _hand_out(self, *, flush: bool) -> None:
-        """Gives senders at most one chunk each, so a stop leaves nothing queued."""
-        self._ready.extend(self._chunker.pop_ready(flush=flush))
-        while self._ready and self._flight.handed_out < self._settings.workers:
+        """Gives senders at most one chunk each, so a stop leaves nothing queued.
+
+        Chunks are taken from the chunker only when a sender is free: a chunk
+        still in the chunker can absorb later changes to its records.
+        """
+        while self._flight.handed_out < self._settings.workers:
+            if not self._ready:
+                self._ready.extend(self._chunker.pop_ready(flush=flush))
+                if not self._ready:
+                    return
             chunk = self._ready.popleft()
             for change in chunk.changes:
                 change.attempts += 1  # an attempt counts when it starts
@@ -354,7 +366,10 @@ class Engine:
     # -- shutdown -------------------------------------------------------------
 
     async def _shutdown(
-        self, reader: asyncio.Task[None], senders: list[asyncio.Task[None]], flusher: asyncio.Task[None]
+        self,
+        reader: asyncio.Task[None],
+        senders: list[asyncio.Task[None]],
+        flusher: asyncio.Task[None],
     ) -> None:
         """Stop intake, let handed-out chunks finish within the grace period, journal them."""
         assert self._recorder is not None

@@ -160,10 +160,12 @@ class Limiter:
         self.throttled += 1
         now = self._clock()
         level = ticket.level if ticket is not None else self.limit
-        self._learn_ceiling(max(1, level - 1), now)
-        if ticket is None or ticket.epoch >= self._epoch:
+        cut = ticket is None or ticket.epoch >= self._epoch
+        if cut:
             self._limit = max(1.0, self._limit * self._factor)
             self._epoch += 1
+        self._learn_ceiling(max(1, level - 1), now)
+        if cut:
             log.info("limits.decreased", limit=self.limit, ceiling=self._ceiling)
         if level <= 1:
             self._floor_hits += 1

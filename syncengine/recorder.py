@@ -11,8 +11,6 @@ could still be lost (design.md invariant 1).
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from syncengine.journal import Journal, RecordUpdate, encode_payload
@@ -58,13 +56,11 @@ class Recorder:
         source_id: str | None,
         watermark: Watermark | None,
         flush_rows: int = 2000,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._journal = journal
         self._source_id = source_id
         self._watermark = watermark
         self._flush_rows = flush_rows
-        self._clock = clock
         self._updates: list[RecordUpdate] = []
         self._positions: list[SourcePosition] = []
         self._last_checkpoint: Checkpoint | None = watermark.checkpoint if watermark else None
@@ -121,7 +117,6 @@ class Recorder:
                 next_attempt_at=None,
                 payload=None,
                 position=item.position.display,
-                updated_at=self._clock(),
             )
         )
         self._positions.append(item.position)
@@ -152,7 +147,6 @@ class Recorder:
                 next_attempt_at=next_attempt_at,
                 payload=payload,
                 position=display,
-                updated_at=self._clock(),
             )
         )
         # The positions are settled by this row; a later outcome for the same

@@ -32,7 +32,7 @@ async def status_document(journal: Journal, path: Path) -> dict[str, Any]:
             "started_at": _iso(last.started_at),
             "finished_at": _iso(last.finished_at),
             "exit_status": last.exit_status,
-            "counts": dict(last.counts),
+            "counts": dict(last.counts or {}),
         }
     return {
         "journal": str(path),

@@ -50,9 +50,7 @@ class Watermark:
         checkpoint skip a position.
         """
         if position.ordinal != self._next:
-            raise ValueError(
-                f"position ordinal {position.ordinal} read, expected {self._next}"
-            )
+            raise ValueError(f"position ordinal {position.ordinal} read, expected {self._next}")
         self._next += 1
 
     def note_finished(self, position: SourcePosition) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
@@ -79,6 +80,15 @@ def lifetime_s(answer: dict[str, Any]) -> float:
 def recent_mints(mint_times: tuple[float, ...], now: float, window_s: float) -> tuple[float, ...]:
     """The token-endpoint calls still inside the rolling window, oldest first."""
     return tuple(sorted(t for t in mint_times if now - t < window_s))
+
+
+def merge_mints(first: tuple[float, ...], second: tuple[float, ...]) -> tuple[float, ...]:
+    """Two views of one mint history (ours and the store's), without counting a call twice.
+
+    A multiset union: a time present in both counts as many times as in the
+    view that has it most, so equal timestamps are not collapsed into one.
+    """
+    return tuple(sorted((Counter(first) | Counter(second)).elements()))
 
 
 def fresh_token(state: TokenState | None, now: float, rejected: str | None) -> str | None:
@@ -152,6 +162,7 @@ class TokenProvider:
         self._fatal: AuthenticationError | None = None
         self._denied_until = 0.0
         self._denied_since: float | None = None
+        self._denials = 0
         #: API domain from the last token answer (the base for CRM calls).
         self.api_domain: str | None = None
         #: Access tokens this provider obtained from the accounts server.
@@ -198,7 +209,9 @@ class TokenProvider:
                 return token
             wait_s = self._mint_wait_s(now)
             if wait_s <= 0:
-                await self._mint()
+                minted = await self._mint()
+                if minted is not None:
+                    return minted  # even a token whose lifetime is already short
                 continue
             token = fallback_token(self._state, now, self._rejected)
             if token is not None:
@@ -215,13 +228,12 @@ class TokenProvider:
         if current is None or stored.minted_at > current.minted_at:
             if current is None and stored.access_token is not None:
                 log.info("auth.token_loaded", expires_at=stored.expires_at)
-            merged = tuple(sorted(set(stored.mint_times) | set(self._mint_times())))
+            merged = merge_mints(stored.mint_times, self._mint_times())
             self._state = _with_mints(stored, merged)
             if stored.api_domain is not None:
                 self.api_domain = stored.api_domain
         elif current is not None:
-            merged = tuple(sorted(set(stored.mint_times) | set(current.mint_times)))
-            self._state = _with_mints(current, merged)
+            self._state = _with_mints(current, merge_mints(stored.mint_times, current.mint_times))
 
     def _mint_times(self) -> tuple[float, ...]:
         """Recent token-endpoint calls known to this provider."""
@@ -235,15 +247,16 @@ class TokenProvider:
             wait_s = max(wait_s, recent[len(recent) - self._max_mints] + self._window_s - now)
         return wait_s
 
-    async def _mint(self) -> None:
-        """One token-endpoint call (with transient retries); updates state and store."""
+    async def _mint(self) -> str | None:
+        """One token-endpoint call (with transient retries); the new token, None if denied."""
         answer = await self._call_with_retries()
         now = self._clock()
         if isinstance(answer, _Denied):
             self._on_denied(now)
-        else:
-            self._denied_since = None
-            await self._on_minted(answer, now)
+            return None
+        self._denied_since = None
+        self._denials = 0
+        return await self._on_minted(answer, now)
 
     async def _call_with_retries(self) -> dict[str, Any] | _Denied:
         """Call the token endpoint; retry network failures and 5xx a few times."""
@@ -251,6 +264,8 @@ class TokenProvider:
         for attempt in range(1, self._transient_tries + 1):
             if attempt > 1:
                 await self._sleep(min(30.0, 2.0 ** (attempt - 2)))
+                if self._mint_wait_s(self._clock()) > 0:
+                    break  # failed calls spent the mint budget: do not add more
             await self._record_call()
             try:
                 return await self._call_once()
@@ -324,21 +339,22 @@ class TokenProvider:
             self._denied_since = now
         if now - self._denied_since > self._max_denied_wait_s:
             raise self._fail("the accounts server keeps answering Access Denied")
-        recent = recent_mints(self._mint_times(), now, self._window_s)
-        wait_s = self._denied_wait_s
-        if len(recent) >= 2:
-            wait_s = max(wait_s, recent[0] + self._window_s - now)
+        self._denials += 1
+        # The window's other mints are unknown: wait 60 s, doubling, up to the window.
+        exponent = min(self._denials - 1, 20)
+        wait_s = min(self._window_s, self._denied_wait_s * 2.0**exponent)
         self._denied_until = now + wait_s
         log.warning("auth.access_denied", wait_s=round(wait_s, 3))
 
-    async def _on_minted(self, answer: dict[str, Any], now: float) -> None:
+    async def _on_minted(self, answer: dict[str, Any], now: float) -> str:
         """Keep and persist a fresh token."""
         life_s = lifetime_s(answer)
         api_domain = answer.get("api_domain")
         if isinstance(api_domain, str) and api_domain:
             self.api_domain = api_domain
+        token = str(answer["access_token"])
         self._state = TokenState(
-            access_token=str(answer["access_token"]),
+            access_token=token,
             api_domain=self.api_domain,
             expires_at=now + life_s,
             minted_at=now,
@@ -348,6 +364,7 @@ class TokenProvider:
         self.mints += 1
         await self._store.save(self._key, self._state)
         log.info("auth.token_minted", lifetime_s=life_s, mints=self.mints)
+        return token
 
 
 def _with_mints(state: TokenState, mint_times: tuple[float, ...]) -> TokenState:

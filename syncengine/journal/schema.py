@@ -61,9 +61,10 @@ _V1 = (
         updated_at      REAL NOT NULL
     )
     """,
-    # Partial indexes stay as small as the work they serve: due retries by
-    # time, failures by code; synced rows (the bulk) are in neither.
-    "CREATE INDEX records_due ON records (next_attempt_at) WHERE state = 'pending'",
+    # Partial indexes stay as small as the work they serve: the retry queue in
+    # rowid order (its entries are (state, rowid), so `due` pages by rowid
+    # without a sort), failures by code; synced rows (the bulk) are in neither.
+    "CREATE INDEX records_pending ON records (state) WHERE state = 'pending'",
     "CREATE INDEX records_failed ON records (code) WHERE state = 'failed'",
     """
     CREATE TABLE checkpoints (
@@ -159,9 +160,10 @@ def migrate(
 ) -> int:
     """Bring the file at `path` up to `len(migrations)`; return the version found.
 
-    Runs in one `BEGIN IMMEDIATE` transaction (DDL and `user_version` are
-    transactional in SQLite), so two processes opening a fresh file at once
-    cannot both upgrade it, and a crash mid-upgrade leaves the old version.
+    An upgrade runs in one `BEGIN IMMEDIATE` transaction (DDL and
+    `user_version` are transactional in SQLite), so two processes opening a
+    fresh file at once cannot both upgrade it, and a crash mid-upgrade leaves
+    the old version. A file already current is only read.
     `conn` must be in autocommit mode (`isolation_level=None`).
 
     Raises:
@@ -169,9 +171,12 @@ def migrate(
             application's SQLite database; the message names the file.
     """
     target = len(migrations)
+    found = _check_file(conn, path, target)
+    if found == target:
+        return found  # the usual open: no write lock taken beside a running holder
     conn.execute("BEGIN IMMEDIATE")
     try:
-        found = _check_file(conn, path, target)
+        found = _check_file(conn, path, target)  # again: another process may have won
         for statements in migrations[found:]:
             for statement in statements:
                 conn.execute(statement)

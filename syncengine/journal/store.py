@@ -8,7 +8,9 @@ reads its retry queue through `due`; `status`, `failures` and `retry` open the
 same file without the process lock and read (or requeue) beside a live run.
 
 One aiosqlite connection per `Journal`. Writes take an asyncio lock so that
-the transactions of concurrent callers on that connection never interleave.
+the transactions of concurrent callers on that connection never interleave;
+`due` takes it for each page too, so the retry queue never shows rows of an
+`apply` that is still open (and might roll back).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ ON CONFLICT (key) DO UPDATE SET
     operation = excluded.operation, state = excluded.state, attempts = excluded.attempts,
     code = excluded.code, message = excluded.message, details = excluded.details,
     next_attempt_at = excluded.next_attempt_at, payload = excluded.payload,
-    position = excluded.position, updated_at = excluded.updated_at
+    position = coalesce(excluded.position, records.position), updated_at = excluded.updated_at
 """
 
 _UPSERT_CHECKPOINT = """
@@ -62,13 +64,14 @@ ON CONFLICT (source_id) DO UPDATE SET resume_after = excluded.resume_after,
     display = excluded.display, updated_at = excluded.updated_at
 """
 
-# Keyset paging on (next_attempt_at, rowid) walks the partial index `records_due`
-# in order, so each page costs its own size, and rows that `apply` changes
-# between pages neither shift nor hide the rows not yet reached.
+# Keyset paging on rowid walks the partial index `records_pending` in order:
+# each page costs its own size, and since an upsert keeps a row's rowid, a row
+# that `apply` changes or reschedules between pages is never met twice, while
+# the rows not yet reached neither shift nor hide.
 _DUE_PAGE = """
-SELECT rowid, next_attempt_at, payload, attempts, key FROM records
-WHERE state = 'pending' AND next_attempt_at <= ? AND (next_attempt_at, rowid) > (?, ?)
-ORDER BY next_attempt_at, rowid LIMIT ?
+SELECT rowid, payload, attempts, key FROM records
+WHERE state = 'pending' AND next_attempt_at <= ? AND rowid > ?
+ORDER BY rowid LIMIT ?
 """
 
 
@@ -128,7 +131,8 @@ class RecordUpdate:
     for a record that still needs work (pending, or failed but re-drivable);
     `apply` drops it for synced rows. `next_attempt_at` (epoch seconds) only
     means something for pending rows: None there means due at once.
-    `position` is the display position users see (line number or cursor).
+    `position` is the display position users see (line number or cursor);
+    None keeps the row's position, since a re-driven change has none.
     """
 
     key: str
@@ -278,24 +282,26 @@ class Journal:
         return {sid: Checkpoint(resume_after=after, display=shown) for sid, after, shown in rows}
 
     async def due(self, now: float, *, page: int = 1000) -> AsyncIterator[Change]:
-        """Pending records due at `now` (epoch seconds), earliest due first.
+        """Pending records due at `now` (epoch seconds; `math.inf` for all), oldest first.
 
-        Each is decoded from its payload with its stored `attempts` and its
-        journal key as `key`. Reads `page` rows per query; `apply` may run
-        between pages. A row that `apply` reschedules to a time at or before
-        `now` while the iteration is running may be yielded again.
+        Oldest is first journaled (rowid order). Each change is decoded from
+        its payload with its stored `attempts` and its journal key as `key`.
+        Reads `page` rows per query; `apply` may run between pages: a row it
+        updates is not yielded twice in one iteration, and a row it adds is
+        yielded at the end if due.
         """
-        after: tuple[float, int] = (float("-inf"), 0)
+        after = 0
         while True:
-            rows = list(await self._db.execute_fetchall(_DUE_PAGE, (now, *after, page)))
-            for _rowid, _due_at, payload, attempts, key in rows:
+            async with self._write_lock:  # never read half of a concurrent apply
+                rows = list(await self._db.execute_fetchall(_DUE_PAGE, (now, after, page)))
+            for _rowid, payload, attempts, key in rows:
                 if payload is None:
                     log.warning("journal.pending_without_payload", key=key)
                     continue
                 yield decode_payload(payload, attempts=attempts)
             if len(rows) < page:
                 return
-            after = (rows[-1][1], rows[-1][0])
+            after = rows[-1][0]
 
     async def counts(self) -> dict[str, int]:
         """Records by state: always the keys synced, pending and failed."""
@@ -400,13 +406,14 @@ class Journal:
             try:
                 await self._db.execute("BEGIN IMMEDIATE")
                 yield
+                await self._db.execute("COMMIT")
             except BaseException:
                 # aiosqlite runs calls in order, so this follows any cancelled
-                # call still queued; "no transaction" means BEGIN never ran.
+                # call still queued (a cancelled COMMIT still commits); "no
+                # transaction is active" then means there is nothing to undo.
                 with contextlib.suppress(sqlite3.OperationalError):
                     await self._db.execute("ROLLBACK")
                 raise
-            await self._db.execute("COMMIT")
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -427,7 +434,7 @@ async def _connect(path: Path) -> aiosqlite.Connection:
         raise FatalError(f"cannot open journal {path}: {exc}") from exc
     try:
         await db.execute("PRAGMA synchronous = NORMAL")
-        await db.execute("SELECT count(*) FROM records")  # maps the -wal/-shm files
+        await db.execute_fetchall("SELECT 1 FROM records LIMIT 1")  # maps -wal/-shm
         tighten_sidecars(path)
     except BaseException:
         await db.close()

@@ -69,6 +69,7 @@ class SimConfig:
     fault_drop: float = 0.0
     fault_stall: float = 0.0
     fault_locked: float = 0.0
+    fault_429: float = 0.0  # probability of a 429 answered at once, nothing applied
     partial_status: int = 202
     schema: Path | None = None
     seed: int = 0
@@ -89,6 +90,7 @@ class SimConfig:
     scopes: tuple[str, ...] = field(default=DEFAULT_SCOPES)
     accept_bearer: bool = False  # [unverified] whether `Bearer <token>` is accepted
     api_domain: str | None = None  # token answers' api_domain; None: this server
+    retry_after_s: float | None = None  # Retry-After on 429s; Zoho documents none (§3.3)
 
 
 def edition_limits(config: SimConfig) -> Edition:
@@ -123,33 +125,50 @@ def write_cost(config: SimConfig, record_count: int) -> int:
 
 
 KNOBS: Final[frozenset[str]] = frozenset(f.name for f in dataclasses.fields(SimConfig))
-_PROBABILITIES: Final = frozenset({"fault_500", "fault_drop", "fault_stall", "fault_locked"})
+_PROBABILITIES: Final = frozenset(
+    {"fault_500", "fault_drop", "fault_stall", "fault_locked", "fault_429"}
+)
+_OPTIONAL: Final = frozenset({"concurrency", "credits", "users", "api_domain", "retry_after_s"})
 
 
-def _coerce(name: str, value: Any, current: Any) -> Any:
-    """Convert a JSON value for knob `name` to the knob's type, or raise `KnobError`."""
+def _coerce_special(name: str, value: Any) -> tuple[bool, Any]:
+    """(True, value) for knobs that are not plain scalars, else (False, None)."""
     if name == "schema":
-        return None if value is None else Path(str(value))
+        return True, None if value is None else Path(str(value))
     if name == "scopes":
         if not isinstance(value, list | tuple) or not all(isinstance(s, str) for s in value):
             raise KnobError("scopes: expected a list of strings")
-        return tuple(value)
-    if value is None and name in {"concurrency", "credits", "users", "api_domain"}:
-        return None
-    kind = type(current) if current is not None else int
-    if name == "api_domain":
-        kind = str
+        return True, tuple(value)
+    if value is None and name in _OPTIONAL:
+        return True, None
+    return False, None
+
+
+def _scalar(name: str, value: Any, kind: type) -> Any:
+    """`value` as a bool, int, float or str, or a `KnobError` naming the knob."""
     if kind is bool:
         if not isinstance(value, bool):
             raise KnobError(f"{name}: expected true or false")
         return value
-    if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, int | float)):
+    if kind is str:
+        if not isinstance(value, str):
+            raise KnobError(f"{name}: expected a string")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise KnobError(f"{name}: expected a number")
     if kind is int and isinstance(value, float) and not value.is_integer():
         raise KnobError(f"{name}: expected an integer")
-    if kind is str and not isinstance(value, str):
-        raise KnobError(f"{name}: expected a string")
     return kind(value)
+
+
+def _coerce(name: str, value: Any, current: Any) -> Any:
+    """Convert a JSON value for knob `name` to the knob's type, or raise `KnobError`."""
+    special, converted = _coerce_special(name, value)
+    if special:
+        return converted
+    kinds: dict[str, type] = {"api_domain": str, "retry_after_s": float}
+    kind = kinds.get(name) or (type(current) if current is not None else int)
+    return _scalar(name, value, kind)
 
 
 def _check(config: SimConfig) -> None:

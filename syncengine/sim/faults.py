@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 
 from syncengine.sim.config import SimConfig
 
-STREAMS = ("jitter", "fault_500", "fault_drop", "fault_stall", "fault_locked")
+STREAMS = ("jitter", "fault_500", "fault_drop", "fault_stall", "fault_locked", "fault_429")
 
 
 class Fault(enum.StrEnum):
     """What happens to a whole request."""
 
     NONE = "none"
+    THROTTLE = "429"  # 429 TOO_MANY_REQUESTS at once, nothing applied, no credits
     ERROR_500 = "500"  # 500 INTERNAL_ERROR, nothing applied
     DROP = "drop"  # connection closed with no response, nothing applied
     STALL = "stall"  # applied, then the answer waits `stall_s`
@@ -60,12 +61,13 @@ class FaultPlan:
         if config.jitter_ms > 0.0:
             delay_ms += self.streams["jitter"].uniform(0.0, config.jitter_ms)
         # Draw every enabled stream once per request so each stays aligned.
-        error = self._hit("fault_500", config.fault_500)
-        drop = self._hit("fault_drop", config.fault_drop)
-        stall = self._hit("fault_stall", config.fault_stall)
-        fault = (
-            Fault.ERROR_500 if error else Fault.DROP if drop else Fault.STALL if stall else Fault.NONE
-        )
+        hits = [
+            (Fault.THROTTLE, self._hit("fault_429", config.fault_429)),
+            (Fault.ERROR_500, self._hit("fault_500", config.fault_500)),
+            (Fault.DROP, self._hit("fault_drop", config.fault_drop)),
+            (Fault.STALL, self._hit("fault_stall", config.fault_stall)),
+        ]
+        fault = next((kind for kind, hit in hits if hit), Fault.NONE)
         return Decision(fault=fault, delay_s=delay_ms / 1000.0)
 
     def locked(self, config: SimConfig) -> bool:

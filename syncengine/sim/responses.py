@@ -38,9 +38,11 @@ CREDITS_MESSAGE: Final = "You have reached the API credits limit for the rolling
 def respond(
     state: SimState, status: int, body: Any, *, headers: dict[str, str] | None = None
 ) -> web.Response:
-    """Serialise `body` with orjson and count the answer in the stats."""
+    """Serialise `body` with orjson (None: no body) and count the answer in the stats."""
     stats = state.stats
     stats.by_status[str(status)] += 1
+    if body is None:
+        return web.Response(status=status, headers=headers)
     if isinstance(body, dict):
         code = body.get("code") or body.get("error")
         if isinstance(code, str):

@@ -8,9 +8,11 @@ knobs directly, with the same effect as `POST /__admin/config`.
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
+
+from aiohttp import web
 
 from syncengine.sim.config import SimConfig, apply_knobs, validate_config
 from syncengine.sim.faults import FaultPlan
@@ -31,6 +33,7 @@ class Stats:
     records_written: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    max_requests_per_minute: int = 0
     throttled: int = 0
     token_mints: int = 0
     token_refusals: int = 0
@@ -52,7 +55,7 @@ class SimState:
 
     def __init__(self, config: SimConfig) -> None:
         self.initial_config = dataclasses.replace(validate_config(config))
-        self.config = config
+        self.config = dataclasses.replace(config)  # the caller's object is never changed
         self.clock = Clock()
         self.schema: Schema = load_schema(config.schema)
         self.modules: dict[str, CompiledModule] = {}
@@ -62,7 +65,18 @@ class SimState:
         self.limits = Limits()
         self.faults = FaultPlan(config.seed)
         self.stats = Stats()
+        self.recent_calls: deque[float] = deque()  # records-API arrival times, last minute
         self.base_url = ""  # set once the server listens
+
+    def note_api_call(self) -> None:
+        """Track the busiest rolling minute of records-API calls (`max_requests_per_minute`)."""
+        now = self.clock.now()
+        recent = self.recent_calls
+        recent.append(now)
+        while recent[0] <= now - 60.0:
+            recent.popleft()
+        stats = self.stats
+        stats.max_requests_per_minute = max(stats.max_requests_per_minute, len(recent))
 
     def _compile(self) -> None:
         self.modules = {
@@ -101,11 +115,19 @@ class SimState:
         """
         if config:
             self.set_config(
-                {f.name: getattr(self.initial_config, f.name) for f in dataclasses.fields(SimConfig)}
+                {
+                    f.name: getattr(self.initial_config, f.name)
+                    for f in dataclasses.fields(SimConfig)
+                }
             )
         self.store.reset()
         self.tokens.reset()
         self.limits.reset()
         self.faults.reseed(self.config.seed)
+        self.recent_calls.clear()
         in_flight = self.stats.in_flight
         self.stats = Stats(in_flight=in_flight, max_in_flight=in_flight)
+
+
+#: Where handlers find the state of the application serving them.
+STATE_KEY: web.AppKey[SimState] = web.AppKey("syncengine_sim_state", SimState)

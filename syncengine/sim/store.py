@@ -65,8 +65,10 @@ class RecordStore:
     records: dict[str, dict[str, StoredRecord]] = field(default_factory=dict)
     indexes: dict[str, dict[str, dict[Any, set[str]]]] = field(default_factory=dict)
     next_id: int = FIRST_GENERATED_ID
+    unique: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.unique = {name: m.unique_fields for name, m in self.schema.modules.items()}
         self.reset()
 
     def reset(self) -> None:
@@ -99,8 +101,10 @@ class RecordStore:
     ) -> tuple[str, str] | None:
         """(field, other id) when a unique field's value is held by another record."""
         index = self.indexes[module]
-        for name in self.schema.modules[module].unique_fields:
-            key = _norm(values.get(name))
+        for name in self.unique[module]:
+            if name not in values:
+                continue
+            key = _norm(values[name])
             if key is None:
                 continue
             for other in index[name].get(key, ()):
@@ -119,19 +123,26 @@ class RecordStore:
         recs = self.records[module]
         return [rid for rid, rec in recs.items() if _norm(rec.fields.get(field_name)) == key]
 
-    def _index(self, module: str, record_id: str, fields: dict[str, Any], add: bool) -> None:
+    def _unindex(self, module: str, record_id: str, name: str, value: Any) -> None:
+        key = _norm(value)
+        ids = None if key is None else self.indexes[module][name].get(key)
+        if ids is not None:
+            ids.discard(record_id)
+            if not ids:
+                del self.indexes[module][name][key]
+
+    def _reindex(
+        self, module: str, record_id: str, old: dict[str, Any], new: dict[str, Any]
+    ) -> None:
+        """Move `record_id` in the indexes whose field value changed from `old` to `new`."""
         for name, index in self.indexes[module].items():
-            key = _norm(fields.get(name))
-            if key is None:
+            before, after = old.get(name), new.get(name)
+            if before is after or before == after:
                 continue
-            if add:
+            self._unindex(module, record_id, name, before)
+            key = _norm(after)
+            if key is not None:
                 index.setdefault(key, set()).add(record_id)
-            else:
-                ids = index.get(key)
-                if ids is not None:
-                    ids.discard(record_id)
-                    if not ids:
-                        del index[key]
 
     def put(self, module: str, record_id: str, fields: dict[str, Any], now: str) -> StoredRecord:
         """Store `fields` as the whole record `record_id`, counting one write."""
@@ -140,13 +151,13 @@ class RecordStore:
         if old is None:
             stored = StoredRecord(fields=fields, created_time=now, modified_time=now)
             recs[record_id] = stored
+            self._reindex(module, record_id, {}, fields)
         else:
-            self._index(module, record_id, old.fields, add=False)
+            self._reindex(module, record_id, old.fields, fields)
             stored = old
             stored.fields = fields
             stored.modified_time = now
         stored.writes += 1
-        self._index(module, record_id, fields, add=True)
         return stored
 
     def delete(self, module: str, record_id: str) -> bool:
@@ -154,7 +165,8 @@ class RecordStore:
         old = self.records[module].pop(record_id, None)
         if old is None:
             return False
-        self._index(module, record_id, old.fields, add=False)
+        for name in self.indexes[module]:
+            self._unindex(module, record_id, name, old.fields.get(name))
         return True
 
     def snapshot(self, module: str | None = None) -> dict[str, dict[str, dict[str, Any]]]:

@@ -76,7 +76,11 @@ class TokenServer:
             return {"error": "invalid_client"}
         grant = params.get("grant_type")
         if grant != "refresh_token":
-            return {"error": "invalid_code" if grant == "authorization_code" else "unsupported_grant_type"}
+            return {
+                "error": "invalid_code"
+                if grant == "authorization_code"
+                else "unsupported_grant_type"
+            }
         if config.revoked or params.get("refresh_token") != config.refresh_token:
             return {"error": "invalid_code"}
         now = self.clock.now()

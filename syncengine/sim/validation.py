@@ -212,7 +212,9 @@ def compile_module(module: ModuleSchema, user_ids: frozenset[str]) -> CompiledMo
     )
 
 
-def check_values(module: CompiledModule, record: dict[str, Any], exists: Exists) -> ErrorElement | None:
+def check_values(
+    module: CompiledModule, record: dict[str, Any], exists: Exists
+) -> ErrorElement | None:
     """The first invalid value in `record`, or None; null values are checked as blanks."""
     checkers = module.checkers
     for name, value in record.items():

@@ -42,11 +42,10 @@ class WriteContext:
     now: str
     user: dict[str, str]
     layout_rules: bool
+    name: str = ""
 
-    @property
-    def name(self) -> str:
-        """The module's API name."""
-        return self.module.schema.api_name
+    def __post_init__(self) -> None:
+        self.name = self.module.schema.api_name
 
 
 def success(ctx: WriteContext, message: str, record_id: str, stored: StoredRecord) -> ErrorElement:
@@ -67,15 +66,13 @@ def _locked(ctx: WriteContext, record_id: str) -> ErrorElement | None:
     return None
 
 
-def _duplicate(ctx: WriteContext, values: dict[str, Any], self_id: str | None) -> ErrorElement | None:
+def _duplicate(
+    ctx: WriteContext, values: dict[str, Any], self_id: str | None
+) -> ErrorElement | None:
     clash = ctx.store.conflict(ctx.name, values, self_id)
     if clash is None:
         return None
     return error("DUPLICATE_DATA", "duplicate data", {"api_name": clash[0], "id": clash[1]})
-
-
-def _exists(ctx: WriteContext) -> Any:
-    return ctx.store.exists
 
 
 def write_existing(

@@ -4,14 +4,21 @@ A `Source` turns one feed (a file, a table) into batches of `Change` or
 `BadInput`, in feed order, from a `Checkpoint`. The pipeline reads batches
 into a bounded queue, the chunker coalesces them, and the watermark turns
 finished positions back into the next `Checkpoint`, which the journal stores.
+
+The helpers at the end serve the file feeds (JSONL, CSV), whose checkpoint is
+a byte offset and a line number.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import BinaryIO, Protocol
 
+from syncengine.errors import ConfigError, FatalError
 from syncengine.model import BadInput, Change, Cursor
 
 #: Most items a source puts in one batch: large enough that per-batch async
@@ -50,7 +57,7 @@ class Source(Protocol):
         """A stable id for the feed, under which the journal keeps its checkpoint."""
         ...
 
-    def read(self, start: Checkpoint | None) -> AsyncIterator[list[Item]]:
+    def read(self, start: Checkpoint | None) -> AsyncGenerator[list[Item], None]:
         """Batches of at most `BATCH_ITEMS` items, after `start` (from the top if None).
 
         Positions carry consecutive ordinals starting at 0 for each call. The
@@ -62,3 +69,75 @@ class Source(Protocol):
     def estimate_total(self, start: Checkpoint | None) -> int | None:
         """About how many items remain after `start`, for a progress bar; None if unknown."""
         ...
+
+
+#: Bytes read from the resume point to estimate bytes per line.
+_SAMPLE_BYTES = 1 << 16
+#: Read buffer of file feeds: few system calls per batch.
+_READ_BUFFER_BYTES = 1 << 20
+
+
+def file_start(start: Checkpoint | None) -> tuple[int, int]:
+    """The byte offset to seek to and the line number of the line before it.
+
+    Raises ValueError for a checkpoint that is not a file checkpoint.
+    """
+    if start is None:
+        return 0, 0
+    offset, line_number = start.resume_after, start.display
+    if not isinstance(offset, int) or not isinstance(line_number, int) or offset < 0:
+        raise ValueError(f"not a file checkpoint: {start!r}")
+    return offset, line_number
+
+
+@contextmanager
+def open_feed(path: Path) -> Iterator[BinaryIO]:
+    """The feed file opened for buffered binary reading.
+
+    Raises ConfigError naming the file when it cannot be opened: the run
+    must not start on a feed that is not there.
+    """
+    try:
+        handle = path.open("rb", buffering=_READ_BUFFER_BYTES)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot open feed: {exc.strerror or exc}") from None
+    with handle:
+        yield handle
+
+
+def seek_line_start(handle: BinaryIO, offset: int, path: Path) -> None:
+    """Seek to `offset`, which must start a line (or be the end of the file).
+
+    Raises FatalError when it does not: the file was replaced or truncated
+    since the checkpoint, and resuming would send garbage or skip lines.
+    """
+    if offset:
+        size = os.fstat(handle.fileno()).st_size
+        handle.seek(offset - 1)
+        around = handle.read(2)
+        at_boundary = around[:1] == b"\n" or around[1:2] in (b"\n", b"\r") or offset == size
+        if offset > size or not at_boundary:
+            raise FatalError(
+                f"{path}: the checkpoint (byte {offset}) is not a line start of this file"
+                f" ({size} bytes); was the feed replaced or truncated?"
+            )
+    handle.seek(offset)
+
+
+def sample_estimate(path: Path, offset: int) -> int | None:
+    """Lines after `offset`: remaining bytes over a sample's bytes per line.
+
+    None when the file cannot be read; a guess, for progress bars only.
+    """
+    try:
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(offset)
+            sample = handle.read(_SAMPLE_BYTES)
+    except OSError:
+        return None
+    remaining = max(size - offset, 0)
+    lines = sample.count(b"\n")
+    if lines == 0 or len(sample) == remaining:
+        return lines + (1 if sample and not sample.endswith(b"\n") else 0)
+    return round(remaining * lines / len(sample))

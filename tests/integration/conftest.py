@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-
 from syncengine.sim.server import SimHandle, running_simulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,12 +94,14 @@ def lead_updates(count: int, *, start: int = FIRST_ID, tag: str = "v1") -> list[
 
 async def seed_leads(sim: SimHandle, count: int, *, start: int = FIRST_ID) -> None:
     """Creates `count` leads with consecutive ids in the simulator."""
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
             f"{sim.base_url}/__admin/seed",
             json={"module": "Leads", "count": count, "id_start": start},
-        ) as response:
-            assert response.status == 200, await response.text()
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
 
 
 async def admin_get(sim: SimHandle, path: str) -> Any:
@@ -134,7 +135,9 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-async def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+async def start_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
     """Starts `python -m syncengine ARGS` without waiting for it."""
     return await asyncio.create_subprocess_exec(
         sys.executable,

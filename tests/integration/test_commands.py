@@ -8,8 +8,8 @@ import stat
 from pathlib import Path
 
 import orjson
-
 from syncengine.sim.server import SimHandle
+
 from tests.integration.conftest import (
     FIRST_ID,
     SECRET_ENV,
@@ -35,7 +35,9 @@ async def test_run_syncs_every_record_and_exits_zero(sim: SimHandle, tmp_path: P
 
     assert result.returncode == 0, result.stderr
     leads = await sim_leads(sim)
-    assert all(leads[str(FIRST_ID + i)]["fields"]["Company"] == f"Company {i} v1" for i in range(250))
+    assert all(
+        leads[str(FIRST_ID + i)]["fields"]["Company"] == f"Company {i} v1" for i in range(250)
+    )
     status = await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)
     document = orjson.loads(status.stdout)
     assert document["records"] == {"synced": 250, "pending": 0, "failed": 0}
@@ -64,12 +66,17 @@ async def test_bad_lines_fail_with_their_position_and_the_rest_syncs(
     rows_out = orjson.loads(failures.stdout)
     assert sorted(row["position"] for row in rows_out) == [2, 3, 4, 5]
     assert {row["code"] for row in rows_out} == {"BAD_INPUT"}
-    assert all({"module", "id", "position", "code", "message", "attempts"} <= row.keys() for row in rows_out)
+    assert all(
+        {"module", "id", "position", "code", "message", "attempts"} <= row.keys()
+        for row in rows_out
+    )
     leads = await sim_leads(sim)
     assert leads[str(FIRST_ID + 1)]["fields"]["Company"] == "ok 2"
 
 
-async def test_crm_rejections_are_failures_with_the_crm_code(sim: SimHandle, tmp_path: Path) -> None:
+async def test_crm_rejections_are_failures_with_the_crm_code(
+    sim: SimHandle, tmp_path: Path
+) -> None:
     """A record the CRM rejects in a 202 is failed with its code; the others are synced."""
     await seed_leads(sim, 5)
     changes = lead_updates(5)
@@ -81,18 +88,24 @@ async def test_crm_rejections_are_failures_with_the_crm_code(sim: SimHandle, tmp
     result = await run_cli("run", "-c", str(config), cwd=tmp_path)
 
     assert result.returncode == 1
-    rows = orjson.loads((await run_cli("failures", "-c", str(config), "--json", cwd=tmp_path)).stdout)
+    rows = orjson.loads(
+        (await run_cli("failures", "-c", str(config), "--json", cwd=tmp_path)).stdout
+    )
     assert {(row["id"], row["code"]) for row in rows} == {
         (str(FIRST_ID + 2), "INVALID_DATA"),
         ("4876876000999999999", "INVALID_DATA"),
     }
     by_code = await run_cli("failures", "-c", str(config), "--json", "--code", "NOPE", cwd=tmp_path)
     assert orjson.loads(by_code.stdout) == []
-    status = orjson.loads((await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)).stdout)
+    status = orjson.loads(
+        (await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)).stdout
+    )
     assert status["records"] == {"synced": 3, "pending": 0, "failed": 2}
 
 
-async def test_retry_redrives_failed_records_on_the_next_run(sim: SimHandle, tmp_path: Path) -> None:
+async def test_retry_redrives_failed_records_on_the_next_run(
+    sim: SimHandle, tmp_path: Path
+) -> None:
     """Records failed after max_attempts of RECORD_LOCKED sync after `retry` and a new run."""
     await seed_leads(sim, 3)
     await admin_post(sim, "config", {"fault_locked": 1.0})
@@ -100,18 +113,24 @@ async def test_retry_redrives_failed_records_on_the_next_run(sim: SimHandle, tmp
     config = write_config(tmp_path, sim, limits="")
     config.write_text(config.read_text().replace("max_attempts = 8", "max_attempts = 2"))
     assert (await run_cli("run", "-c", str(config), cwd=tmp_path)).returncode == 1
-    rows = orjson.loads((await run_cli("failures", "-c", str(config), "--json", cwd=tmp_path)).stdout)
+    rows = orjson.loads(
+        (await run_cli("failures", "-c", str(config), "--json", cwd=tmp_path)).stdout
+    )
     assert {(row["code"], row["attempts"]) for row in rows} == {("RECORD_LOCKED", 2)}
 
     await admin_post(sim, "config", {"fault_locked": 0.0})
     requeued = await run_cli("retry", "-c", str(config), "--id", str(FIRST_ID + 1), cwd=tmp_path)
     assert requeued.stdout.startswith("1 failed record")
-    status = orjson.loads((await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)).stdout)
+    status = orjson.loads(
+        (await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)).stdout
+    )
     assert status["records"] == {"synced": 0, "pending": 1, "failed": 2}
 
     assert (await run_cli("retry", "-c", str(config), cwd=tmp_path)).returncode == 0
     assert (await run_cli("run", "-c", str(config), cwd=tmp_path)).returncode == 0
-    status = orjson.loads((await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)).stdout)
+    status = orjson.loads(
+        (await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)).stdout
+    )
     assert status["records"] == {"synced": 3, "pending": 0, "failed": 0}
     leads = await sim_leads(sim)
     assert leads[str(FIRST_ID + 2)]["fields"]["Company"] == "Company 2 v1"
@@ -120,7 +139,7 @@ async def test_retry_redrives_failed_records_on_the_next_run(sim: SimHandle, tmp
 async def test_config_errors_exit_2_with_one_line_naming_the_key(tmp_path: Path) -> None:
     """An unknown key, a missing env variable and a missing file each give exit 2 and one line."""
     bad = tmp_path / "bad.toml"
-    bad.write_text('[limits]\nconcurency = 3\n', encoding="utf-8")
+    bad.write_text("[limits]\nconcurency = 3\n", encoding="utf-8")
     result = await run_cli("run", "-c", str(bad), cwd=tmp_path)
     assert result.returncode == 2
     assert "limits.concurency" in result.stderr
@@ -140,7 +159,7 @@ async def test_missing_env_variable_is_named(sim: SimHandle, tmp_path: Path) -> 
     result = await run_cli("run", "-c", str(config), cwd=tmp_path, env=env)
     assert result.returncode == 2
     assert "SE_TEST_SECRET" in result.stderr
-    assert sim.state.stats()["requests"] == 0
+    assert sim.state.stats.requests == 0
 
 
 async def test_revoked_credentials_exit_3_and_leave_records_pending(
@@ -156,7 +175,9 @@ async def test_revoked_credentials_exit_3_and_leave_records_pending(
 
     assert result.returncode == 3, result.stderr
     assert "invalid_code" in result.stderr
-    status = orjson.loads((await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)).stdout)
+    status = orjson.loads(
+        (await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)).stdout
+    )
     assert status["records"]["synced"] == 0
     assert status["checkpoints"] == {}
 
@@ -165,27 +186,29 @@ async def test_second_run_on_a_held_journal_exits_4_naming_the_holder(
     sim: SimHandle, tmp_path: Path
 ) -> None:
     """While one run holds the journal another exits 4 and names it; status still reads."""
-    await seed_leads(sim, 3000)
-    await admin_post(sim, "config", {"latency_ms": 200})
-    write_feed(tmp_path / "changes.jsonl", lead_updates(3000))
+    await seed_leads(sim, 20_000)
+    await admin_post(sim, "config", {"latency_ms": 500})
+    write_feed(tmp_path / "changes.jsonl", lead_updates(20_000))
     config = write_config(tmp_path, sim, limits="")
     first = await start_cli("run", "-c", str(config), cwd=tmp_path)
     try:
         await _wait_for_requests(sim)
         second = await run_cli("run", "-c", str(config), cwd=tmp_path)
         assert second.returncode == 4
-        assert "pid" in second.stderr and "run" in second.stderr
+        assert "pid" in second.stderr
+        assert "run" in second.stderr
         status = await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)
         assert status.returncode == 0
         assert "records" in orjson.loads(status.stdout)
     finally:
-        first.kill()
+        if first.returncode is None:
+            first.kill()
         await first.wait()
 
 
 async def _wait_for_requests(sim: SimHandle, *, at_least: int = 1) -> None:
     for _ in range(400):
-        if sim.state.stats()["requests"] >= at_least:
+        if sim.state.stats.requests >= at_least:
             return
         await asyncio.sleep(0.025)
     raise AssertionError("the run never reached the simulator")
@@ -209,8 +232,12 @@ async def test_sigterm_stops_with_130_and_the_next_run_finishes(
     result = await run_cli("run", "-c", str(config), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     leads = await sim_leads(sim)
-    assert all(leads[str(FIRST_ID + i)]["fields"]["Company"] == f"Company {i} v1" for i in range(4000))
-    status = orjson.loads((await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)).stdout)
+    assert all(
+        leads[str(FIRST_ID + i)]["fields"]["Company"] == f"Company {i} v1" for i in range(4000)
+    )
+    status = orjson.loads(
+        (await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)).stdout
+    )
     assert status["records"] == {"synced": 4000, "pending": 0, "failed": 0}
 
 
@@ -228,12 +255,13 @@ async def test_no_secret_in_logs_outputs_or_errors_and_journal_is_private(
         await run_cli("status", "-c", str(config), "--json", cwd=tmp_path),
         await run_cli("failures", "-c", str(config), "--json", cwd=tmp_path),
     ]
+    live_tokens = list(sim.state.tokens.live)
+    assert live_tokens, "the run minted a token"
     await admin_post(sim, "config", {"revoked": True})
     write_feed(tmp_path / "changes.jsonl", lead_updates(20, tag="v2"))
-    (tmp_path / "journal.db").unlink()
+    for stale in tmp_path.glob("journal.db*"):
+        stale.unlink()
     outputs.append(await run_cli("run", "-c", str(config), cwd=tmp_path))
-    live_tokens = list(sim.state.tokens.issued_tokens())
-    assert live_tokens, "the run minted a token"
     secrets = [*SECRET_ENV.values(), *live_tokens]
     for result in outputs:
         for secret in secrets:

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
-
 from syncengine.sim.server import SimHandle
+
 from tests.integration.conftest import (
     FIRST_ID,
     admin_get,
@@ -61,9 +61,9 @@ async def test_sigkill_at_random_moments_loses_nothing(sim: SimHandle, tmp_path:
     config = write_config(tmp_path, sim)
 
     for _ in range(KILLS):
-        before = sim.state.stats()["requests"]
+        before = sim.state.stats.requests
         process = await start_cli("run", "-c", str(config), cwd=tmp_path)
-        while sim.state.stats()["requests"] == before and process.returncode is None:
+        while sim.state.stats.requests == before and process.returncode is None:
             await asyncio.sleep(0.01)
         await asyncio.sleep(rng.uniform(0.05, 1.0))
         if process.returncode is None:
@@ -77,7 +77,9 @@ async def test_sigkill_at_random_moments_loses_nothing(sim: SimHandle, tmp_path:
     for record_id, fields in expected_state(rows).items():
         stored = leads[record_id]["fields"]
         assert {name: stored.get(name) for name in fields} == fields, record_id
-    status = orjson.loads((await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)).stdout)
+    status = orjson.loads(
+        (await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)).stdout
+    )
     assert status["records"] == {"synced": RECORDS, "pending": 0, "failed": 0}
 
     stats = await admin_get(sim, "stats")

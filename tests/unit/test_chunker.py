@@ -185,7 +185,7 @@ _FIELDS = st.dictionaries(st.sampled_from(["A", "B", "C"]), st.integers(0, 9), m
 
 def _draw_change(data: st.DataObject, ordinal: int) -> Change:
     key = data.draw(st.sampled_from(_KEYS))
-    fields = data.draw(_FIELDS)
+    fields: dict[str, Any] = dict(data.draw(_FIELDS))
     if data.draw(st.integers(0, 9)) == 0:
         fields["$append_values"] = {"A": True}
     operation = data.draw(st.sampled_from([Operation.UPDATE, Operation.UPDATE, Operation.UPSERT]))
@@ -238,6 +238,23 @@ class _Harness:
             self.chunker.complete(change)
             self.finished.update(change.positions)
 
+    def check_final_state(self) -> None:
+        """Hand-outs applied in order equal the feed applied in order; positions once each."""
+        expected: dict[str, dict[str, Any]] = defaultdict(dict)
+        for change in self.feed:
+            if change.key is not None:
+                expected[change.key].update(change.record)
+        applied: dict[str, dict[str, Any]] = defaultdict(dict)
+        for key, record in self.sent:
+            if key is not None:
+                applied[key].update(record)
+        assert applied == expected
+        for ordinals in self.first_sends.values():
+            assert ordinals == sorted(ordinals)
+        all_positions = [p for change in self.feed for p in change.positions]
+        assert self.finished == Counter(all_positions)
+        assert max(self.finished.values()) == 1
+
 
 @settings(max_examples=300, deadline=None)
 @given(st.data())
@@ -257,17 +274,4 @@ def test_random_interleavings_keep_order_and_lose_nothing(data: st.DataObject) -
         while harness.out:
             harness.finish(0, retry=False)
 
-    expected: dict[str, dict[str, Any]] = defaultdict(dict)
-    for change in harness.feed:
-        if change.key is not None:
-            expected[change.key].update(change.record)
-    applied: dict[str, dict[str, Any]] = defaultdict(dict)
-    for key, record in harness.sent:
-        if key is not None:
-            applied[key].update(record)
-    assert applied == expected
-    for ordinals in harness.first_sends.values():
-        assert ordinals == sorted(ordinals)
-    all_positions = [p for change in harness.feed for p in change.positions]
-    assert harness.finished == Counter(all_positions)
-    assert max(harness.finished.values()) == 1
+    harness.check_final_state()

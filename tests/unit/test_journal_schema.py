@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import stat
@@ -107,7 +108,11 @@ def test_migrations_run_from_the_found_version(tmp_path: Path) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     assert migrate(conn, path) == 0
     conn.execute("INSERT INTO runs (command, started_at) VALUES ('run', 1.0)")
-    later = (*MIGRATIONS, ("ALTER TABLE runs ADD COLUMN note TEXT",), ("UPDATE runs SET note = 'x'",))
+    later = (
+        *MIGRATIONS,
+        ("ALTER TABLE runs ADD COLUMN note TEXT",),
+        ("UPDATE runs SET note = 'x'",),
+    )
     assert migrate(conn, path, migrations=later) == SCHEMA_VERSION
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 2
     assert conn.execute("SELECT command, note FROM runs").fetchall() == [("run", "x")]
@@ -160,7 +165,7 @@ async def test_non_database_file_is_refused(tmp_path: Path) -> None:
     """A file that is not SQLite gives a FatalError naming it, not a raw sqlite3 error."""
     path = tmp_path / "notes.db"
     path.write_text("this is not a database, just some notes\n" * 100)
-    with pytest.raises(FatalError, match="notes.db"):
+    with pytest.raises(FatalError, match=r"notes\.db"):
         await Journal.open(path)
 
 
@@ -169,3 +174,34 @@ async def test_missing_directory_is_fatal(tmp_path: Path) -> None:
     path = tmp_path / "missing" / "j.db"
     with pytest.raises(FatalError, match="missing"):
         await Journal.open(path, holder="test")
+
+
+async def test_concurrent_first_opens_both_succeed(tmp_path: Path) -> None:
+    """Two opens racing on a fresh file upgrade it once and both get a working journal."""
+    path = tmp_path / "j.db"
+    first, second = await asyncio.gather(Journal.open(path), Journal.open(path, holder="run"))
+    try:
+        await second.start_run("run", now=1.0)
+        last = await first.last_run()
+        assert last is not None
+        assert last.command == "run"
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_lax_wal_files_of_another_tool_are_tightened(tmp_path: Path) -> None:
+    """World-readable -wal/-shm files found at open are made 0600 (they can hold the token)."""
+    path = tmp_path / "j.db"
+    async with await Journal.open(path):
+        pass
+    other = sqlite3.connect(path)  # another tool keeps the WAL files alive
+    try:
+        other.execute("SELECT count(*) FROM runs").fetchall()
+        sidecars = [tmp_path / "j.db-wal", tmp_path / "j.db-shm"]
+        for sidecar in sidecars:
+            sidecar.chmod(0o644)
+        async with await Journal.open(path):
+            assert [_mode(sidecar) for sidecar in sidecars] == [0o600, 0o600]
+    finally:
+        other.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -69,14 +70,14 @@ async def test_apply_writes_records_and_checkpoint(journal: Journal) -> None:
     """Records and checkpoints written by one apply are read back as written."""
     await journal.apply(
         [_update(1, RecordState.SYNCED), _update(2, RecordState.FAILED)],
-        {"feed": Checkpoint(resume_after=20, display=2), "table": Checkpoint("c-9", "c-9")},
+        {"feed": Checkpoint(resume_after=20, display=2), "table": Checkpoint("0012", "0012")},
     )
     assert await journal.counts() == {"synced": 1, "pending": 0, "failed": 1}
     assert await journal.checkpoint("feed") == Checkpoint(resume_after=20, display=2)
     assert await journal.checkpoint("nowhere") is None
     assert await journal.checkpoints() == {
         "feed": Checkpoint(20, 2),
-        "table": Checkpoint("c-9", "c-9"),
+        "table": Checkpoint("0012", "0012"),  # a cursor string stays a string
     }
 
 
@@ -130,6 +131,14 @@ async def test_later_update_of_a_key_wins(journal: Journal) -> None:
     assert await journal.counts() == {"synced": 1, "pending": 0, "failed": 0}
 
 
+async def test_redriven_outcome_keeps_the_feed_position(journal: Journal) -> None:
+    """An update without a position (a re-driven change) keeps the line users were shown."""
+    await journal.apply([_update(16, position=17)])
+    await journal.apply([_update(16, RecordState.FAILED, position=None)])
+    [row] = await journal.failures()
+    assert row.position == 17
+
+
 async def test_synced_rows_keep_no_payload(journal: Journal, tmp_path: Path) -> None:
     """A synced row drops its payload and due time even if the update carried them."""
     await journal.apply([_update(1, RecordState.SYNCED, next_attempt_at=5.0)])
@@ -152,8 +161,8 @@ async def test_pending_without_due_time_is_due_at_once(journal: Journal) -> None
     assert await _due_ids(journal, now=time.time() + 1) == ["1"]
 
 
-async def test_due_yields_earliest_first_and_only_what_is_due(journal: Journal) -> None:
-    """due() gives pending rows at or before now, by due time then insertion order."""
+async def test_due_yields_oldest_first_and_only_what_is_due(journal: Journal) -> None:
+    """due() gives pending rows due at or before now, in the order first journaled."""
     await journal.apply(
         [
             _update(1, next_attempt_at=30.0),
@@ -165,8 +174,10 @@ async def test_due_yields_earliest_first_and_only_what_is_due(journal: Journal) 
             _update(7, next_attempt_at=20.0),
         ]
     )
-    assert await _due_ids(journal, now=30.0) == ["2", "7", "1", "3"]
-    assert await _due_ids(journal, now=9.0) == []
+    await journal.apply([_update(1, next_attempt_at=5.0)])  # an update keeps its place
+    assert await _due_ids(journal, now=30.0) == ["1", "2", "3", "7"]
+    assert await _due_ids(journal, now=math.inf) == ["1", "2", "3", "4", "7"]
+    assert await _due_ids(journal, now=4.0) == []
 
 
 async def test_due_decodes_payload_with_stored_attempts(journal: Journal) -> None:
@@ -189,6 +200,17 @@ async def test_due_pages_survive_applies_between_pages(journal: Journal) -> None
         await journal.apply([_update(n, state, next_attempt_at=99.0)])
     assert sorted(seen, key=lambda s: int(s or "0")) == [str(n) for n in range(20)]
     assert len(seen) == len(set(seen)) == 20
+
+
+async def test_rows_rescheduled_during_iteration_are_not_met_again(journal: Journal) -> None:
+    """Iterating due(math.inf), a retried row rescheduled to any time is yielded only once."""
+    await journal.apply([_update(n, next_attempt_at=1.0) for n in range(7)])
+    seen: list[str | None] = []
+    async for change in journal.due(math.inf, page=2):
+        seen.append(change.record_id)
+        n = int(change.record_id or "0")
+        await journal.apply([_update(n, attempts=change.attempts + 1, next_attempt_at=9.0)])
+    assert seen == [str(n) for n in range(7)]
 
 
 async def test_due_pages_see_rows_added_later_in_order(journal: Journal) -> None:
@@ -304,3 +326,31 @@ async def test_group_commit_throughput(journal: Journal) -> None:
         await journal.apply(batch, {"feed": Checkpoint(number, number)})
     rate = 20_000 / (time.perf_counter() - started)
     assert rate > 20_000, rate
+
+
+async def test_reader_sees_commits_made_after_it_opened(tmp_path: Path) -> None:
+    """A reader connection holds no stale snapshot: later commits of the holder show up."""
+    path = tmp_path / "j.db"
+    async with await Journal.open(path) as reader:
+        assert (await reader.counts())["pending"] == 0
+        async with await Journal.open(path, holder="run") as writer:
+            await writer.apply([_update(1)], {"feed": Checkpoint(1, 1)})
+            assert (await reader.counts())["pending"] == 1
+            assert await reader.checkpoint("feed") == Checkpoint(1, 1)
+
+
+async def test_due_never_shows_rows_of_an_open_apply(journal: Journal) -> None:
+    """due() waits for a running apply: rows it then rolls back are never yielded."""
+    task = asyncio.create_task(
+        journal.apply([_update(n, next_attempt_at=1.0) for n in range(20_000)])
+    )
+    for _ in range(2000):
+        if journal._db.in_transaction:
+            break
+        await asyncio.sleep(0.0005)
+    listing = asyncio.create_task(_due_ids(journal, now=5.0))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await listing == []

@@ -1,0 +1,145 @@
+"""Shared pieces of the benchmarks: feeds, configs, servers in their own processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+FIRST_ID = 4_876_876_000_000_100_001
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, *, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+@contextlib.contextmanager
+def server_process(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Starts a server (`python ARGS`) and stops it at the end."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def write_update_feed(path: Path, count: int) -> None:
+    """`count` updates to leads with consecutive ids, streamed to disk."""
+    with path.open("wb") as out:
+        for index in range(count):
+            record = {
+                "id": str(FIRST_ID + index),
+                "Company": f"Company {index}",
+                "Lead_Status": "Contacted",
+                "No_of_Employees": index % 5000,
+            }
+            out.write(orjson.dumps(record) + b"\n")
+
+
+def write_config(
+    folder: Path, *, port: int, feed: Path, concurrency: int = 10, extra_limits: str = ""
+) -> Path:
+    path = folder / "bench.toml"
+    path.write_text(
+        f"""
+[source]
+type = "jsonl"
+path = "{feed}"
+
+[crm]
+api_domain = "http://127.0.0.1:{port}"
+accounts_url = "http://127.0.0.1:{port}"
+client_id = "demo-client"
+client_secret = "demo-secret"
+refresh_token = "demo-refresh"
+module = "Leads"
+operation = "update"
+
+[limits]
+concurrency = {concurrency}
+{extra_limits}
+
+[journal]
+path = "{folder / "bench.db"}"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def run_engine(config: Path, command: str = "run") -> tuple[float, float, int]:
+    """Runs `syncengine COMMAND -c CONFIG`; returns (wall s, CPU s of the child, exit status)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    before = os.times()
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-m", "syncengine", "--log-format", "json", command, "-c", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
+    wall_s = time.perf_counter() - started
+    after = os.times()
+    cpu_s = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+    if completed.returncode not in (0, 1):
+        sys.stderr.write(completed.stderr.decode()[-2000:])
+    return wall_s, cpu_s, completed.returncode
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def run_summary(stderr: str) -> dict[str, object]:
+    """The `run.summary` event from a JSON-lines log."""
+    for line in reversed(stderr.splitlines()):
+        if '"run.summary"' in line:
+            return dict(orjson.loads(line))
+    raise RuntimeError("no run.summary line in the log:\n" + stderr[-2000:])
+
+
+def run_engine_logged(config: Path, command: str = "run") -> tuple[dict[str, object], int]:
+    """Runs the engine and returns its summary event and exit status."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    completed = subprocess.run(
+        [sys.executable, "-m", "syncengine", "--log-format", "json", command, "-c", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
+    return run_summary(completed.stderr.decode()), completed.returncode

@@ -1,0 +1,336 @@
+"""The CRM records client: one write request in, one outcome per record out.
+
+`CrmClient.write` sends one `WriteRequest` (≤ 100 records) and returns exactly
+one `RecordOutcome` per input record, in order. It knows nothing of queues or
+the journal. What it settles itself, because none of it is a record attempt:
+
+* 401 `INVALID_TOKEN`: single-flight refresh and resend; a second 401 right
+  after a fresh token raises `FatalError`;
+* 429: tell the limiter (AIMD, long pause), wait (Retry-After, else backoff
+  with full jitter), resend;
+* 400 without `data[]` (a poison record): split to isolate it, one request per
+  halving plus one for the set-aside rest, so only the bad record fails;
+* fatal codes (scope, permission, module, client bugs): raise `FatalError`
+  with a one-line reason.
+
+Whole-request transient failures (5xx, timeout, dropped connection, bad body,
+count mismatch) are not retried here: every record comes back RETRY with the
+engine code `INTERNAL_ERROR`, `TIMEOUT`, `CONNECTION_ERROR` or `BAD_RESPONSE`,
+because the engine counts attempts per record and schedules the resend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+import structlog
+import yarl
+
+from syncengine.crm.auth import TokenProvider
+from syncengine.crm.errors import ErrorClass
+from syncengine.crm.responses import (
+    ParsedResponse,
+    RecordResults,
+    RequestFailure,
+    parse_write_response,
+)
+from syncengine.crm.session import SendTrace, make_session
+from syncengine.crm.write_request import WriteRequest, build_body, encode_record, method_and_path
+from syncengine.errors import FatalError, TransportError
+from syncengine.limits import Limiter, SlotTicket
+from syncengine.model import RecordOutcome, Verdict
+from syncengine.retry import backoff_s, parse_retry_after_s
+
+__all__ = ["ClientStats", "CrmClient", "WriteRequest", "make_session"]
+
+log = structlog.get_logger(__name__)
+
+TIMEOUT = "TIMEOUT"
+CONNECTION_ERROR = "CONNECTION_ERROR"
+BAD_INPUT = "BAD_INPUT"
+CREDITS_HEADER = "X-API-CREDITS-REMAINING"
+
+
+@dataclass(slots=True)
+class ClientStats:
+    """Counters the engine logs and the daemon exports; they only grow."""
+
+    #: HTTP requests sent to the records API (aiohttp resends not included).
+    requests: int = 0
+    #: Answers by HTTP status (0: no answer: timeout or connection error).
+    by_status: Counter[int] = field(default_factory=Counter)
+    #: Whole-request answers by code (CRM codes and the engine's own).
+    by_code: Counter[str] = field(default_factory=Counter)
+    #: Per-record results by CRM code.
+    record_codes: Counter[str] = field(default_factory=Counter)
+    #: 429 answers.
+    throttled: int = 0
+    #: Resends after a 401 (each reported the failed token to the provider).
+    token_refreshes: int = 0
+    #: Times aiohttp resent a request on a new connection by itself.
+    aiohttp_resends: int = 0
+    #: Requests spent isolating poison records (beyond the first).
+    split_requests: int = 0
+    #: Last `X-API-CREDITS-REMAINING` seen, if any.
+    credits_remaining: int | None = None
+
+
+class CrmClient:
+    """Writes chunks of records to the CRM within the limiter's bounds."""
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        api_domain: str,
+        tokens: TokenProvider,
+        limiter: Limiter,
+        total_timeout_s: float = 60.0,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        backoff_base_s: float = 1.0,
+        backoff_cap_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._session = session
+        self._base = yarl.URL(api_domain.rstrip("/"))
+        self._tokens = tokens
+        self._limiter = limiter
+        self._timeout = aiohttp.ClientTimeout(
+            total=total_timeout_s,
+            connect=session.timeout.connect,
+            sock_connect=session.timeout.sock_connect,
+            sock_read=session.timeout.sock_read,
+        )
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._backoff_base_s = backoff_base_s
+        self._backoff_cap_s = backoff_cap_s
+        self._clock = clock
+        self.stats = ClientStats()
+
+    async def write(self, request: WriteRequest) -> list[RecordOutcome]:
+        """One outcome per record of `request`, in order.
+
+        Raises FatalError (AuthenticationError for refused credentials) when
+        the run cannot go on. Safe to cancel: nothing is reported for a
+        request whose answer was not read.
+        """
+        outcomes: list[RecordOutcome | None] = [None] * len(request.records)
+        encoded: dict[int, bytes] = {}
+        for index, record in enumerate(request.records):
+            body = encode_record(record)
+            if body is None:
+                outcomes[index] = RecordOutcome(
+                    Verdict.REJECT, BAD_INPUT, "record holds a value JSON cannot carry"
+                )
+            else:
+                encoded[index] = body
+        if encoded:
+            await self._write_indices(request, encoded, sorted(encoded), outcomes)
+        return [_filled(outcome) for outcome in outcomes]
+
+    async def _write_indices(
+        self,
+        request: WriteRequest,
+        encoded: dict[int, bytes],
+        indices: list[int],
+        outcomes: list[RecordOutcome | None],
+    ) -> None:
+        """Send the records at `indices` and fill their outcomes."""
+        parsed = await self._exchange(request, [encoded[i] for i in indices])
+        if isinstance(parsed, RequestFailure) and parsed.error_class is ErrorClass.POISON:
+            await self._isolate(request, encoded, indices, parsed, outcomes)
+        else:
+            _fill(outcomes, indices, parsed)
+
+    async def _isolate(
+        self,
+        request: WriteRequest,
+        encoded: dict[int, bytes],
+        suspects: list[int],
+        failure: RequestFailure,
+        outcomes: list[RecordOutcome | None],
+    ) -> None:
+        """`suspects` failed as a whole: find the bad record by halving.
+
+        Each round sends the smaller half only: if it fails, the other half is
+        set aside; if it succeeds, the bad record is in the other half. The
+        set-aside records go out together at the end (isolated again if they
+        hold another bad record). One bad record in n costs ⌈log2 n⌉ + 1
+        extra requests.
+        """
+        set_aside: list[int] = []
+        while len(suspects) > 1:
+            half, rest = suspects[: len(suspects) // 2], suspects[len(suspects) // 2 :]
+            self.stats.split_requests += 1
+            parsed = await self._exchange(request, [encoded[i] for i in half])
+            if isinstance(parsed, RequestFailure) and parsed.error_class is ErrorClass.POISON:
+                suspects, failure = half, parsed
+                set_aside.extend(rest)
+                continue
+            _fill(outcomes, half, parsed)
+            if isinstance(parsed, RequestFailure):
+                # No verdict on where the bad record is: send the rest as a new chunk.
+                set_aside.extend(rest)
+                suspects = []
+                break
+            suspects = rest
+        for index in suspects:
+            outcomes[index] = RecordOutcome(
+                Verdict.REJECT, failure.code, failure.message, failure.details
+            )
+            log.warning("crm.poison_isolated", module=request.module, code=failure.code)
+        if set_aside:
+            self.stats.split_requests += 1
+            await self._write_indices(request, encoded, sorted(set_aside), outcomes)
+
+    async def _exchange(self, request: WriteRequest, encoded: list[bytes]) -> ParsedResponse:
+        """Send until the answer is neither a 429 nor a first 401; raise on fatal ones."""
+        throttles = 0
+        refreshed = False
+        while True:
+            try:
+                token = await self._tokens.token()
+            except TransportError as exc:
+                return RequestFailure(ErrorClass.TRANSIENT_REQUEST, 0, CONNECTION_ERROR, str(exc))
+            parsed, retry_after = await self._send_once(request, encoded, token)
+            if isinstance(parsed, RecordResults):
+                return parsed
+            if parsed.error_class is ErrorClass.THROTTLED:
+                throttles += 1
+                refreshed = False
+                await self._wait_throttled(throttles, retry_after)
+                continue
+            if parsed.error_class is ErrorClass.TOKEN and not refreshed:
+                refreshed = True
+                self.stats.token_refreshes += 1
+                await self._tokens.invalidate(token)
+                continue
+            if parsed.error_class in (ErrorClass.TOKEN, ErrorClass.FATAL):
+                raise self._fatal(request, parsed)
+            return parsed
+
+    async def _send_once(
+        self, request: WriteRequest, encoded: list[bytes], token: str
+    ) -> tuple[ParsedResponse, str | None]:
+        """One HTTP request inside a limiter slot; returns the parsed answer and Retry-After."""
+        method, path = method_and_path(request)
+        body = build_body(request, encoded)
+        headers = {
+            "Authorization": f"Zoho-oauthtoken {token}",
+            "Content-Type": "application/json",
+        }
+        trace = SendTrace()
+        async with self._limiter.slot(records=len(encoded)) as ticket:
+            self.stats.requests += 1
+            try:
+                async with self._session.request(
+                    method,
+                    self._base.with_path(path),
+                    data=body,
+                    headers=headers,
+                    timeout=self._timeout,
+                    trace_request_ctx=trace,
+                ) as response:
+                    status = response.status
+                    payload = await response.read()
+                    retry_after = response.headers.get("Retry-After")
+                    credits = response.headers.get(CREDITS_HEADER)
+            except TimeoutError:
+                return self._transport_failure(TIMEOUT, "no answer within the timeout", trace)
+            except aiohttp.ClientError as exc:
+                return self._transport_failure(CONNECTION_ERROR, type(exc).__name__, trace)
+            finally:
+                self.stats.aiohttp_resends += trace.resends
+            parsed = parse_write_response(status, payload, len(encoded))
+            self._account(status, parsed, credits, ticket)
+        return parsed, retry_after
+
+    def _transport_failure(
+        self, code: str, message: str, trace: SendTrace
+    ) -> tuple[ParsedResponse, str | None]:
+        """A request that got no answer: transient for the whole request."""
+        self.stats.by_status[0] += 1
+        self.stats.by_code[code] += 1
+        log.warning("crm.no_answer", code=code, reason=message, resends=trace.resends)
+        return RequestFailure(ErrorClass.TRANSIENT_REQUEST, 0, code, message), None
+
+    def _account(
+        self, status: int, parsed: ParsedResponse, credits: str | None, ticket: SlotTicket
+    ) -> None:
+        """Update counters and the limiter from one answer."""
+        self.stats.by_status[status] += 1
+        if isinstance(parsed, RecordResults):
+            self.stats.record_codes.update(outcome.code for outcome in parsed.outcomes)
+            self._limiter.on_success()
+            remaining = _int_or_none(credits)
+            if remaining is not None:
+                self.stats.credits_remaining = remaining
+            self._limiter.on_credits_remaining(remaining)
+            log.debug("crm.answered", status=status, records=len(parsed.outcomes))
+            return
+        self.stats.by_code[parsed.code] += 1
+        if parsed.error_class is ErrorClass.THROTTLED:
+            self.stats.throttled += 1
+            self._limiter.on_throttled(ticket)
+        log.info("crm.request_failed", status=status, code=parsed.code, kind=parsed.error_class)
+
+    async def _wait_throttled(self, throttles: int, retry_after: str | None) -> None:
+        """Wait before resending a throttled request: Retry-After, else jittered backoff."""
+        delay_s = parse_retry_after_s(retry_after, now_epoch_s=self._clock())
+        if delay_s is None:
+            delay_s = backoff_s(
+                throttles, base_s=self._backoff_base_s, cap_s=self._backoff_cap_s, rng=self._rng
+            )
+        log.warning("crm.throttled", delay_s=round(delay_s, 3), limit=self._limiter.limit)
+        await self._sleep(delay_s)
+
+    def _fatal(self, request: WriteRequest, failure: RequestFailure) -> FatalError:
+        """A one-line reason naming the operation, status and CRM code (no secrets)."""
+        message = " ".join(failure.message.split())[:200]
+        reason = (
+            f"the CRM refused {request.operation} on {request.module}: "
+            f"HTTP {failure.status} {failure.code}"
+        )
+        if failure.error_class is ErrorClass.TOKEN:
+            reason += " again right after a token refresh"
+        if message:
+            reason += f" ({message})"
+        log.error("crm.fatal", status=failure.status, code=failure.code)
+        return FatalError(reason)
+
+
+def _fill(outcomes: list[RecordOutcome | None], indices: list[int], parsed: ParsedResponse) -> None:
+    """Put the answer's outcomes (or the whole-request failure) at `indices`."""
+    if isinstance(parsed, RecordResults):
+        for index, outcome in zip(indices, parsed.outcomes, strict=True):
+            outcomes[index] = outcome
+        return
+    for index in indices:
+        outcomes[index] = RecordOutcome(
+            Verdict.RETRY, parsed.code, parsed.message, dict(parsed.details)
+        )
+
+
+def _filled(outcome: RecordOutcome | None) -> RecordOutcome:
+    """An outcome the write settled; a gap here is a bug in this module."""
+    if outcome is None:
+        raise AssertionError("a record was left without an outcome")
+    return outcome
+
+
+def _int_or_none(value: str | None) -> int | None:
+    """A header's integer value, or None when absent or not an integer."""
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None

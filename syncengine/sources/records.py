@@ -1,0 +1,190 @@
+"""Turning one parsed feed item into a `Change`, or a `BadInput` saying why not.
+
+Pure and shared by every source: a JSON object from a JSONL line, or a row
+of fields from a CSV file or a table. The result carries the CRM record as
+sent (field API names, `id` as a string, `$` keys untouched), the module,
+operation and trigger of its request, and the `key` that orders and
+coalesces changes to the same record in the chunker (see `model.Change`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from syncengine.config import CrmConfig
+from syncengine.model import BadInput, Change, Operation, Record, SourcePosition
+
+#: The field upsert matches on when `duplicate_check_fields` is not given (crm-api.md §1.8).
+SYSTEM_DUPLICATE_FIELDS: Mapping[str, str] = {
+    "Leads": "Email",
+    "Contacts": "Email",
+    "Accounts": "Account_Name",
+    "Deals": "Deal_Name",
+    "Campaigns": "Campaign_Name",
+    "Cases": "Subject",
+    "Quotes": "Subject",
+    "Sales_Orders": "Subject",
+    "Purchase_Orders": "Subject",
+    "Invoices": "Subject",
+    "Solutions": "Solution_Title",
+    "Products": "Product_Name",
+    "Vendors": "Vendor_Name",
+    "Price_Books": "Price_Book_Name",
+}
+
+#: Per-row columns of table and CSV feeds that override the defaults instead of being fields.
+MODULE_COLUMN = "_module"
+OPERATION_COLUMN = "_operation"
+
+_ENVELOPE_KEYS = frozenset({"record", "module", "operation", "trigger"})
+_TRIGGERS = frozenset({"workflow", "approval", "blueprint"})
+_MODULE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_OPERATIONS = {operation.value: operation for operation in Operation}
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDefaults:
+    """What a record that does not say otherwise is: from `[crm]`."""
+
+    module: str
+    operation: Operation
+    trigger: tuple[str, ...] | None = ()
+    duplicate_check_fields: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_config(cls, crm: CrmConfig) -> RecordDefaults:
+        """The defaults a `[crm]` table sets."""
+        return cls(crm.module, crm.operation, crm.trigger, crm.duplicate_check_fields)
+
+
+def json_type(value: object) -> str:
+    """How JSON would call `value`'s type, for one-line reasons."""
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null" if value is None else type(value).__name__
+
+
+def from_json(obj: object, position: SourcePosition, defaults: RecordDefaults) -> Change | BadInput:
+    """A change from one parsed JSON value: a bare record or an envelope.
+
+    A bare object is a record in the CRM's shape. An object whose keys are
+    all among record/module/operation/trigger, with `record` an object, is an
+    envelope that overrides the defaults for that record.
+    """
+    if not isinstance(obj, dict):
+        return BadInput(position, f"not a JSON object but {json_type(obj)}")
+    record = obj.get("record")
+    if isinstance(record, dict) and obj.keys() <= _ENVELOPE_KEYS:
+        resolved = _overrides(obj.get("module"), obj.get("operation"), obj.get("trigger"), defaults)
+        if isinstance(resolved, str):
+            return _bad(position, resolved, record, obj.get("module"))
+        return build_change(record, position, *resolved, defaults)
+    return build_change(
+        obj, position, defaults.module, defaults.operation, defaults.trigger, defaults
+    )
+
+
+def from_row(row: Record, position: SourcePosition, defaults: RecordDefaults) -> Change | BadInput:
+    """A change from a row of fields (CSV or table); `_module`/`_operation` columns override.
+
+    Takes ownership of `row` (the override columns are removed from it).
+    """
+    module = row.pop(MODULE_COLUMN, None)
+    operation = row.pop(OPERATION_COLUMN, None)
+    if module is None and operation is None:
+        return build_change(
+            row, position, defaults.module, defaults.operation, defaults.trigger, defaults
+        )
+    resolved = _overrides(module, operation, None, defaults)
+    if isinstance(resolved, str):
+        return _bad(position, resolved, row, module)
+    return build_change(row, position, *resolved, defaults)
+
+
+def build_change(
+    record: Record,
+    position: SourcePosition,
+    module: str,
+    operation: Operation,
+    trigger: tuple[str, ...] | None,
+    defaults: RecordDefaults,
+) -> Change | BadInput:
+    """Check the record against its operation and compute its coalescing key.
+
+    Takes ownership of `record`: a numeric `id` is rewritten as a string, a
+    null one removed.
+    """
+    record_id = record.get("id")
+    if type(record_id) is not str or not record_id:  # the common case skips all of this
+        if record_id is None:
+            record.pop("id", None)  # a null id (a NULL column) means "no id", not "clear the id"
+        elif isinstance(record_id, int) and not isinstance(record_id, bool):
+            record_id = record["id"] = str(record_id)
+        else:
+            return BadInput(position, "id must be a non-empty string or an integer", module=module)
+    if len(record) <= (record_id is not None):
+        return BadInput(position, "empty record", record_id=record_id, module=module)
+    if record_id is not None:
+        key: str | None = f"{module}:{record_id}"
+    elif operation is Operation.UPDATE:
+        return BadInput(position, "no id for an update", module=module)
+    elif operation is Operation.UPSERT:
+        key = _duplicate_key(record, module, defaults)
+    else:
+        key = None
+    return Change(module, operation, record, key, [position], trigger)
+
+
+def _duplicate_key(record: Record, module: str, defaults: RecordDefaults) -> str | None:
+    """`module:field=value` for the first duplicate-check field the record carries."""
+    fields = defaults.duplicate_check_fields
+    if fields is None:
+        system = SYSTEM_DUPLICATE_FIELDS.get(module)
+        fields = () if system is None else (system,)
+    for name in fields:
+        value = record.get(name)
+        if value is not None:
+            return f"{module}:{name}={value}"
+    return None
+
+
+def _overrides(
+    module: object, operation: object, trigger: object, defaults: RecordDefaults
+) -> tuple[str, Operation, tuple[str, ...] | None] | str:
+    """The module, operation and trigger a record asks for, or the reason they are bad."""
+    if module is None:
+        module = defaults.module
+    elif not isinstance(module, str) or not _MODULE_NAME.fullmatch(module):
+        return "module must be a module API name"
+    if operation is None:
+        resolved_operation = defaults.operation
+    elif isinstance(operation, str) and operation in _OPERATIONS:
+        resolved_operation = _OPERATIONS[operation]
+    else:
+        shown = operation if isinstance(operation, str) else json_type(operation)
+        return f"unknown operation {shown!r}"[:200]
+    if trigger is None:
+        return module, resolved_operation, defaults.trigger
+    if not isinstance(trigger, list) or not all(
+        isinstance(item, str) and item in _TRIGGERS for item in trigger
+    ):
+        return "trigger must be a list of workflow, approval, blueprint"
+    return module, resolved_operation, tuple(trigger)
+
+
+def _bad(position: SourcePosition, reason: str, record: Record, module: object) -> BadInput:
+    record_id = record.get("id")
+    return BadInput(
+        position,
+        reason,
+        record_id=None if record_id is None else str(record_id),
+        module=module if isinstance(module, str) else None,
+    )

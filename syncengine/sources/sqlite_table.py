@@ -1,0 +1,163 @@
+"""The SQLite feed: a change table (or view) read in order of a cursor column.
+
+Pages of `SELECT * ... WHERE cursor > ? ORDER BY cursor LIMIT ?` run on a
+read-only connection (`mode=ro`), each page its own short statement, so
+other processes keep writing while the feed is read. The cursor column must
+be unique, increasing, and hold integers or text (an `INTEGER PRIMARY KEY`
+or an AUTOINCREMENT sequence); it should be indexed, or every page scans the
+table. Every other column is a field (NULL sends JSON null, which clears the
+field), except `_module` and `_operation`, which override the defaults per
+row. A position's `resume_after` and `display` are both the cursor value.
+Rows whose cursor is NULL cannot be positioned: they are counted and logged,
+not read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncGenerator, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import aiosqlite
+import structlog
+
+from syncengine.errors import ConfigError
+from syncengine.model import BadInput, Change, Cursor, SourcePosition
+from syncengine.sources.base import BATCH_ITEMS, Checkpoint, Item
+from syncengine.sources.records import RecordDefaults, from_row
+
+_log = structlog.get_logger(__name__)
+
+
+def _increases(last: Cursor, value: Cursor) -> bool:
+    """True when `value` comes strictly after `last` (both integers or both text)."""
+    if isinstance(last, int) and isinstance(value, int):
+        return value > last
+    if isinstance(last, str) and isinstance(value, str):
+        return value > last
+    return False
+
+
+class SqliteTableSource:
+    """Rows of `table` after a cursor value, read through aiosqlite."""
+
+    def __init__(
+        self,
+        path: Path,
+        table: str,
+        cursor: str,
+        defaults: RecordDefaults,
+        *,
+        batch_items: int = BATCH_ITEMS,
+    ) -> None:
+        """`table` and `cursor` must be SQL identifiers (the config checks them)."""
+        self.path = path.absolute()
+        self.source_id = f"sqlite:{self.path}#{table}.{cursor}"
+        self._uri = f"{self.path.as_uri()}?mode=ro"
+        self._table = table
+        self._cursor = cursor
+        self._defaults = defaults
+        self._batch_items = batch_items
+        self._first_page = (
+            f'SELECT * FROM "{table}" WHERE "{cursor}" IS NOT NULL ORDER BY "{cursor}" LIMIT ?'
+        )
+        self._next_page = (
+            f'SELECT * FROM "{table}" WHERE "{cursor}" > ? ORDER BY "{cursor}" LIMIT ?'
+        )
+
+    async def read(self, start: Checkpoint | None) -> AsyncGenerator[list[Item], None]:
+        """Batches (one page each) of rows after `start`; see `Source.read`.
+
+        Raises ConfigError when the database, table or cursor column cannot
+        be read, or when cursor values are not unique integers or text.
+        """
+        last: Cursor | None = None if start is None else start.resume_after
+        ordinal = 0
+        try:
+            async with aiosqlite.connect(self._uri, uri=True) as db:
+                await self._warn_null_cursors(db)
+                while True:
+                    rows, columns = await self._page(db, last)
+                    if not rows:
+                        return
+                    batch, last = self._convert(rows, columns, ordinal, last)
+                    ordinal += len(batch)
+                    yield batch
+        except sqlite3.Error as exc:
+            raise self._config_error(exc) from None
+
+    def estimate_total(self, start: Checkpoint | None) -> int | None:
+        """Rows after `start`, by COUNT(*); None when the table cannot be read."""
+        where = f'"{self._cursor}" IS NOT NULL' if start is None else f'"{self._cursor}" > ?'
+        params = () if start is None else (start.resume_after,)
+        try:
+            with contextlib.closing(sqlite3.connect(self._uri, uri=True)) as db:
+                row = db.execute(f'SELECT COUNT(*) FROM "{self._table}" WHERE {where}', params)
+                return int(row.fetchone()[0])
+        except sqlite3.Error:
+            return None
+
+    async def _page(
+        self, db: aiosqlite.Connection, last: Cursor | None
+    ) -> tuple[list[tuple[Any, ...]], list[str]]:
+        params: tuple[Any, ...]
+        if last is None:
+            sql, params = self._first_page, (self._batch_items,)
+        else:
+            sql, params = self._next_page, (last, self._batch_items)
+        async with db.execute(sql, params) as result:
+            rows = cast(list[tuple[Any, ...]], list(await result.fetchall()))
+            columns = [column[0] for column in result.description]
+        return rows, columns
+
+    def _convert(
+        self,
+        rows: Sequence[Sequence[Any]],
+        columns: list[str],
+        ordinal: int,
+        last: Cursor | None,
+    ) -> tuple[list[Item], Cursor]:
+        """Rows to items; checks that cursor values are unique integers or text."""
+        index = [name.lower() for name in columns].index(self._cursor.lower())
+        fields = [(i, name) for i, name in enumerate(columns) if i != index]
+        batch: list[Item] = []
+        for row in rows:
+            value = row[index]
+            self._check_cursor(value, last)
+            last = value
+            position = SourcePosition(ordinal + len(batch), value, value)
+            batch.append(self._item({name: row[i] for i, name in fields}, position))
+        assert last is not None  # rows is not empty
+        return batch, last
+
+    def _item(self, record: dict[str, Any], position: SourcePosition) -> Change | BadInput:
+        blobs = [name for name, value in record.items() if isinstance(value, bytes)]
+        if blobs:
+            return BadInput(position, f"column {blobs[0]} holds a BLOB, which JSON cannot carry")
+        return from_row(record, position, self._defaults)
+
+    def _check_cursor(self, value: object, last: Cursor | None) -> None:
+        if not isinstance(value, int | str):
+            raise ConfigError(
+                f"{self.path}: source.cursor: {self._cursor} holds {type(value).__name__}"
+                " values; the cursor must be integers or text"
+            )
+        if last is not None and not _increases(last, value):
+            raise ConfigError(
+                f"{self.path}: source.cursor: {self._cursor} values are not unique and"
+                f" increasing integers or text (at {value!r})"
+            )
+
+    async def _warn_null_cursors(self, db: aiosqlite.Connection) -> None:
+        sql = f'SELECT COUNT(*) FROM "{self._table}" WHERE "{self._cursor}" IS NULL'
+        async with db.execute(sql) as result:
+            row = await result.fetchone()
+        if row is not None and row[0]:
+            _log.warning("source.null_cursor_rows", table=self._table, rows=row[0])
+
+    def _config_error(self, exc: sqlite3.Error) -> ConfigError:
+        return ConfigError(
+            f"{self.path}: cannot read table {self._table!r} by {self._cursor!r}: {exc}"
+        )

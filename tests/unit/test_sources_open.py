@@ -1,0 +1,64 @@
+"""Tests for `open_source`, the factory from config to feed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syncengine.config import load_config
+from syncengine.model import Change, Operation
+from syncengine.sources import CsvSource, JsonlSource, SqliteTableSource, open_source
+
+CONFIG = """
+[source]
+type = "{type}"
+path = "feed.{type}"
+{extra}
+
+[crm]
+api_domain = "http://127.0.0.1:8900"
+accounts_url = "http://127.0.0.1:8900"
+client_id = "c"
+client_secret = "s"
+refresh_token = "r"
+module = "Contacts"
+operation = "upsert"
+trigger = ["workflow"]
+duplicate_check_fields = ["Phone"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "cls", "prefix"),
+    [
+        ("jsonl", "", JsonlSource, "jsonl:"),
+        ("csv", 'csv_delimiter = ";"', CsvSource, "csv:"),
+        ("sqlite", 'table = "t"\ncursor = "seq"', SqliteTableSource, "sqlite:"),
+    ],
+)
+def test_open_source_builds_the_configured_feed(
+    tmp_path: Path, kind: str, extra: str, cls: type, prefix: str
+) -> None:
+    """Each source type maps to its class, with a source id naming the absolute path."""
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG.format(type=kind, extra=extra), encoding="utf-8")
+    feed = open_source(load_config(path))
+    assert isinstance(feed, cls)
+    assert feed.source_id.startswith(f"{prefix}{tmp_path.resolve() / ('feed.' + kind)}")
+
+
+async def test_opened_source_applies_crm_defaults(tmp_path: Path) -> None:
+    """Records of an opened feed take module, operation, trigger and match fields from [crm]."""
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG.format(type="csv", extra='csv_delimiter = ";"'), encoding="utf-8")
+    (tmp_path / "feed.csv").write_bytes(b"Phone;Email\n555;a@b.co\n")
+    feed = open_source(load_config(path))
+    items = [item async for batch in feed.read(None) for item in batch]
+    assert isinstance(items[0], Change)
+    assert (items[0].module, items[0].operation, items[0].trigger) == (
+        "Contacts",
+        Operation.UPSERT,
+        ("workflow",),
+    )
+    assert items[0].key == "Contacts:Phone=555"

@@ -1,0 +1,158 @@
+"""Tests for turning parsed feed items into changes (sources/records.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from syncengine.model import BadInput, Change, Operation, SourcePosition
+from syncengine.sources.records import RecordDefaults, from_json, from_row
+
+POS = SourcePosition(ordinal=0, resume_after=10, display=1)
+UPDATE = RecordDefaults("Leads", Operation.UPDATE, ())
+UPSERT = RecordDefaults("Leads", Operation.UPSERT, ("workflow",))
+INSERT = RecordDefaults("Leads", Operation.INSERT, ())
+
+
+def change(obj: Any, defaults: RecordDefaults = UPDATE) -> Change:
+    """The Change from `obj`, failing the test on a BadInput."""
+    result = from_json(obj, POS, defaults)
+    assert isinstance(result, Change), result
+    return result
+
+
+def bad(obj: Any, defaults: RecordDefaults = UPDATE) -> BadInput:
+    """The BadInput from `obj`, failing the test on a Change."""
+    result = from_json(obj, POS, defaults)
+    assert isinstance(result, BadInput), result
+    return result
+
+
+def test_bare_update_keeps_record_and_keys_by_module_and_id() -> None:
+    """A bare object is sent as is, with `$` keys, under the defaults; key is module:id."""
+    record = {"id": "4876876000000411001", "Tags": ["a"], "$append_values": {"Tags": True}}
+    result = change(dict(record))
+    assert result.record == record
+    assert (result.module, result.operation, result.trigger) == ("Leads", Operation.UPDATE, ())
+    assert result.key == "Leads:4876876000000411001"
+    assert result.positions == [POS]
+
+
+def test_numeric_id_becomes_string() -> None:
+    """A JSON number id is sent as a string, as the API expects."""
+    result = change({"id": 4876876000000411001, "Company": "Acme"})
+    assert result.record["id"] == "4876876000000411001"
+    assert result.key == "Leads:4876876000000411001"
+
+
+@pytest.mark.parametrize(
+    ("obj", "reason"),
+    [
+        ([1, 2], "not a JSON object but an array"),
+        ("x", "not a JSON object but a string"),
+        (None, "not a JSON object but null"),
+        ({"Company": "Acme"}, "no id for an update"),
+        ({}, "empty record"),
+        ({"id": "1"}, "empty record"),
+        ({"id": 1.5, "Company": "A"}, "id must be a non-empty string or an integer"),
+        ({"id": True, "Company": "A"}, "id must be a non-empty string or an integer"),
+        ({"id": None, "Company": "A"}, "no id for an update"),
+        ({"id": "", "Company": "A"}, "id must be a non-empty string or an integer"),
+        ({"record": {"id": "1", "A": 1}, "operation": "delete"}, "unknown operation 'delete'"),
+        ({"record": {"id": "1", "A": 1}, "operation": 5}, "unknown operation 'a number'"),
+        ({"record": {"id": "1", "A": 1}, "module": "Le ads"}, "module must be a module API name"),
+        ({"record": {"id": "1", "A": 1}, "trigger": ["email"]}, "trigger must be a list"),
+        ({"record": {"id": "1", "A": 1}, "trigger": [{}]}, "trigger must be a list"),
+    ],
+)
+def test_unusable_objects_are_bad_input_with_reason(obj: Any, reason: str) -> None:
+    """Each kind of unusable object becomes a BadInput with a one-line reason."""
+    result = bad(obj)
+    assert result.reason.startswith(reason)
+    assert result.position == POS
+    assert result.code == "BAD_INPUT"
+
+
+def test_bad_input_names_record_id_and_module_when_known() -> None:
+    """A BadInput for an envelope carries the record id and module it names."""
+    result = bad({"record": {"id": "77", "A": 1}, "module": "Contacts", "operation": "x"})
+    assert (result.record_id, result.module) == ("77", "Contacts")
+
+
+def test_envelope_overrides_module_operation_and_trigger() -> None:
+    """An envelope's module, operation and trigger override the defaults for its record."""
+    obj = {
+        "record": {"Email": "a@b.co", "Last_Name": "B"},
+        "module": "Contacts",
+        "operation": "upsert",
+        "trigger": ["workflow"],
+    }
+    result = change(obj)
+    assert (result.module, result.operation, result.trigger) == (
+        "Contacts",
+        Operation.UPSERT,
+        ("workflow",),
+    )
+    assert result.record == {"Email": "a@b.co", "Last_Name": "B"}
+    assert result.key == "Contacts:Email=a@b.co"
+
+
+def test_object_with_other_keys_is_a_bare_record_not_an_envelope() -> None:
+    """`record` next to a field that is not an envelope key is just a field."""
+    result = change({"id": "1", "record": {"x": 1}, "Company": "Acme"})
+    assert result.record == {"id": "1", "record": {"x": 1}, "Company": "Acme"}
+
+
+@pytest.mark.parametrize(
+    ("defaults", "record", "key"),
+    [
+        (UPSERT, {"id": "9", "Email": "a@b.co"}, "Leads:9"),
+        (UPSERT, {"Email": "a@b.co", "Last_Name": "B"}, "Leads:Email=a@b.co"),
+        (UPSERT, {"Last_Name": "B"}, None),
+        (
+            RecordDefaults("Leads", Operation.UPSERT, (), ("Phone", "Email")),
+            {"Email": "a@b.co", "Phone": "+1 555"},
+            "Leads:Phone=+1 555",
+        ),
+        (
+            RecordDefaults("Accounts", Operation.UPSERT),
+            {"Account_Name": "Acme"},
+            "Accounts:Account_Name=Acme",
+        ),
+        (RecordDefaults("Custom_Mod", Operation.UPSERT), {"Name": "x"}, None),
+        (INSERT, {"Last_Name": "B"}, None),
+        (INSERT, {"id": "5", "Last_Name": "B"}, "Leads:5"),
+        (INSERT, {"id": None, "Last_Name": "B"}, None),
+    ],
+)
+def test_keys_for_upsert_and_insert(
+    defaults: RecordDefaults, record: dict[str, Any], key: str | None
+) -> None:
+    """Upsert keys by id, else the first duplicate-check field; insert only by id."""
+    result = change(record, defaults)
+    assert result.key == key
+    assert result.trigger == defaults.trigger
+
+
+def test_row_override_columns_are_not_fields() -> None:
+    """`_module` and `_operation` columns steer the row and are not sent as fields."""
+    result = from_row({"_module": "Deals", "_operation": "upsert", "Deal_Name": "Big"}, POS, UPDATE)
+    assert isinstance(result, Change)
+    assert (result.module, result.operation) == ("Deals", Operation.UPSERT)
+    assert result.record == {"Deal_Name": "Big"}
+    assert result.key == "Deals:Deal_Name=Big"
+
+
+def test_row_with_bad_operation_is_bad_input() -> None:
+    """An unknown `_operation` value makes the row a BadInput naming it."""
+    result = from_row({"_operation": "merge", "id": "1", "A": "x"}, POS, UPDATE)
+    assert isinstance(result, BadInput)
+    assert result.reason == "unknown operation 'merge'"
+    assert result.record_id == "1"
+
+
+def test_null_id_is_dropped_not_sent() -> None:
+    """A null id (such as a NULL column) is removed from the record instead of being sent."""
+    result = change({"id": None, "Last_Name": "B"}, INSERT)
+    assert result.record == {"Last_Name": "B"}
