@@ -97,7 +97,7 @@ def realistic_leads(count: int, *, seed: int = 7) -> Iterator[bytes]:
         if flaw == 137:
             yield b'{"Last_Name": "Truncated", "Company": '  # bad JSON: a cut-off line
         elif flaw == 271:
-            lead["Email"] = "not-an-email"  # the CRM answers INVALID_DATA
+            lead["Email"] = f"not-an-email-{index}"  # the CRM answers INVALID_DATA
             yield orjson.dumps(lead)
         elif flaw == 389:
             del lead["Last_Name"]  # the CRM answers MANDATORY_NOT_FOUND

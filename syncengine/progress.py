@@ -38,17 +38,19 @@ async def progress_bar(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        _update(bar, watched)
+        _update(bar, watched, final=True)
         bar.close()
 
 
-def _update(bar: tqdm[object], watched: list[Engine]) -> None:
+def _update(bar: tqdm[object], watched: list[Engine], *, final: bool = False) -> None:
     if not watched:
         return
-    counts = watched[0].counts
+    engine = watched[0]
+    counts = engine.counts
     done = counts.synced + counts.failed
-    if bar.total is not None and done > bar.total:
-        bar.total = done
+    finished = final and not engine.stopped_early
+    if bar.total is not None and (done > bar.total or finished):
+        bar.total = done  # the total was an estimate from the file size
     bar.n = done
     bar.set_postfix(failed=counts.failed, retrying=counts.retries_scheduled, refresh=False)
     bar.refresh()

@@ -44,16 +44,13 @@ def merge_fields(
     A multi-select named true in `$append_values` gains the new options it does
     not already hold; every other given field is replaced (crm-api.md §1.2).
     """
-    merged = dict(existing)
+    merged = existing | {k: v for k, v in changes.items() if k != "id" and k[:1] != "$"}
     append = changes.get("$append_values")
-    for name, value in changes.items():
-        if name == "id" or name.startswith("$"):
-            continue
-        if append and name in multiselects and append.get(name) is True:
-            old = merged.get(name) or []
-            merged[name] = old + [v for v in value if v not in old]
-        else:
-            merged[name] = value
+    if append:
+        for name in multiselects:
+            if append.get(name) is True and name in changes:
+                old = existing.get(name) or []
+                merged[name] = old + [v for v in changes[name] if v not in old]
     return merged
 
 

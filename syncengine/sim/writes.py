@@ -61,7 +61,7 @@ def success(ctx: WriteContext, message: str, record_id: str, stored: StoredRecor
 
 
 def _locked(ctx: WriteContext, record_id: str) -> ErrorElement | None:
-    if ctx.faults.locked(ctx.config):
+    if ctx.config.fault_locked > 0.0 and ctx.faults.locked(ctx.config):
         return error("RECORD_LOCKED", "the record is locked", {"id": record_id})
     return None
 

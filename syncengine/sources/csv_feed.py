@@ -1,17 +1,19 @@
 """The CSV feed: a header row of field API names, then one record per row.
 
-The file is read as bytes and cut at line ends, so every row has an exact
-byte offset to resume from (`resume_after`, just past the row) and a 1-based
-line number (`display`, the row's first line; the header is line 1). A quoted
-field may span lines: a row ends at the first line end outside quotes
-(RFC 4180 quoting, `"` doubled inside quotes). Cells are strings; an empty
-cell omits the field. `_module` and `_operation` columns override the
-defaults per row. A row that cannot be used (wrong number of cells, bad
-encoding, bad quoting) becomes a `BadInput`, except an unusable last row
-without a line end or inside an open quote, which is left for the next read:
-an appender caught mid-row. (A row cut inside its last cell still parses: appenders must write
+The file is read as bytes, line by line, and handed to one `csv.reader`
+(strict RFC 4180 quoting, so a quoted field may span lines while a stray
+`"` inside an unquoted field stays literal); counting the lines the reader
+pulls gives every row an exact byte offset to resume from (`resume_after`,
+just past the row) and a 1-based line number (`display`, the row's first
+line; the header is line 1). Cells are strings; an empty cell omits the
+field. `_module` and `_operation` columns override the defaults per row.
+
+A row that cannot be used (wrong number of cells, bad encoding, bad quoting)
+becomes a `BadInput`, except an unusable last row without a line end or
+inside an open quote, which is left for the next read: an appender caught
+mid-row. (A row cut inside its last cell still parses: appenders must write
 whole rows.) The encoding must be ASCII-compatible (the config checks it),
-so line ends and quotes are bytes.
+so line ends are bytes.
 """
 
 from __future__ import annotations
@@ -38,35 +40,44 @@ from syncengine.sources.base import (
 )
 from syncengine.sources.records import RecordDefaults, from_row
 
-#: A row read from the file: its first line number, the offset just past it,
-#: its bytes, and whether its quotes are balanced (False only at end of file).
-_RawRow = tuple[int, int, bytes, bool]
-
 _COUNT_CHUNK_BYTES = 1 << 20
+_END_INSIDE_QUOTES = "unexpected end of data"  # csv's strict-mode error at EOF in a quote
 
 _log = structlog.get_logger(__name__)
 
 
-def _raw_rows(handle: BinaryIO, offset: int, line_number: int) -> Iterator[_RawRow]:
-    """Rows as bytes, joined across line ends that fall inside quotes; blank lines skipped."""
-    parts: list[bytes] = []
-    quotes = 0
-    first_line = 0
-    for line in handle:
-        offset += len(line)
-        line_number += 1
-        if not parts:
-            if line.isspace():
-                continue
-            first_line = line_number
-        parts.append(line)
-        quotes += line.count(b'"')
-        if quotes % 2 == 0:
-            yield first_line, offset, parts[0] if len(parts) == 1 else b"".join(parts), True
-            parts = []
-            quotes = 0
-    if parts:
-        yield first_line, offset, b"".join(parts), False
+class _Lines:
+    """Decoded lines for `csv.reader`, counting the bytes and lines it consumed.
+
+    A line that does not decode is passed on with its bad bytes escaped, and
+    `bad_encoding` says why, so the row holding it becomes a `BadInput`.
+    """
+
+    def __init__(self, handle: BinaryIO, offset: int, line_number: int, encoding: str) -> None:
+        self._lines = iter(handle)
+        self._encoding = encoding
+        self._strip_bom = codecs.lookup(encoding).name == "utf-8" and offset == 0
+        self.offset = offset
+        self.line_number = line_number
+        self.ended_with_newline = True
+        self.bad_encoding: str | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        raw = next(self._lines)
+        self.offset += len(raw)
+        self.line_number += 1
+        self.ended_with_newline = raw.endswith(b"\n")
+        if self._strip_bom:
+            self._strip_bom = False
+            raw = raw.removeprefix(codecs.BOM_UTF8)
+        try:
+            return raw.decode(self._encoding)
+        except UnicodeDecodeError as exc:
+            self.bad_encoding = f"bad encoding: not valid {self._encoding} at byte {exc.start + 1}"
+            return raw.decode(self._encoding, errors="surrogateescape")
 
 
 def _count_lines(handle: BinaryIO, offset: int) -> int:
@@ -99,7 +110,6 @@ class CsvSource:
         self.source_id = f"csv:{self.path}"
         self._defaults = defaults
         self._encoding = encoding
-        self._utf8 = codecs.lookup(encoding).name == "utf-8"
         self._delimiter = delimiter
         self._batch_items = batch_items
 
@@ -111,20 +121,21 @@ class CsvSource:
         """
         offset, _ = file_start(start)
         with open_feed(self.path) as handle:
-            rows = _raw_rows(handle, 0, 0)
-            first = next(rows, None)
-            if first is None:
+            lines = _Lines(handle, 0, 0, self._encoding)
+            rows = csv.reader(lines, delimiter=self._delimiter, strict=True)
+            header = self._header(rows, lines)
+            if header is None:
                 return
-            header = self._header(first)
             if start is not None:
-                if offset < first[1]:
+                if offset < lines.offset:
                     raise FatalError(
                         f"{self.path}: the checkpoint (byte {offset}) is in the header"
                     )
                 line_number = _count_lines(handle, offset)
                 seek_line_start(handle, offset, self.path)
-                rows = _raw_rows(handle, offset, line_number)
-            for batch in self._batches(rows, header):
+                lines = _Lines(handle, offset, line_number, self._encoding)
+                rows = csv.reader(lines, delimiter=self._delimiter, strict=True)
+            for batch in self._batches(rows, lines, header):
                 yield batch
                 await asyncio.sleep(0)  # let senders run even if no queue is full
 
@@ -135,32 +146,45 @@ class CsvSource:
             return estimate
         return max(estimate - 1, 0)  # the header
 
-    def _header(self, raw_row: _RawRow) -> list[str]:
-        line_number, _, raw, complete = raw_row
-        cells = self._cells(raw, complete)
-        where = f"{self.path} line {line_number}"
-        if isinstance(cells, str):
-            raise ConfigError(f"{where}: unusable CSV header: {cells}")
-        names = [name.strip() for name in cells]
-        if not all(names):
-            raise ConfigError(f"{where}: the CSV header has an empty column name")
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ConfigError(f"{where}: the CSV header repeats {', '.join(duplicates)}")
-        return names
+    def _header(self, rows: Iterator[list[str]], lines: _Lines) -> list[str] | None:
+        """The first non-blank row's names; None for an empty file."""
+        for cells in _rows_or_errors(rows):
+            if isinstance(cells, list) and _is_blank(cells):
+                continue
+            where = f"{self.path} line {lines.line_number}"
+            if isinstance(cells, str) or lines.bad_encoding:
+                raise ConfigError(f"{where}: unusable CSV header: {lines.bad_encoding or cells}")
+            names = [name.strip() for name in cells]
+            if not all(names):
+                raise ConfigError(f"{where}: the CSV header has an empty column name")
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ConfigError(f"{where}: the CSV header repeats {', '.join(repeated)}")
+            return names
+        return None
 
-    def _batches(self, rows: Iterator[_RawRow], header: list[str]) -> Iterator[list[Item]]:
+    def _batches(
+        self, rows: Iterator[list[str]], lines: _Lines, header: list[str]
+    ) -> Iterator[list[Item]]:
         batch: list[Item] = []
         size = self._batch_items
-        for ordinal, (line_number, offset, raw, complete) in enumerate(rows):
-            position = SourcePosition(ordinal, offset, line_number)
-            item = self._item(raw, complete, position, header)
-            if type(item) is BadInput and not (complete and raw.endswith(b"\n")):
-                # Unusable and unfinished: most likely still being written. Leave it
-                # unread (the checkpoint stays before it) so the next read takes it whole.
-                _log.warning("source.incomplete_last_line", path=str(self.path), line=line_number)
+        ordinal = 0
+        first_line = lines.line_number + 1
+        for cells in _rows_or_errors(rows):
+            if isinstance(cells, list) and _is_blank(cells):
+                first_line = lines.line_number + 1
+                continue
+            position = SourcePosition(ordinal, lines.offset, first_line)
+            item = self._item(cells, lines.bad_encoding, position, header)
+            lines.bad_encoding = None
+            first_line = lines.line_number + 1
+            if type(item) is BadInput and _is_unfinished(cells, lines):
+                _log.warning(
+                    "source.incomplete_last_line", path=str(self.path), line=position.display
+                )
                 break
             batch.append(item)
+            ordinal += 1
             if len(batch) >= size:
                 yield batch
                 batch = []
@@ -168,29 +192,37 @@ class CsvSource:
             yield batch
 
     def _item(
-        self, raw: bytes, complete: bool, position: SourcePosition, header: list[str]
+        self,
+        cells: list[str] | str,
+        bad_encoding: str | None,
+        position: SourcePosition,
+        header: list[str],
     ) -> Change | BadInput:
-        cells = self._cells(raw, complete)
-        if isinstance(cells, str):
-            return BadInput(position, cells)
+        if isinstance(cells, str) or bad_encoding:
+            return BadInput(position, bad_encoding or str(cells))
         if len(cells) != len(header):
             return BadInput(position, f"{len(cells)} cells where the header has {len(header)}")
         row = {name: cell for name, cell in zip(header, cells, strict=True) if cell}
         return from_row(row, position, self._defaults)
 
-    def _cells(self, raw: bytes, complete: bool) -> list[str] | str:
-        """The row's cells, or the reason they cannot be read."""
-        if not complete:
-            return "unterminated quoted field"
-        if self._utf8 and raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8) :]
+
+def _rows_or_errors(rows: Iterator[list[str]]) -> Iterator[list[str] | str]:
+    """Each row's cells, or the reason (a str) csv could not parse it; csv resumes after it."""
+    while True:
         try:
-            text = raw.decode(self._encoding)
-        except UnicodeDecodeError as exc:
-            return f"bad encoding: not valid {self._encoding} at byte {exc.start + 1}"
-        if '"' not in text:  # the common case: no quoting, a plain split is exact
-            return text.rstrip("\r\n").split(self._delimiter)
-        try:
-            return next(csv.reader((text,), delimiter=self._delimiter, strict=True), [])
+            yield next(rows)
+        except StopIteration:
+            return
         except csv.Error as exc:
-            return f"bad CSV: {exc}"
+            yield f"bad CSV: {exc}"
+
+
+def _is_blank(cells: list[str]) -> bool:
+    return not cells or (len(cells) == 1 and cells[0].isspace())
+
+
+def _is_unfinished(cells: list[str] | str, lines: _Lines) -> bool:
+    """True for an unusable last row that is probably still being written."""
+    return not lines.ended_with_newline or (
+        isinstance(cells, str) and cells.endswith(_END_INSIDE_QUOTES)
+    )

@@ -146,6 +146,26 @@ async def test_checkpoint_in_header_or_mid_line_is_fatal(tmp_path: Path) -> None
         await collect(source, Checkpoint(resume_after=7, display=2))
 
 
+async def test_ordinals_run_on_across_batches(tmp_path: Path) -> None:
+    """Batches hold at most batch_items rows and ordinals count on from batch to batch."""
+    path = tmp_path / "feed.csv"
+    path.write_bytes(b"id,A\n" + b"".join(b"%d,x\n" % i for i in range(5)))
+    batches = [batch async for batch in CsvSource(path, DEFAULTS, batch_items=2).read(None)]
+    assert [len(batch) for batch in batches] == [2, 2, 1]
+    assert [where(item)[0] for batch in batches for item in batch] == [0, 1, 2, 3, 4]
+
+
+async def test_stray_quote_in_unquoted_cell_is_literal(tmp_path: Path) -> None:
+    """An inch mark inside an unquoted cell neither fails the row nor swallows the next."""
+    items = await collect(feed(tmp_path, b'id,Size\n1,5" pipe\n2,3/4" pipe\n3,x\n'))
+    assert [item.record["Size"] for item in items if isinstance(item, Change)] == [
+        '5" pipe',
+        '3/4" pipe',
+        "x",
+    ]
+    assert [where(item)[2] for item in items] == [2, 3, 4]
+
+
 def test_estimate_total_excludes_header(tmp_path: Path) -> None:
     """The estimate counts data rows, not the header."""
     source = feed(tmp_path, b"id,A\n" + b"".join(b"%d,x\n" % i for i in range(50)))

@@ -129,11 +129,12 @@ async def test_resume_continues_after_checkpoint_with_line_numbers(tmp_path: Pat
 
 
 async def test_batches_hold_at_most_batch_items(tmp_path: Path) -> None:
-    """A read yields batches of at most batch_items, in order."""
+    """A read yields batches of at most batch_items; ordinals count on across batches."""
     path = tmp_path / "feed.jsonl"
     path.write_bytes(b"".join(b'{"id": "%d", "A": 1}\n' % i for i in range(7)))
-    source = JsonlSource(path, DEFAULTS, batch_items=3)
-    assert [len(batch) async for batch in source.read(None)] == [3, 3, 1]
+    batches = [batch async for batch in JsonlSource(path, DEFAULTS, batch_items=3).read(None)]
+    assert [len(batch) for batch in batches] == [3, 3, 1]
+    assert [position_of(item)[0] for batch in batches for item in batch] == list(range(7))
 
 
 @pytest.mark.parametrize("offset", [5, 1000])
