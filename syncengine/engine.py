@@ -42,17 +42,40 @@ from syncengine.model import (
     Change,
     Chunk,
     RecordOutcome,
+    SourcePosition,
     Verdict,
 )
-from syncengine.recorder import PassCounts, Recorder
+from syncengine.recorder import PassCounts, Recorder, is_past
 from syncengine.retry import backoff_s
-from syncengine.sources.base import Source
+from syncengine.sources.base import Checkpoint, Source
 from syncengine.watermark import Watermark
 
 log = structlog.get_logger("syncengine.engine")
 
 _END = None
-Batch = Sequence[Change | BadInput]
+
+
+@dataclass(frozen=True, slots=True)
+class AlreadySettled:
+    """A re-read change whose outcome the journal holds: only its positions move on."""
+
+    positions: list[SourcePosition]
+
+
+Batch = Sequence["Change | BadInput | AlreadySettled"]
+
+
+def _is_settled(change: Change, settled: dict[str, int | str]) -> bool:
+    if change.key is None or change.key not in settled:
+        return False
+    stored, own = settled[change.key], change.positions[-1].display
+    return type(stored) is type(own) and not is_past(own, stored)
+
+
+def _in_window(item: object, high_water: Checkpoint) -> bool:
+    positions = getattr(item, "positions", None) or [getattr(item, "position", None)]
+    last = positions[-1]
+    return last is not None and not is_past(last.resume_after, high_water.resume_after)
 
 
 class Writer(Protocol):
@@ -121,6 +144,8 @@ class Engine:
         self._fatal: BaseException | None = None
         self._watermark: Watermark | None = None
         self._recorder: Recorder | None = None
+        self._high_water: Checkpoint | None = None
+        self._max_unjournaled = settings.workers * 100
         self.stopped_early = False
 
     @property
@@ -139,12 +164,16 @@ class Engine:
         Raises FatalError when the CRM or the accounts server refuses the run;
         the journal is consistent either way.
         """
-        start = await self._journal.checkpoint(self._source.source_id) if self._source else None
+        source_id = self._source.source_id if self._source else None
+        start = await self._journal.checkpoint(source_id) if source_id else None
+        self._high_water = await self._journal.high_water(source_id) if source_id else None
         self._watermark = Watermark(start)
         self._recorder = Recorder(
             self._journal,
-            source_id=self._source.source_id if self._source else None,
+            source_id=source_id,
             watermark=self._watermark,
+            high_water=self._high_water,
+            flush_rows=max(100, self._settings.workers * 50),
         )
         reader = asyncio.create_task(self._read(start, stop), name="engine.read")
         senders = [
@@ -162,7 +191,7 @@ class Engine:
 
     # -- reader ---------------------------------------------------------------
 
-    async def _read(self, start: object, stop: asyncio.Event) -> None:
+    async def _read(self, start: Checkpoint | None, stop: asyncio.Event) -> None:
         """Feeds the intake: journal's pending records first, then the feed."""
         try:
             async for batch in self._batches(start):
@@ -177,7 +206,7 @@ class Engine:
         await self._intake.put(_END)
         self._wake.set()
 
-    async def _batches(self, start: object) -> AsyncIterator[Batch]:
+    async def _batches(self, start: Checkpoint | None) -> AsyncIterator[Batch]:
         pending: list[Change | BadInput] = []
         async for change in self._journal.due(math.inf):
             pending.append(change)
@@ -187,8 +216,41 @@ class Engine:
         if pending:
             yield pending
         if self._source is not None:
-            async for batch in self._source.read(start):  # type: ignore[arg-type]
-                yield batch
+            async for batch in self._source.read(start):
+                yield await self._skip_settled(batch) if self._high_water else batch
+
+    async def _skip_settled(self, batch: Batch) -> Batch:
+        """In the replay window after a crash, drops changes the journal already settled.
+
+        The checkpoint is a low watermark, so a run that was killed re-reads
+        changes that finished after it. A re-read change whose record's row
+        shows a position at or past its own has a durable outcome already
+        (its own, or a later change's that absorbed it): it is marked
+        settled instead of being sent again (design.md invariant 6).
+        """
+        assert self._high_water is not None and self._source is not None
+        window = [
+            item
+            for item in batch
+            if isinstance(item, Change)
+            and item.key is not None
+            and item.positions
+            and not is_past(item.positions[-1].resume_after, self._high_water.resume_after)
+        ]
+        if not window:
+            if batch and not _in_window(batch[-1], self._high_water):
+                self._high_water = None  # past the window: no more look-ups
+            return batch
+        settled = await self._journal.settled_positions(
+            self._source.source_id, [item.key for item in window if item.key is not None]
+        )
+        out: list[Change | BadInput | AlreadySettled] = []
+        for item in batch:
+            if isinstance(item, Change) and _is_settled(item, settled):
+                out.append(AlreadySettled(item.positions))
+            else:
+                out.append(item)
+        return out
 
     # -- dispatcher -----------------------------------------------------------
 
@@ -250,10 +312,17 @@ class Engine:
         """Changes read and not yet handed to a sender (invariant 4's bound)."""
         return self._chunker.buffered + sum(len(chunk.changes) for chunk in self._ready)
 
-    def _accept(self, item: Change | BadInput) -> None:
+    def _accept(self, item: Change | BadInput | AlreadySettled) -> None:
         assert self._watermark is not None
         assert self._recorder is not None
         source_id = self._source.source_id if self._source else "journal"
+        if isinstance(item, AlreadySettled):
+            for position in item.positions:
+                self._watermark.note_read(position)
+            self._recorder.counts.read += 1
+            self._recorder.counts.replay_skipped += 1
+            self._recorder.already_settled(item.positions)
+            return
         if isinstance(item, BadInput):
             self._watermark.note_read(item.position)
             self._recorder.counts.read += 1
@@ -282,7 +351,13 @@ class Engine:
         Chunks are taken from the chunker only when a sender is free: a chunk
         still in the chunker can absorb later changes to its records.
         """
+        assert self._recorder is not None
         while self._flight.handed_out < self._settings.workers:
+            if self._recorder.backlog >= self._max_unjournaled:
+                # Outcomes the CRM gave but the journal does not hold yet are
+                # what a crash would make us send again: keep them bounded.
+                self._wake_flusher()
+                return
             if not self._ready:
                 self._ready.extend(self._chunker.pop_ready(flush=flush))
                 if not self._ready:
@@ -362,6 +437,7 @@ class Engine:
                 await asyncio.wait_for(self._flush_now.wait(), self._settings.flush_interval_s)
             self._flush_now.clear()
             await self._recorder.flush()
+            self._wake.set()  # the dispatcher may be holding chunks back for this
 
     # -- shutdown -------------------------------------------------------------
 

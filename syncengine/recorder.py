@@ -14,7 +14,14 @@ import asyncio
 from dataclasses import dataclass
 
 from syncengine.journal import Journal, RecordUpdate, encode_payload
-from syncengine.model import BadInput, Change, RecordOutcome, RecordState, SourcePosition
+from syncengine.model import (
+    BadInput,
+    Change,
+    Cursor,
+    RecordOutcome,
+    RecordState,
+    SourcePosition,
+)
 from syncengine.sources.base import Checkpoint
 from syncengine.watermark import Watermark
 
@@ -29,6 +36,7 @@ class PassCounts:
     bad_input: int = 0
     retries_scheduled: int = 0
     redriven: int = 0
+    replay_skipped: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counts as a plain mapping, for logs and the runs table."""
@@ -39,7 +47,15 @@ class PassCounts:
             "bad_input": self.bad_input,
             "retries_scheduled": self.retries_scheduled,
             "redriven": self.redriven,
+            "replay_skipped": self.replay_skipped,
         }
+
+
+def is_past(position: Cursor, mark: Cursor) -> bool:
+    """True when feed position `position` lies after `mark` (cursors of one kind compare)."""
+    if type(position) is not type(mark):
+        return True
+    return position > mark  # type: ignore[operator]
 
 
 class Recorder:
@@ -56,6 +72,7 @@ class Recorder:
         source_id: str | None,
         watermark: Watermark | None,
         flush_rows: int = 2000,
+        high_water: Checkpoint | None = None,
     ) -> None:
         self._journal = journal
         self._source_id = source_id
@@ -64,6 +81,8 @@ class Recorder:
         self._updates: list[RecordUpdate] = []
         self._positions: list[SourcePosition] = []
         self._last_checkpoint: Checkpoint | None = watermark.checkpoint if watermark else None
+        self._high = high_water
+        self._high_changed = False
         self._lock = asyncio.Lock()
         self.counts = PassCounts()
 
@@ -99,6 +118,10 @@ class Recorder:
             next_attempt_at=next_attempt_at,
         )
 
+    def already_settled(self, positions: list[SourcePosition]) -> None:
+        """Re-read changes whose outcome the journal already holds: finish them, write nothing."""
+        self._positions.extend(positions)
+
     def bad_input(self, item: BadInput, *, key: str, module: str) -> None:
         """A feed line or row that cannot be sent becomes a failed record at once."""
         self.counts.bad_input += 1
@@ -117,6 +140,7 @@ class Recorder:
                 next_attempt_at=None,
                 payload=None,
                 position=item.position.display,
+                source_id=self._source_id,
             )
         )
         self._positions.append(item.position)
@@ -147,12 +171,18 @@ class Recorder:
                 next_attempt_at=next_attempt_at,
                 payload=payload,
                 position=display,
+                source_id=self._source_id if change.positions else None,
             )
         )
         # The positions are settled by this row; a later outcome for the same
         # change (a retry) must not settle them twice.
         self._positions.extend(change.positions)
         change.positions = []
+
+    def _raise_high_water(self, position: SourcePosition) -> None:
+        if self._high is None or is_past(position.resume_after, self._high.resume_after):
+            self._high = Checkpoint(resume_after=position.resume_after, display=position.display)
+            self._high_changed = True
 
     async def flush(self) -> None:
         """Write buffered rows and the advanced checkpoint atomically.
@@ -168,11 +198,16 @@ class Recorder:
         updates, positions = self._updates, self._positions
         self._updates, self._positions = [], []
         checkpoints: dict[str, Checkpoint] = {}
+        high_water: dict[str, Checkpoint] = {}
         if self._watermark is not None and self._source_id is not None:
             for position in positions:
                 self._watermark.note_finished(position)
+                self._raise_high_water(position)
             checkpoint = self._watermark.checkpoint
             if checkpoint is not None and checkpoint != self._last_checkpoint:
                 checkpoints[self._source_id] = checkpoint
                 self._last_checkpoint = checkpoint
-        await self._journal.apply(updates, checkpoints)
+            if self._high is not None and self._high_changed:
+                high_water[self._source_id] = self._high
+                self._high_changed = False
+        await self._journal.apply(updates, checkpoints, high_water)

@@ -22,10 +22,11 @@ class Watermark:
     positions still above the watermark (the in-flight window, not the feed).
     """
 
-    __slots__ = ("_checkpoint", "_finished_above", "_low", "_next")
+    __slots__ = ("_checkpoint", "_finished_above", "_last", "_low", "_next")
 
     def __init__(self, start: Checkpoint | None) -> None:
         self._checkpoint = start
+        self._last: SourcePosition | None = None  # newest watermark, not yet a Checkpoint
         self._next = 0  # ordinal the next note_read must carry
         self._low = 0  # lowest ordinal not yet known finished
         self._finished_above: dict[int, SourcePosition] = {}
@@ -36,6 +37,10 @@ class Watermark:
 
         The start checkpoint until the first read position is finished.
         """
+        last = self._last
+        if last is not None:  # built on demand: the journal asks per flush, not per change
+            self._checkpoint = Checkpoint(resume_after=last.resume_after, display=last.display)
+            self._last = None
         return self._checkpoint
 
     @property
@@ -65,13 +70,13 @@ class Watermark:
         if ordinal < self._low:
             return
         finished = self._finished_above
-        finished[ordinal] = position
         if ordinal != self._low:
+            finished[ordinal] = position  # waits for the gap below it to close
             return
-        low = self._low
+        low = ordinal + 1
         last = position
         while low in finished:
             last = finished.pop(low)
             low += 1
         self._low = low
-        self._checkpoint = Checkpoint(resume_after=last.resume_after, display=last.display)
+        self._last = last

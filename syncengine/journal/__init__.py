@@ -3,9 +3,8 @@
 See `store.Journal`; the process lock is in `lock`, the file format in `schema`.
 """
 
-from syncengine.journal.store import (
+from syncengine.journal.records import (
     FailureRow,
-    Journal,
     RecordUpdate,
     RequeueResult,
     RunRow,
@@ -13,6 +12,7 @@ from syncengine.journal.store import (
     encode_payload,
     journal_key,
 )
+from syncengine.journal.store import Journal
 from syncengine.journal.token_cache import JournalTokenStore
 
 __all__ = [

@@ -96,8 +96,25 @@ _V1 = (
     """,
 )
 
+#: Version 2: the replay window. After a crash the feed is read again from the
+#: checkpoint (the low watermark); changes between it and the highest position
+#: already settled (the high water) were often journaled already. Rows now
+#: carry the feed they came from, so a re-read change can be recognised as
+#: settled and skipped instead of being sent to the CRM twice.
+_V2 = (
+    "ALTER TABLE records ADD COLUMN source TEXT",
+    """
+    CREATE TABLE high_water (
+        source_id    TEXT PRIMARY KEY,
+        resume_after NOT NULL,
+        display      NOT NULL,
+        updated_at   REAL NOT NULL
+    )
+    """,
+)
+
 #: `MIGRATIONS[i]` holds the statements that take a file from version i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 
 #: The version this engine writes; files above it are refused.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -20,7 +20,6 @@ import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
@@ -31,8 +30,15 @@ import structlog
 
 from syncengine.errors import FatalError
 from syncengine.journal.lock import ProcessLock, describe_holder
+from syncengine.journal.records import (
+    FailureRow,
+    RecordUpdate,
+    RequeueResult,
+    RunRow,
+    decode_payload,
+)
 from syncengine.journal.schema import prepare_file, tighten_sidecars
-from syncengine.model import Change, Operation, RecordState
+from syncengine.model import Change, RecordState
 from syncengine.sources.base import Checkpoint
 
 log = structlog.get_logger(__name__)
@@ -48,14 +54,21 @@ _NO_CHECKPOINTS: Mapping[str, Checkpoint] = MappingProxyType({})
 
 _UPSERT_RECORD = """
 INSERT INTO records (key, module, record_id, operation, state, attempts, code, message,
-                     details, next_attempt_at, payload, position, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     details, next_attempt_at, payload, position, updated_at, source)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET
     module = excluded.module, record_id = excluded.record_id,
     operation = excluded.operation, state = excluded.state, attempts = excluded.attempts,
     code = excluded.code, message = excluded.message, details = excluded.details,
     next_attempt_at = excluded.next_attempt_at, payload = excluded.payload,
-    position = coalesce(excluded.position, records.position), updated_at = excluded.updated_at
+    position = coalesce(excluded.position, records.position), updated_at = excluded.updated_at,
+    source = coalesce(excluded.source, records.source)
+"""
+
+_UPSERT_HIGH_WATER = """
+INSERT INTO high_water (source_id, resume_after, display, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (source_id) DO UPDATE SET resume_after = excluded.resume_after,
+    display = excluded.display, updated_at = excluded.updated_at
 """
 
 _UPSERT_CHECKPOINT = """
@@ -73,117 +86,6 @@ SELECT rowid, payload, attempts, key FROM records
 WHERE state = 'pending' AND next_attempt_at <= ? AND rowid > ?
 ORDER BY rowid LIMIT ?
 """
-
-
-def journal_key(change: Change) -> str:
-    """The journal row of a change: its key, or "@" + its display position.
-
-    A record with no identity (a plain insert) is known by where it sits in
-    the feed. Raises ValueError for a keyless change with no position.
-    """
-    if change.key is not None:
-        return change.key
-    if not change.positions:
-        raise ValueError("a change without key or position has no journal row")
-    return f"@{change.positions[0].display}"
-
-
-def encode_payload(change: Change) -> bytes:
-    """What a retry needs to re-send `change`, as orjson bytes.
-
-    Positions are left out (a re-driven change has no feed position); the key
-    stored is `journal_key(change)`, so the re-driven change's outcome lands
-    on the same row even for an insert without identity. Raises
-    orjson.JSONEncodeError (a TypeError) for a value JSON cannot hold.
-    """
-    trigger = None if change.trigger is None else list(change.trigger)
-    return orjson.dumps(
-        {
-            "module": change.module,
-            "operation": change.operation.value,
-            "record": change.record,
-            "trigger": trigger,
-            "key": journal_key(change),
-        }
-    )
-
-
-def decode_payload(blob: bytes, *, attempts: int) -> Change:
-    """The change stored by `encode_payload`, with `attempts` sends behind it."""
-    data = orjson.loads(blob)
-    trigger = data["trigger"]
-    return Change(
-        module=data["module"],
-        operation=Operation(data["operation"]),
-        record=data["record"],
-        key=data["key"],
-        trigger=None if trigger is None else tuple(trigger),
-        attempts=attempts,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class RecordUpdate:
-    """The new state of one journal row, written by `Journal.apply`.
-
-    `key` is `journal_key(change)`: the change key, or `"@" + str(display)`
-    for a record with no identity. `payload` is `encode_payload(change)`
-    for a record that still needs work (pending, or failed but re-drivable);
-    `apply` drops it for synced rows. `next_attempt_at` (epoch seconds) only
-    means something for pending rows: None there means due at once.
-    `position` is the display position users see (line number or cursor);
-    None keeps the row's position, since a re-driven change has none.
-    """
-
-    key: str
-    module: str | None
-    record_id: str | None
-    operation: Operation | None
-    state: RecordState
-    attempts: int
-    code: str | None
-    message: str | None
-    details: dict[str, Any] | None
-    next_attempt_at: float | None
-    payload: bytes | None
-    position: int | str | None
-
-
-@dataclass(frozen=True, slots=True)
-class FailureRow:
-    """One failed record as `syncengine failures` shows it."""
-
-    module: str | None
-    record_id: str | None
-    position: int | str | None
-    code: str | None
-    message: str | None
-    attempts: int
-    details: dict[str, Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class RequeueResult:
-    """What `retry` did: rows put back in line, and rows it could not re-drive.
-
-    `not_redrivable` counts matching failures without a payload (lines that
-    could not be parsed): only fixing them in the feed helps.
-    """
-
-    requeued: int
-    not_redrivable: int
-
-
-@dataclass(frozen=True, slots=True)
-class RunRow:
-    """One run as `status` shows it; a killed run has `finished_at` None."""
-
-    run_id: int
-    command: str
-    started_at: float
-    finished_at: float | None
-    exit_status: int | None
-    counts: dict[str, int] | None
 
 
 class Journal:
@@ -250,22 +152,57 @@ class Journal:
         self,
         updates: Sequence[RecordUpdate],
         checkpoints: Mapping[str, Checkpoint] = _NO_CHECKPOINTS,
+        high_water: Mapping[str, Checkpoint] = _NO_CHECKPOINTS,
     ) -> None:
         """Write record updates and checkpoints in one transaction (the group commit).
 
         Either all of it is durable or none of it; a later update to the same
         key in `updates` wins. Cancelling it rolls the transaction back unless
         the commit was already on its way, so the journal stays consistent
-        either way (the pipeline shields it anyway).
+        either way (the pipeline shields it anyway). `high_water` records, per
+        feed, the furthest position settled so far (see `settled_positions`).
         """
         now = time.time()
         rows = [_record_row(update, now) for update in updates]
         marks = [(sid, cp.resume_after, cp.display, now) for sid, cp in checkpoints.items()]
+        highs = [(sid, cp.resume_after, cp.display, now) for sid, cp in high_water.items()]
         async with self._transaction():
             if rows:
                 await self._db.executemany(_UPSERT_RECORD, rows)
             if marks:
                 await self._db.executemany(_UPSERT_CHECKPOINT, marks)
+            if highs:
+                await self._db.executemany(_UPSERT_HIGH_WATER, highs)
+
+    async def high_water(self, source_id: str) -> Checkpoint | None:
+        """The furthest position of `source_id` whose outcome is journaled, or None."""
+        row = await self._fetch_one(
+            "SELECT resume_after, display FROM high_water WHERE source_id = ?", (source_id,)
+        )
+        return None if row is None else Checkpoint(resume_after=row[0], display=row[1])
+
+    async def settled_positions(
+        self, source_id: str, keys: Sequence[str]
+    ) -> dict[str, int | str]:
+        """For each of `keys` journaled from `source_id`, the position of its latest change.
+
+        A change re-read after a crash whose key shows a position at or past
+        its own was settled before the crash (it, or a later change to the
+        same record that absorbed it, has a durable outcome), so it need not
+        be sent again.
+        """
+        found: dict[str, int | str] = {}
+        if not keys:
+            return found
+        for group in _id_groups(keys):
+            marks = ",".join("?" * len(group))
+            rows = await self._db.execute_fetchall(
+                f"SELECT key, position FROM records WHERE source = ? AND key IN ({marks})"
+                " AND position IS NOT NULL",
+                (source_id, *group),
+            )
+            found.update({key: position for key, position in rows})
+        return found
 
     async def checkpoint(self, source_id: str) -> Checkpoint | None:
         """Where the feed `source_id` resumes, or None before its first checkpoint."""
@@ -467,6 +404,7 @@ def _record_row(update: RecordUpdate, now: float) -> tuple[Any, ...]:
         None if state is RecordState.SYNCED else update.payload,
         update.position,
         now,
+        update.source_id,
     )
 
 

@@ -61,6 +61,8 @@ class RecordDefaults:
 
 def json_type(value: object) -> str:
     """How JSON would call `value`'s type, for one-line reasons."""
+    if isinstance(value, dict):
+        return "an object"
     if isinstance(value, list):
         return "an array"
     if isinstance(value, str):
