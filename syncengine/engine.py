@@ -20,7 +20,6 @@ checkpoint and are read again by the next pass.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import math
@@ -76,6 +75,19 @@ def _in_window(item: object, high_water: Checkpoint) -> bool:
     positions = getattr(item, "positions", None) or [getattr(item, "position", None)]
     last = positions[-1]
     return last is not None and not is_past(last.resume_after, high_water.resume_after)
+
+
+async def wait_event(event: asyncio.Event, timeout_s: float | None) -> None:
+    """Waits until `event` is set or `timeout_s` passes (None: no limit).
+
+    `asyncio.timeout` rather than `wait_for`: it wraps no inner task, so a
+    cancellation arriving as the timeout fires is never lost (Python 3.11).
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return
 
 
 class Writer(Protocol):
@@ -146,6 +158,7 @@ class Engine:
         self._recorder: Recorder | None = None
         self._high_water: Checkpoint | None = None
         self._max_unjournaled = settings.workers * 100
+        self._closing = False
         self.stopped_early = False
 
     @property
@@ -228,7 +241,8 @@ class Engine:
         (its own, or a later change's that absorbed it): it is marked
         settled instead of being sent again (design.md invariant 6).
         """
-        assert self._high_water is not None and self._source is not None
+        assert self._high_water is not None
+        assert self._source is not None
         window = [
             item
             for item in batch
@@ -290,8 +304,7 @@ class Engine:
         if self._retry_heap:
             due_in = self._retry_heap[0][0] - time.monotonic()
             timeout = max(0.0, due_in) if timeout is None else min(timeout, max(0.0, due_in))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+        await wait_event(self._wake, timeout)
 
     def _take_intake(self, end_of_input: bool) -> bool:
         """Moves feed batches into the chunker while it has room."""
@@ -430,11 +443,14 @@ class Engine:
         self._flush_now.set()
 
     async def _flush_loop(self) -> None:
-        """Group commit: every `flush_interval_s`, or sooner when rows pile up."""
+        """Group commit: every `flush_interval_s`, or sooner when rows pile up.
+
+        It ends when `_closing` is set rather than by cancellation, so a flush
+        is never cut in half; shutdown then makes the last one itself.
+        """
         assert self._recorder is not None
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_now.wait(), self._settings.flush_interval_s)
+        while not self._closing:
+            await wait_event(self._flush_now, self._settings.flush_interval_s)
             self._flush_now.clear()
             await self._recorder.flush()
             self._wake.set()  # the dispatcher may be holding chunks back for this
@@ -458,7 +474,8 @@ class Engine:
             task.cancel()
         await asyncio.gather(reader, *senders, return_exceptions=True)
         self._take_results_after_stop()
-        flusher.cancel()
+        self._closing = True
+        self._flush_now.set()
         await asyncio.gather(flusher, return_exceptions=True)
         await self._recorder.flush()
 
@@ -470,8 +487,7 @@ class Engine:
                 log.warning("engine.grace_expired", in_flight=self._flight.handed_out)
                 return
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), remaining)
+            await wait_event(self._wake, remaining)
 
     def _take_results_after_stop(self) -> None:
         """Journal what came back; retries become durable pending rows, not resent now."""
