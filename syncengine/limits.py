@@ -99,7 +99,10 @@ class Limiter:
         self._sleep = sleep
         self._rate = rate_gate
         if rate_gate is None and requests_per_minute is not None:
-            self._rate = Throttler(rate_limit=requests_per_minute, period=rate_period_s)
+            # asyncio-throttle polls; 50 ms keeps waiters cheap at per-minute rates.
+            self._rate = Throttler(
+                rate_limit=requests_per_minute, period=rate_period_s, retry_interval=0.05
+            )
         self._epoch = 0
         self._ceiling: int | None = None
         self._ceiling_until = 0.0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from syncengine.journal import Journal, RecordUpdate, encode_payload
+from syncengine.journal import Journal, RecordUpdate, SyncedRow, encode_payload
 from syncengine.model import (
     BadInput,
     Change,
@@ -51,6 +51,10 @@ class PassCounts:
         }
 
 
+def _ordinal(position: SourcePosition) -> int:
+    return position.ordinal
+
+
 def is_past(position: Cursor, mark: Cursor) -> bool:
     """True when feed position `position` lies after `mark` (cursors of one kind compare)."""
     if type(position) is not type(mark):
@@ -78,7 +82,7 @@ class Recorder:
         self._source_id = source_id
         self._watermark = watermark
         self._flush_rows = flush_rows
-        self._updates: list[RecordUpdate] = []
+        self._updates: list[RecordUpdate | SyncedRow] = []
         self._positions: list[SourcePosition] = []
         self._last_checkpoint: Checkpoint | None = watermark.checkpoint if watermark else None
         self._high = high_water
@@ -99,8 +103,24 @@ class Recorder:
     def synced(self, change: Change, outcome: RecordOutcome) -> None:
         """The CRM said SUCCESS for this very change."""
         self.counts.synced += 1
-        record_id = change.record_id or outcome.crm_id
-        self._add(change, RecordState.SYNCED, outcome, record_id=record_id, payload=None)
+        # The hot path of a migration: a lean row, no message or details (the
+        # success details, times and owner, are the CRM's to keep).
+        positions = change.positions
+        assert change.key is not None, "the engine gives every change a journal key"
+        self._updates.append(
+            (
+                change.key,
+                change.module,
+                change.record_id or outcome.crm_id,
+                change.operation.value,
+                change.attempts,
+                positions[-1].display if positions else None,
+                self._source_id if positions else None,
+            )
+        )
+        if positions:
+            self._positions.extend(positions)
+            change.positions = []
 
     def failed(self, change: Change, outcome: RecordOutcome) -> None:
         """Permanent failure, or attempts exhausted: kept with its payload for `retry`."""
@@ -166,8 +186,8 @@ class Recorder:
                 state=state,
                 attempts=change.attempts,
                 code=outcome.code,
-                message=outcome.message,
-                details=outcome.details,
+                message=outcome.message or None,
+                details=outcome.details or None,
                 next_attempt_at=next_attempt_at,
                 payload=payload,
                 position=display,
@@ -200,9 +220,11 @@ class Recorder:
         checkpoints: dict[str, Checkpoint] = {}
         high_water: dict[str, Checkpoint] = {}
         if self._watermark is not None and self._source_id is not None:
+            note_finished = self._watermark.note_finished
             for position in positions:
-                self._watermark.note_finished(position)
-                self._raise_high_water(position)
+                note_finished(position)
+            if positions:
+                self._raise_high_water(max(positions, key=_ordinal))
             checkpoint = self._watermark.checkpoint
             if checkpoint is not None and checkpoint != self._last_checkpoint:
                 checkpoints[self._source_id] = checkpoint

@@ -160,11 +160,13 @@ class CrmClient:
     ) -> None:
         """`suspects` failed as a whole: find the bad record by halving.
 
-        Each round sends the smaller half only: if it fails, the other half is
-        set aside; if it succeeds, the bad record is in the other half. The
-        set-aside records go out together at the end (isolated again if they
-        hold another bad record). One bad record in n costs ⌈log2 n⌉ + 1
-        extra requests.
+        Each round sends the smaller half only: if it fails as a whole, the
+        other half is set aside; if it gets per-record answers, the bad record
+        is in the other half. The set-aside records go out together at the end
+        (isolated again if they hold another bad record). One bad record in n
+        costs ⌈log2 n⌉ + 1 extra requests. The last suspect is rejected with
+        the error of the smallest failed request that held it (it may never
+        have been sent alone: its companion was answered on its own).
         """
         set_aside: list[int] = []
         while len(suspects) > 1:

@@ -91,6 +91,11 @@ class RecordUpdate:
     source_id: str | None = None
 
 
+#: A record the CRM accepted, in the lean form the hot path writes:
+#: (key, module, record_id, operation, attempts, position, source_id).
+SyncedRow = tuple[str, str, str | None, str, int, int | str | None, str | None]
+
+
 @dataclass(frozen=True, slots=True)
 class FailureRow:
     """One failed record as `syncengine failures` shows it."""

@@ -35,6 +35,7 @@ from syncengine.journal.records import (
     RecordUpdate,
     RequeueResult,
     RunRow,
+    SyncedRow,
     decode_payload,
 )
 from syncengine.journal.schema import prepare_file, tighten_sidecars
@@ -63,6 +64,20 @@ ON CONFLICT (key) DO UPDATE SET
     next_attempt_at = excluded.next_attempt_at, payload = excluded.payload,
     position = coalesce(excluded.position, records.position), updated_at = excluded.updated_at,
     source = coalesce(excluded.source, records.source)
+"""
+
+# The bulk of a migration: rows that became synced. A narrower statement than
+# `_UPSERT_RECORD` because a synced row keeps no payload, message or details.
+_UPSERT_SYNCED = """
+INSERT INTO records (key, module, record_id, operation, state, attempts, code, position,
+                     source, updated_at)
+VALUES (?, ?, ?, ?, 'synced', ?, 'SUCCESS', ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    module = excluded.module, record_id = coalesce(excluded.record_id, records.record_id),
+    operation = excluded.operation, state = 'synced', attempts = excluded.attempts,
+    code = 'SUCCESS', message = NULL, details = NULL, next_attempt_at = NULL, payload = NULL,
+    position = coalesce(excluded.position, records.position),
+    source = coalesce(excluded.source, records.source), updated_at = excluded.updated_at
 """
 
 _UPSERT_HIGH_WATER = """
@@ -150,7 +165,7 @@ class Journal:
 
     async def apply(
         self,
-        updates: Sequence[RecordUpdate],
+        updates: Sequence[RecordUpdate | SyncedRow],
         checkpoints: Mapping[str, Checkpoint] = _NO_CHECKPOINTS,
         high_water: Mapping[str, Checkpoint] = _NO_CHECKPOINTS,
     ) -> None:
@@ -161,14 +176,16 @@ class Journal:
         the commit was already on its way, so the journal stays consistent
         either way (the pipeline shields it anyway). `high_water` records, per
         feed, the furthest position settled so far (see `settled_positions`).
+        `updates` may mix `RecordUpdate`s and lean `SyncedRow` tuples (the
+        bulk of a migration); they are written in their order.
         """
         now = time.time()
-        rows = [_record_row(update, now) for update in updates]
+        runs = _statement_runs(updates, now)
         marks = [(sid, cp.resume_after, cp.display, now) for sid, cp in checkpoints.items()]
         highs = [(sid, cp.resume_after, cp.display, now) for sid, cp in high_water.items()]
         async with self._transaction():
-            if rows:
-                await self._db.executemany(_UPSERT_RECORD, rows)
+            for statement, rows in runs:
+                await self._db.executemany(statement, rows)
             if marks:
                 await self._db.executemany(_UPSERT_CHECKPOINT, marks)
             if highs:
@@ -382,6 +399,23 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 def _release(lock: ProcessLock | None) -> None:
     if lock is not None:
         lock.release()
+
+
+def _statement_runs(
+    updates: Sequence[RecordUpdate | SyncedRow], now: float
+) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """Consecutive updates of one kind, each run with its statement, in order."""
+    runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+    for update in updates:
+        if isinstance(update, tuple):
+            statement, row = _UPSERT_SYNCED, (*update, now)
+        else:
+            statement, row = _UPSERT_RECORD, _record_row(update, now)
+        if runs and runs[-1][0] is statement:
+            runs[-1][1].append(row)
+        else:
+            runs.append((statement, [row]))
+    return runs
 
 
 def _record_row(update: RecordUpdate, now: float) -> tuple[Any, ...]:

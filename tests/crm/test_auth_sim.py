@@ -78,10 +78,17 @@ async def test_twenty_senders_rejected_with_401_cause_one_refresh() -> None:
     """20 writes whose token the CRM rejects (401) refresh once and all succeed on resend."""
     async with running_simulator(admin=True) as sim, crm_stack(sim.base_url) as stack:
         ids = await seed(sim.base_url, 20)
-        await stack.tokens.token()
+        old_token = await stack.tokens.token()
         sim.state.tokens.revoke_all()  # the CRM forgets the token; the provider does not know
-        outcomes = await asyncio.gather(*(stack.client.write(one_update(i)) for i in ids))
+        with structlog.testing.capture_logs() as logs:
+            outcomes = await asyncio.gather(*(stack.client.write(one_update(i)) for i in ids))
         counts = await stats(sim.base_url)
+        new_token = await stack.tokens.token()
+    assert new_token != old_token
+    assert any(event["event"] == "auth.token_rejected" for event in logs)
+    for event in logs:
+        for secret in (DEMO_SECRET, DEMO_REFRESH, old_token, new_token):
+            assert secret not in repr(event)
     assert all(o[0].verdict is Verdict.SYNCED for o in outcomes)
     assert counts["by_code"]["INVALID_TOKEN"] == 20
     assert counts["token_mints"] == 2

@@ -197,3 +197,27 @@ def test_more_than_100_records_is_refused_before_sending() -> None:
     """A request of 101 records is a programming error, caught before any call."""
     with pytest.raises(ValueError):
         update([{"id": str(n)} for n in range(101)])
+
+
+@pytest.mark.parametrize(
+    ("features", "verdict"), [((), Verdict.SYNCED), (("layout_rules",), Verdict.REJECT)]
+)
+async def test_apply_feature_execution_passes_through(
+    features: tuple[str, ...], verdict: Verdict
+) -> None:
+    """With layout_rules applied, a layout-mandated field missing on insert is refused."""
+    async with running_simulator(admin=True) as sim, crm_stack(sim.base_url) as stack:
+        outcomes = await stack.client.write(
+            WriteRequest(
+                "Leads",
+                Operation.INSERT,
+                [{"Last_Name": "Lee", "Company": "Acme"}],
+                apply_feature_execution=features,
+            )
+        )
+    assert outcomes[0].verdict is verdict
+    if verdict is Verdict.REJECT:
+        assert (outcomes[0].code, outcomes[0].details.get("api_name")) == (
+            "MANDATORY_NOT_FOUND",
+            "Lead_Source",
+        )
