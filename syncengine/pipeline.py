@@ -94,7 +94,11 @@ async def open_engine(config: Config, *, command: str) -> AsyncIterator[tuple[En
         )
         limiter = Limiter(
             concurrency=config.limits.concurrency,
-            requests_per_minute=config.limits.requests_per_minute,
+            requests_per_minute=(
+                None
+                if config.limits.requests_per_minute is None
+                else max(1, round(config.limits.requests_per_minute))
+            ),
             reserve_credits=config.limits.reserve_credits,
         )
         client = CrmClient(

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator
-from typing import TextIO
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -30,7 +30,9 @@ async def progress_bar(
     """
     out = stream or sys.stderr
     watched: list[Engine] = []
-    bar = tqdm(total=total, unit="rec", file=out, disable=None, dynamic_ncols=True, smoothing=0.1)
+    bar: tqdm[Any] = tqdm(
+        total=total, unit="rec", file=out, disable=None, dynamic_ncols=True, smoothing=0.1
+    )
     task = asyncio.create_task(_refresh(bar, watched, interval_s))
     try:
         yield watched
@@ -42,7 +44,7 @@ async def progress_bar(
         bar.close()
 
 
-def _update(bar: tqdm[object], watched: list[Engine], *, final: bool = False) -> None:
+def _update(bar: tqdm[Any], watched: list[Engine], *, final: bool = False) -> None:
     if not watched:
         return
     engine = watched[0]
@@ -56,7 +58,7 @@ def _update(bar: tqdm[object], watched: list[Engine], *, final: bool = False) ->
     bar.refresh()
 
 
-async def _refresh(bar: tqdm[object], watched: list[Engine], interval_s: float) -> None:
+async def _refresh(bar: tqdm[Any], watched: list[Engine], interval_s: float) -> None:
     while True:
         await asyncio.sleep(interval_s)
         _update(bar, watched)

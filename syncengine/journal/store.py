@@ -198,9 +198,7 @@ class Journal:
         )
         return None if row is None else Checkpoint(resume_after=row[0], display=row[1])
 
-    async def settled_positions(
-        self, source_id: str, keys: Sequence[str]
-    ) -> dict[str, int | str]:
+    async def settled_positions(self, source_id: str, keys: Sequence[str]) -> dict[str, int | str]:
         """For each of `keys` journaled from `source_id`, the position of its latest change.
 
         A change re-read after a crash whose key shows a position at or past

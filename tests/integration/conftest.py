@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+
 from syncengine.sim.server import SimHandle, running_simulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,18 +107,22 @@ async def seed_leads(sim: SimHandle, count: int, *, start: int = FIRST_ID) -> No
 
 async def admin_get(sim: SimHandle, path: str) -> Any:
     """GET an admin endpoint and decode its JSON."""
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{sim.base_url}/__admin/{path}") as response:
-            assert response.status == 200, await response.text()
-            return orjson.loads(await response.read())
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{sim.base_url}/__admin/{path}") as response,
+    ):
+        assert response.status == 200, await response.text()
+        return orjson.loads(await response.read())
 
 
 async def admin_post(sim: SimHandle, path: str, body: dict[str, Any]) -> Any:
     """POST an admin endpoint and decode its JSON."""
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{sim.base_url}/__admin/{path}", json=body) as response:
-            assert response.status == 200, await response.text()
-            return orjson.loads(await response.read())
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{sim.base_url}/__admin/{path}", json=body) as response,
+    ):
+        assert response.status == 200, await response.text()
+        return orjson.loads(await response.read())
 
 
 async def sim_leads(sim: SimHandle) -> dict[str, dict[str, Any]]:

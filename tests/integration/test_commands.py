@@ -8,8 +8,8 @@ import stat
 from pathlib import Path
 
 import orjson
-from syncengine.sim.server import SimHandle
 
+from syncengine.sim.server import SimHandle
 from tests.integration.conftest import (
     FIRST_ID,
     SECRET_ENV,

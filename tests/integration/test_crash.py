@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
-from syncengine.sim.server import SimHandle
 
+from syncengine.sim.server import SimHandle
 from tests.integration.conftest import (
     FIRST_ID,
     admin_get,

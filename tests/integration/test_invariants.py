@@ -61,8 +61,14 @@ async def test_every_line_is_accounted_for(sim: SimHandle, tmp_path: Path) -> No
 async def test_synced_only_when_the_crm_said_success(tmp_path: Path) -> None:
     """Invariant 2: under 500s, drops, stalls and locks, each synced record holds its value."""
     async with running_simulator(
-        port=0, admin=True, fault_500=0.1, fault_drop=0.05, fault_stall=0.03, stall_s=3,
-        fault_locked=0.05, seed=3,
+        port=0,
+        admin=True,
+        fault_500=0.1,
+        fault_drop=0.05,
+        fault_stall=0.03,
+        stall_s=3,
+        fault_locked=0.05,
+        seed=3,
     ) as sim:
         await seed_leads(sim, 1000)
         write_feed(tmp_path / "changes.jsonl", lead_updates(1000))
@@ -137,7 +143,8 @@ async def test_memory_is_bounded_by_the_queues(tmp_path: Path) -> None:
         stop.set()
         result = await task
     assert result.interrupted
-    assert ahead and max(ahead) <= 8_000, ahead
+    assert ahead
+    assert max(ahead) <= 8_000, ahead
     assert result.counts.read < 30_000
 
 

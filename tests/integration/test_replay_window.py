@@ -40,9 +40,7 @@ async def test_changes_settled_past_the_checkpoint_are_not_sent_again(
     rewind_checkpoint_to_top(config.journal.path)
     with sqlite3.connect(config.journal.path) as db:
         # Line 51's outcome never reached the journal: its row still shows line 3.
-        db.execute(
-            "UPDATE records SET position = 3 WHERE key = ?", (f"Leads:{FIRST_ID + 50}",)
-        )
+        db.execute("UPDATE records SET position = 3 WHERE key = ?", (f"Leads:{FIRST_ID + 50}",))
     second = await run_pass(config, command="run", stop=asyncio.Event())
 
     assert second.counts.replay_skipped == 199

@@ -72,7 +72,11 @@ async def test_scenario(scenario_path: Path, tmp_path: Path) -> None:
     async with await Journal.open(config.journal.path) as journal:
         failed = {row.record_id: row.code for row in await journal.failures()}
     assert counts["pending"] == 0
-    bad = {str(FIRST_ID + i) for i, row in enumerate(rows) if str(row.get("Email", "")).startswith("bad")}
+    bad = {
+        str(FIRST_ID + i)
+        for i, row in enumerate(rows)
+        if str(row.get("Email", "")).startswith("bad")
+    }
     assert set(failed) == bad, failed
     assert set(failed.values()) <= {"INVALID_DATA"}
     assert counts["synced"] == scenario["records"] - len(bad)

@@ -32,10 +32,22 @@ def test_failure_lines_name_record_position_and_code() -> None:
     """Each failure shows module, id (or its absence), position, code and message."""
     text = format_failures(
         [
-            {"module": "Leads", "id": None, "position": 3, "code": "BAD_INPUT",
-             "message": "bad JSON", "attempts": 0},
-            {"module": "Leads", "id": "42", "position": 9, "code": "INVALID_DATA",
-             "message": "invalid data", "attempts": 1},
+            {
+                "module": "Leads",
+                "id": None,
+                "position": 3,
+                "code": "BAD_INPUT",
+                "message": "bad JSON",
+                "attempts": 0,
+            },
+            {
+                "module": "Leads",
+                "id": "42",
+                "position": 9,
+                "code": "INVALID_DATA",
+                "message": "invalid data",
+                "attempts": 1,
+            },
         ]
     )
     assert "2 failed record(s)" in text
