@@ -31,6 +31,7 @@ from syncengine.pipeline import (
     EXIT_LOCKED,
     EXIT_USAGE,
     run_pass,
+    tune_gc_for_throughput,
 )
 from syncengine.progress import progress_bar
 from syncengine.reports import format_failures, format_status, status_document
@@ -134,6 +135,7 @@ def cli(log_format: LogFormat, log_level: str) -> None:
 def run(config_path: Path) -> None:
     """One pass, as a cron job: due retries, then the feed to its current end."""
     config = _load(config_path)
+    tune_gc_for_throughput()
     result = _run_async(lambda stop: run_pass(config, command="run", stop=stop))
     sys.exit(result.exit_status)
 
@@ -143,6 +145,7 @@ def run(config_path: Path) -> None:
 def migrate(config_path: Path) -> None:
     """The same pass for a one-off bulk load, with a live progress bar."""
     config = _load(config_path)
+    tune_gc_for_throughput()
 
     async def main(stop: asyncio.Event) -> int:
         total = open_source(config).estimate_total(None)

@@ -46,7 +46,7 @@ class RecordState(enum.StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SourcePosition:
     """Where a change sits in its feed.
 
@@ -54,7 +54,9 @@ class SourcePosition:
     checkpoint can advance to a low watermark; `resume_after` is what the feed
     seeks to in order to continue *after* this change (byte offset past the
     line, or the row's cursor value); `display` is what users see: the 1-based
-    line number for files, the cursor value for tables.
+    line number for files, the cursor value for tables. Treat it as
+    immutable; it is not frozen only because one is made per feed line and a
+    frozen dataclass costs three times as much to build.
     """
 
     ordinal: int
@@ -125,14 +127,15 @@ class Chunk:
     changes: list[Change]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RecordOutcome:
     """What became of one record in one request.
 
     `code` is the CRM's code (`SUCCESS`, `INVALID_DATA`, ...) or the engine's
     own for failures no CRM reported (`TIMEOUT`, `CONNECTION_ERROR`,
     `BAD_RESPONSE`, `BAD_INPUT`). `crm_id` is the id from a success's details,
-    which is how an insert learns its new record's id.
+    which is how an insert learns its new record's id. Treat it as
+    immutable (not frozen for speed: one is made per record answered).
     """
 
     verdict: Verdict

@@ -8,6 +8,7 @@ stages themselves take plain arguments and can be tested on their own.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import time
@@ -47,6 +48,20 @@ class PassResult:
     interrupted: bool
     exit_status: int
     elapsed_s: float
+
+
+def tune_gc_for_throughput() -> None:
+    """Make the cyclic garbage collector run rarely during a pass.
+
+    A pass allocates millions of short-lived, acyclic objects (changes,
+    positions, outcomes); with the default threshold of 700 allocations the
+    collector keeps re-scanning them and costs about a tenth of the engine's
+    time. Objects alive at start-up (modules, config) are frozen out of its
+    scans. Reference counting still frees everything as usual. A process-wide
+    choice, so only the command line makes it.
+    """
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
 
 
 def engine_settings(config: Config) -> EngineSettings:

@@ -1,0 +1,197 @@
+"""The daemon's operations endpoints: metrics, liveness and readiness on loopback.
+
+Runs beside the pipeline on the daemon's own event loop, so a scrape reads
+the engine's counters without locks. It only reads: nothing here changes the
+engine, and a failing endpoint never stops a sync.
+
+* `GET /metrics`: Prometheus text format rendered by prometheus_client from
+  `metrics.build_registry(view)`.
+* `GET /healthz`: 200 `{"status": "ok"}` while the process serves requests.
+* `GET /readyz`: 200 when every readiness check passes, else 503; the body
+  names each check and why it failed: `{"ready": false, "checks": {"token":
+  "refresh refused", "source": null}}`. A check that raises or exceeds
+  `ready_timeout_s` fails with a reason naming only the exception type or the
+  timeout, never the exception text (it may hold a DSN or a token).
+
+Binds 127.0.0.1 by default: the endpoints have no authentication.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from syncengine.metrics import EngineView, build_registry
+
+__all__ = [
+    "DEFAULT_READY_TIMEOUT_S",
+    "CheckReady",
+    "OpsServer",
+    "gather_checks",
+    "make_app",
+    "serve_ops",
+]
+
+log = structlog.get_logger("syncengine.ops")
+
+#: Longer than a healthy token or database round trip, shorter than a
+#: probe's usual timeout (Kubernetes: 1 s default, often raised; ours is 2 s).
+DEFAULT_READY_TIMEOUT_S = 2.0
+
+#: Check name → None when fine, else a short reason (never a secret).
+CheckReady = Callable[[], Awaitable[dict[str, str | None]]]
+
+#: Name under which a failure of the whole `check_ready` callable is reported.
+READY_CHECK_NAME = "check_ready"
+
+_REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
+_CHECK_READY: web.AppKey[CheckReady] = web.AppKey("check_ready")
+_TIMEOUT_S: web.AppKey[float] = web.AppKey("ready_timeout_s", float)
+
+
+@dataclass(frozen=True, slots=True)
+class OpsServer:
+    """A running ops server: where it listens."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """Base URL, without a trailing slash (`http://127.0.0.1:9464`)."""
+        return f"http://{self.host}:{self.port}"
+
+
+def failure_reason(error: BaseException, timeout_s: float) -> str:
+    """A reason safe to show: the timeout or the exception type, never its text."""
+    if isinstance(error, TimeoutError):
+        return f"timed out after {timeout_s:g} s"
+    return f"raised {type(error).__name__}"
+
+
+async def run_check(
+    name: str, check: Callable[[], Awaitable[str | None]], *, timeout_s: float
+) -> str | None:
+    """Run one check within `timeout_s`; a raise or a timeout becomes its reason."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await check()
+    except Exception as error:
+        reason = failure_reason(error, timeout_s)
+        log.warning("ops.ready_check_failed", check=name, reason=reason)
+        return reason
+
+
+def gather_checks(
+    checks: Mapping[str, Callable[[], Awaitable[str | None]]],
+    *,
+    timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+) -> CheckReady:
+    """One `check_ready` from named checks, run concurrently, each within `timeout_s`.
+
+    Each check returns None when fine, else a short reason. A check that
+    raises or is slow is reported under its own name, so `/readyz` says which
+    dependency is down.
+    """
+    named = dict(checks)
+
+    async def check_ready() -> dict[str, str | None]:
+        reasons = await asyncio.gather(
+            *(run_check(name, check, timeout_s=timeout_s) for name, check in named.items())
+        )
+        return dict(zip(named, reasons, strict=True))
+
+    return check_ready
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    """Render the registry now (the collector reads the engine at this moment)."""
+    body = generate_latest(request.app[_REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    """Answering at all is the liveness signal."""
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    """200 when every check is None; 503 with the reasons otherwise."""
+    timeout_s = request.app[_TIMEOUT_S]
+    check_ready = request.app[_CHECK_READY]
+    checks = await run_whole_check(check_ready, timeout_s=timeout_s)
+    ready = all(reason is None for reason in checks.values())
+    status = 200 if ready else 503
+    return web.json_response({"ready": ready, "checks": checks}, status=status)
+
+
+async def run_whole_check(check_ready: CheckReady, *, timeout_s: float) -> dict[str, str | None]:
+    """The checks' answers, or one failed entry when the callable itself raises or stalls."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return dict(await check_ready())
+    except Exception as error:
+        reason = failure_reason(error, timeout_s)
+        log.warning("ops.ready_check_failed", check=READY_CHECK_NAME, reason=reason)
+        return {READY_CHECK_NAME: reason}
+
+
+def make_app(
+    *,
+    view: EngineView,
+    check_ready: CheckReady,
+    ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+) -> web.Application:
+    """The ops application, unstarted (for embedding or for aiohttp's test tools)."""
+    app = web.Application()
+    app[_REGISTRY] = build_registry(view)
+    app[_CHECK_READY] = check_ready
+    app[_TIMEOUT_S] = ready_timeout_s
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    return app
+
+
+@asynccontextmanager
+async def serve_ops(
+    *,
+    port: int,
+    view: EngineView,
+    check_ready: CheckReady,
+    host: str = "127.0.0.1",
+    ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+) -> AsyncIterator[OpsServer]:
+    """Serve the ops endpoints on `host:port` while the body runs.
+
+    `port` 0 picks a free port; the handle tells which. Raises OSError when
+    the port is taken. On exit the listener closes and open requests are
+    given a short moment to finish; safe to cancel.
+    """
+    app = make_app(view=view, check_ready=check_ready, ready_timeout_s=ready_timeout_s)
+    # Scrapes every few seconds for months: no access log line per request.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_port = _bound_port(runner)
+        log.info("ops.listening", host=host, port=bound_port)
+        yield OpsServer(host=host, port=bound_port)
+    finally:
+        await runner.cleanup()
+        log.info("ops.stopped")
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    """The port the (single) listener got; differs from the request when it was 0."""
+    address = runner.addresses[0]
+    port = address[1]
+    assert isinstance(port, int), "TCP sockets have integer ports"
+    return port
