@@ -164,6 +164,17 @@ def migrate(config_path: Path) -> None:
 
 @cli.command()
 @CONFIG_OPTION
+def daemon(config_path: Path) -> None:
+    """Runs until SIGTERM/SIGINT: follows the feed as it grows, retries on schedule."""
+    from syncengine.daemon import run_daemon  # only the daemon needs the ops server
+
+    config = _load(config_path)
+    tune_gc_for_throughput()
+    sys.exit(_run_async(lambda stop: run_daemon(config, stop=stop)))
+
+
+@cli.command()
+@CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on standard output.")
 def status(config_path: Path, as_json: bool) -> None:
     """Counts of records by state, the checkpoint, the last run."""

@@ -8,8 +8,8 @@ database; clients and the journal are opened later by the pipeline.
 
 Every problem raises `ConfigError` with one line that names the file and the
 dotted key (`limits.concurency: unknown key; did you mean 'concurrency'?`).
-Secret values (`crm.client_id`, `crm.client_secret`, `crm.refresh_token`) never
-appear in an error or a repr.
+Secret values (`crm.client_id`, `crm.client_secret`, `crm.refresh_token`,
+`source.dsn`, which may hold a password) never appear in an error or a repr.
 """
 
 from __future__ import annotations
@@ -29,12 +29,16 @@ from urllib.parse import urlsplit
 from syncengine.errors import ConfigError
 from syncengine.model import Operation
 
-SourceType = Literal["jsonl", "csv", "sqlite"]
+SourceType = Literal["jsonl", "csv", "sqlite", "postgres"]
 _T = TypeVar("_T")
 
-_SOURCE_TYPES = ("jsonl", "csv", "sqlite")
+_SOURCE_TYPES = ("jsonl", "csv", "sqlite", "postgres")
 _TRIGGERS = ("workflow", "approval", "blueprint")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: A PostgreSQL table or view, optionally schema-qualified; at most 63 bytes a part.
+_QUALIFIED = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?")
+_PG_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_DSN_SCHEMES = ("postgres", "postgresql")
 _API_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _TABLES = ("source", "crm", "limits", "journal", "daemon")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -45,11 +49,13 @@ class SourceConfig:
     """`[source]`: where changes come from."""
 
     type: SourceType
-    path: Path
-    table: str | None = None
-    cursor: str | None = None
+    path: Path | None = None  # every type but postgres (the config checks it)
+    table: str | None = None  # sqlite and postgres (schema.table for postgres)
+    cursor: str | None = None  # sqlite and postgres
     encoding: str = "utf-8"  # what nearly every exporter writes
     csv_delimiter: str = ","  # RFC 4180
+    dsn: str | None = field(default=None, repr=False)  # postgres only; holds the password
+    channel: str | None = None  # postgres only: LISTEN/NOTIFY channel that wakes the daemon
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,9 +328,12 @@ def _present(**values: Any) -> dict[str, Any]:
 
 
 def _source(table: _Table, base: Path) -> SourceConfig:
-    kind = table.required("type", table.choice("type", (*_SOURCE_TYPES, "postgres")))
+    kind = table.required("type", table.choice("type", _SOURCE_TYPES))
     if kind == "postgres":
-        raise table.error("type", "'postgres' is not supported yet; use jsonl, csv or sqlite")
+        return _postgres_source(table)
+    for key in ("dsn", "channel"):
+        if table.get(key) is not None:
+            raise table.error(key, "applies only to type 'postgres'")
     table_name = table.matching("table", _IDENTIFIER)
     cursor = table.matching("cursor", _IDENTIFIER)
     if kind == "sqlite":
@@ -342,6 +351,33 @@ def _source(table: _Table, base: Path) -> SourceConfig:
         type=cast(SourceType, kind),
         path=table.required("path", table.path("path", base)),
         **_present(table=table_name, cursor=cursor, encoding=encoding, csv_delimiter=delimiter),
+    )
+
+
+def _postgres_source(table: _Table) -> SourceConfig:
+    """`[source]` for a PostgreSQL change table: dsn, table, cursor and an optional channel.
+
+    Names are checked against a strict identifier pattern (they are quoted
+    into SQL, exactly as written, so case matters). The DSN is never echoed:
+    it may hold the password.
+    """
+    for key in ("path", "encoding", "csv_delimiter"):
+        if table.get(key) is not None:
+            raise table.error(key, "does not apply to type 'postgres'")
+    dsn = table.required("dsn", table.string("dsn"))
+    parts = urlsplit(dsn)
+    if parts.scheme not in _DSN_SCHEMES:
+        raise table.error("dsn", "must be a postgresql:// URL (the value is not shown)")
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise table.error("dsn", "has an invalid port (the value is not shown)") from None
+    return SourceConfig(
+        type="postgres",
+        table=table.required("table", table.matching("table", _QUALIFIED)),
+        cursor=table.required("cursor", table.matching("cursor", _PG_IDENTIFIER)),
+        dsn=dsn,
+        **_present(channel=table.matching("channel", _PG_IDENTIFIER)),
     )
 
 

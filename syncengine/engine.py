@@ -20,6 +20,7 @@ checkpoint and are read again by the next pass.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import math
@@ -40,6 +41,7 @@ from syncengine.model import (
     BadInput,
     Change,
     Chunk,
+    Cursor,
     RecordOutcome,
     SourcePosition,
     Verdict,
@@ -69,6 +71,27 @@ def _is_settled(change: Change, settled: dict[str, int | str]) -> bool:
         return False
     stored, own = settled[change.key], change.positions[-1].display
     return type(stored) is type(own) and not is_past(own, stored)
+
+
+def _first_position(item: object) -> SourcePosition | None:
+    positions = getattr(item, "positions", None)
+    return positions[0] if positions else getattr(item, "position", None)
+
+
+def _restarted(batch: Batch, last_resume: Cursor | None) -> bool:
+    """True when `batch` begins at or before where the previous batch ended."""
+    if last_resume is None or not batch:
+        return False
+    first = _first_position(batch[0])
+    return first is not None and not is_past(first.resume_after, last_resume)
+
+
+def _last_resume(batch: Batch, previous: Cursor | None) -> Cursor | None:
+    for item in reversed(batch):
+        positions = getattr(item, "positions", None) or [getattr(item, "position", None)]
+        if positions[-1] is not None:
+            return positions[-1].resume_after  # type: ignore[no-any-return]
+    return previous
 
 
 def _in_window(item: object, high_water: Checkpoint) -> bool:
@@ -115,6 +138,11 @@ class EngineSettings:
     #: Changes the chunker may hold; the reader waits beyond this.
     max_buffered: int = 4000
     intake_batches: int = 8
+    #: Daemon mode: follow the feed as it grows, checking every this many
+    #: seconds; None for a pass that ends at the feed's current end.
+    follow_poll_interval_s: float | None = None
+    #: On a stop, send what was already read (within `grace_s`) before ending.
+    drain_on_stop: bool = False
 
 
 @dataclass(slots=True)
@@ -157,6 +185,10 @@ class Engine:
         self._watermark: Watermark | None = None
         self._recorder: Recorder | None = None
         self._high_water: Checkpoint | None = None
+        self._last_resume: Cursor | None = None
+        self._read_marks: deque[tuple[int, float]] = deque()
+        self._intake_items = 0
+        self._drain_deadline: float | None = None
         self._max_unjournaled = settings.workers * 100
         self._closing = False
         self.stopped_early = False
@@ -194,13 +226,20 @@ class Engine:
             for index in range(self._settings.workers)
         ]
         flusher = asyncio.create_task(self._flush_loop(), name="engine.flush")
+        stop_watch = asyncio.create_task(self._wake_on(stop), name="engine.stop_watch")
         try:
             await self._dispatch(stop)
         finally:
+            stop_watch.cancel()
             await self._shutdown(reader, senders, flusher)
         if self._fatal is not None:
             raise self._fatal
         return self._recorder.counts
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        """A stop request must reach a dispatcher that sleeps with nothing to do."""
+        await stop.wait()
+        self._wake.set()
 
     # -- reader ---------------------------------------------------------------
 
@@ -211,6 +250,7 @@ class Engine:
                 if stop.is_set():
                     break
                 await self._intake.put(batch)
+                self._intake_items += len(batch)
                 self._wake.set()
         except Exception as exc:  # noqa: BLE001 - a reader failure must end the pass, not vanish
             self._fatal = exc
@@ -228,8 +268,16 @@ class Engine:
                 pending = []
         if pending:
             yield pending
-        if self._source is not None:
-            async for batch in self._source.read(start):
+        if self._source is None:
+            return
+        poll_s = self._settings.follow_poll_interval_s
+        feed = (
+            self._source.read(start)
+            if poll_s is None
+            else self._source.follow(start, poll_interval_s=poll_s)
+        )
+        async with contextlib.aclosing(feed) as batches:
+            async for batch in batches:
                 yield await self._skip_settled(batch) if self._high_water else batch
 
     async def _skip_settled(self, batch: Batch) -> Batch:
@@ -243,6 +291,12 @@ class Engine:
         """
         assert self._high_water is not None
         assert self._source is not None
+        if _restarted(batch, self._last_resume):
+            # The feed started over (a rotated or truncated file): the journal's
+            # positions belong to the old file and say nothing about this one.
+            self._high_water = None
+            return batch
+        self._last_resume = _last_resume(batch, self._last_resume)
         window = [
             item
             for item in batch
@@ -269,26 +323,57 @@ class Engine:
     # -- dispatcher -----------------------------------------------------------
 
     async def _dispatch(self, stop: asyncio.Event) -> None:
-        """The loop that owns chunker, watermark and retry schedule."""
+        """The loop that owns chunker, watermark and retry schedule.
+
+        A partial chunk waits at most `linger_s` from the moment its first
+        change was taken in, so a lone change goes out quickly while a burst
+        still fills whole chunks (vector's batcher does the same).
+        """
         end_of_input = False
-        last_flush = time.monotonic()
+        partial_since: float | None = None
         while self._fatal is None:
             self._wake.clear()
             self._take_results()
             if stop.is_set():
                 self.stopped_early = True
-                return
+                if await self._drained_after_stop():
+                    return
+                continue
             end_of_input = self._take_intake(end_of_input)
             self._release_due_retries()
-            idle_intake = end_of_input or self._intake.empty()
-            lingered = time.monotonic() - last_flush >= self._settings.linger_s
-            flush = end_of_input or (idle_intake and lingered)
-            if flush:
-                last_flush = time.monotonic()
+            now = time.monotonic()
+            if partial_since is None and self._chunker.buffered:
+                partial_since = now
+            flush = end_of_input or (
+                partial_since is not None and now - partial_since >= self._settings.linger_s
+            )
             self._hand_out(flush=flush)
+            if flush:
+                partial_since = None
             if end_of_input and self._is_drained():
                 return
-            await self._sleep_until_woken(flush_pending=not flush)
+            linger_left = (
+                None if partial_since is None else partial_since + self._settings.linger_s - now
+            )
+            await self._sleep_until_woken(linger_left)
+
+    async def _drained_after_stop(self) -> bool:
+        """After a stop: True to end the loop now, False to go on draining.
+
+        A pass (`run`) ends at once: what was read and not sent is read again
+        next time. The daemon (`drain_on_stop`) first sends what it has read,
+        within the grace period, so a clean stop leaves little for later.
+        """
+        if not self._settings.drain_on_stop:
+            return True
+        now = time.monotonic()
+        if self._drain_deadline is None:
+            self._drain_deadline = now + self._settings.grace_s
+        self._hand_out(flush=True)
+        if (not self._ready and self._flight.handed_out == 0) or now >= self._drain_deadline:
+            return True
+        await self._sleep_until_woken(self._drain_deadline - now)
+        return False
 
     def _is_drained(self) -> bool:
         return (
@@ -299,12 +384,12 @@ class Engine:
             and not self._flight.results
         )
 
-    async def _sleep_until_woken(self, *, flush_pending: bool) -> None:
-        timeout = self._settings.linger_s if flush_pending else None
+    async def _sleep_until_woken(self, timeout_s: float | None) -> None:
+        """Sleeps until a stage wakes the dispatcher, the timeout or the next retry is due."""
         if self._retry_heap:
-            due_in = self._retry_heap[0][0] - time.monotonic()
-            timeout = max(0.0, due_in) if timeout is None else min(timeout, max(0.0, due_in))
-        await wait_event(self._wake, timeout)
+            due_in = max(0.0, self._retry_heap[0][0] - time.monotonic())
+            timeout_s = due_in if timeout_s is None else min(timeout_s, due_in)
+        await wait_event(self._wake, None if timeout_s is None else max(0.0, timeout_s))
 
     def _take_intake(self, end_of_input: bool) -> bool:
         """Moves feed batches into the chunker while it has room."""
@@ -317,9 +402,36 @@ class Engine:
                 break
             if batch is _END:
                 return True
+            self._intake_items -= len(batch)
             for item in batch:
                 self._accept(item)
+            self._mark_read_time()
         return end_of_input
+
+    def _mark_read_time(self) -> None:
+        """Remembers when the feed's latest position was read, for `sync_lag_s`."""
+        assert self._watermark is not None
+        newest = self._watermark.next_ordinal - 1
+        if newest >= 0 and (not self._read_marks or self._read_marks[-1][0] != newest):
+            self._read_marks.append((newest, time.monotonic()))
+
+    def sync_lag_s(self) -> float:
+        """Age of the oldest change read from the feed and not yet settled (0 when none)."""
+        if self._watermark is None:
+            return 0.0
+        oldest = self._watermark.lowest_unfinished
+        marks = self._read_marks
+        if oldest is None:
+            marks.clear()
+            return 0.0
+        while marks and marks[0][0] < oldest:
+            marks.popleft()
+        return time.monotonic() - marks[0][1] if marks else 0.0
+
+    @property
+    def queue_depth(self) -> int:
+        """Changes read and not yet handed to a sender."""
+        return self._buffered() + self._intake_items
 
     def _buffered(self) -> int:
         """Changes read and not yet handed to a sender (invariant 4's bound)."""

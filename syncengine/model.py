@@ -46,7 +46,7 @@ class RecordState(enum.StrEnum):
     FAILED = "failed"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class SourcePosition:
     """Where a change sits in its feed.
 

@@ -9,9 +9,11 @@ engine, and a failing endpoint never stops a sync.
 * `GET /healthz`: 200 `{"status": "ok"}` while the process serves requests.
 * `GET /readyz`: 200 when every readiness check passes, else 503; the body
   names each check and why it failed: `{"ready": false, "checks": {"token":
-  "refresh refused", "source": null}}`. A check that raises or exceeds
-  `ready_timeout_s` fails with a reason naming only the exception type or the
-  timeout, never the exception text (it may hold a DSN or a token).
+  "refresh refused", "source": null}}`. A check that raises or exceeds its
+  timeout fails with a reason naming only the exception type or the timeout,
+  never the exception text (it may hold a DSN or a token). `gather_checks`
+  bounds each named check; `serve_ops` bounds the whole call, reported as
+  `check_ready` when it fails.
 
 Binds 127.0.0.1 by default: the endpoints have no authentication.
 """
@@ -30,7 +32,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from syncengine.metrics import EngineView, build_registry
 
 __all__ = [
+    "DEFAULT_CHECK_TIMEOUT_S",
     "DEFAULT_READY_TIMEOUT_S",
+    "READY_CHECK_NAME",
     "CheckReady",
     "OpsServer",
     "gather_checks",
@@ -40,9 +44,14 @@ __all__ = [
 
 log = structlog.get_logger("syncengine.ops")
 
-#: Longer than a healthy token or database round trip, shorter than a
-#: probe's usual timeout (Kubernetes: 1 s default, often raised; ours is 2 s).
-DEFAULT_READY_TIMEOUT_S = 2.0
+#: Bound on one named check (`gather_checks`): far above a healthy token or
+#: database round trip, so only a stuck dependency reaches it.
+DEFAULT_CHECK_TIMEOUT_S = 2.0
+
+#: Bound on the whole `check_ready` call. Above `DEFAULT_CHECK_TIMEOUT_S` so
+#: that a slow check is reported under its own name, not this catch-all one;
+#: set the probe's own timeout above it (systemd, Kubernetes `timeoutSeconds`).
+DEFAULT_READY_TIMEOUT_S = 3.0
 
 #: Check name → None when fine, else a short reason (never a secret).
 CheckReady = Callable[[], Awaitable[dict[str, str | None]]]
@@ -64,8 +73,9 @@ class OpsServer:
 
     @property
     def url(self) -> str:
-        """Base URL, without a trailing slash (`http://127.0.0.1:9464`)."""
-        return f"http://{self.host}:{self.port}"
+        """Base URL, without a trailing slash (`http://127.0.0.1:9464`, `http://[::1]:9464`)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
 
 def failure_reason(error: BaseException, timeout_s: float) -> str:
@@ -82,7 +92,7 @@ async def run_check(
     try:
         async with asyncio.timeout(timeout_s):
             return await check()
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - any failure of a check means "not ready"
         reason = failure_reason(error, timeout_s)
         log.warning("ops.ready_check_failed", check=name, reason=reason)
         return reason
@@ -91,7 +101,7 @@ async def run_check(
 def gather_checks(
     checks: Mapping[str, Callable[[], Awaitable[str | None]]],
     *,
-    timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+    timeout_s: float = DEFAULT_CHECK_TIMEOUT_S,
 ) -> CheckReady:
     """One `check_ready` from named checks, run concurrently, each within `timeout_s`.
 
@@ -136,7 +146,7 @@ async def run_whole_check(check_ready: CheckReady, *, timeout_s: float) -> dict[
     try:
         async with asyncio.timeout(timeout_s):
             return dict(await check_ready())
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - any failure of a check means "not ready"
         reason = failure_reason(error, timeout_s)
         log.warning("ops.ready_check_failed", check=READY_CHECK_NAME, reason=reason)
         return {READY_CHECK_NAME: reason}

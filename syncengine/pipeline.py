@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -80,13 +80,38 @@ def engine_settings(config: Config) -> EngineSettings:
     )
 
 
+def daemon_settings(config: Config) -> EngineSettings:
+    """The engine's knobs in daemon mode: follow the feed, linger for partial chunks."""
+    daemon = config.daemon
+    return replace(
+        engine_settings(config),
+        linger_s=daemon.linger_ms / 1000,
+        grace_s=daemon.grace_s,
+        follow_poll_interval_s=daemon.poll_interval_s,
+        drain_on_stop=True,
+    )
+
+
 def holder_description(command: str) -> str:
     """What a second process is told about the one holding the journal."""
     return f"syncengine {command} (pid {os.getpid()} on {socket.gethostname()})"
 
 
+@dataclass(frozen=True, slots=True)
+class LiveParts:
+    """The live objects of a pass, for the daemon's metrics and readiness checks."""
+
+    engine: Engine
+    journal: Journal
+    client: CrmClient
+    tokens: TokenProvider
+    limiter: Limiter
+
+
 @asynccontextmanager
-async def open_engine(config: Config, *, command: str) -> AsyncIterator[tuple[Engine, Journal]]:
+async def open_engine(
+    config: Config, *, command: str, settings: EngineSettings | None = None
+) -> AsyncIterator[LiveParts]:
     """Everything a pass needs, opened in order and closed in reverse."""
     crm = config.crm
     for secret in (crm.client_secret, crm.refresh_token):
@@ -126,10 +151,10 @@ async def open_engine(config: Config, *, command: str) -> AsyncIterator[tuple[En
         engine = Engine(
             journal=journal,
             writer=client,
-            settings=engine_settings(config),
+            settings=settings or engine_settings(config),
             source=open_source(config),
         )
-        yield engine, journal
+        yield LiveParts(engine, journal, client, tokens, limiter)
 
 
 def exit_status_for(counts: PassCounts, *, interrupted: bool) -> int:
@@ -152,7 +177,8 @@ async def run_pass(
     exit statuses; the journal is consistent whichever way the pass ends.
     """
     started = time.monotonic()
-    async with open_engine(config, command=command) as (engine, journal):
+    async with open_engine(config, command=command) as parts:
+        engine, journal = parts.engine, parts.journal
         run_id = await journal.start_run(command, now=time.time())
         if on_engine is not None:
             on_engine(engine)

@@ -48,6 +48,16 @@ class Watermark:
         """Positions read but not yet finished."""
         return self._next - self._low - len(self._finished_above)
 
+    @property
+    def next_ordinal(self) -> int:
+        """The ordinal the next position read will carry (how many were read)."""
+        return self._next
+
+    @property
+    def lowest_unfinished(self) -> int | None:
+        """The ordinal of the oldest position read and not finished; None when none is."""
+        return self._low if self._low < self._next else None
+
     def note_read(self, position: SourcePosition) -> None:
         """Record that `position` was read; ordinals must be consecutive from 0.
 

@@ -35,6 +35,7 @@ import structlog
 
 from syncengine.crm.token_store import TokenState, TokenStore
 from syncengine.errors import AuthenticationError, TransportError
+from syncengine.logs import register_secret
 
 log = structlog.get_logger(__name__)
 
@@ -185,6 +186,13 @@ class TokenProvider:
         async with self._lock:
             return await self._token_locked()
 
+    def valid_for_s(self) -> float | None:
+        """Seconds the current token has left (negative once expired); None before any."""
+        state = self._state
+        if state is None or state.access_token is None:
+            return None
+        return state.expires_at - self._clock()
+
     async def invalidate(self, failed_token: str) -> None:
         """Mark `failed_token` rejected (after a 401) if it is still the current one.
 
@@ -224,6 +232,7 @@ class TokenProvider:
         stored = await self._store.load(self._key)
         if stored is None:
             return
+        register_secret(stored.access_token)
         current = self._state
         if current is None or stored.minted_at > current.minted_at:
             if current is None and stored.access_token is not None:
@@ -353,6 +362,7 @@ class TokenProvider:
         if isinstance(api_domain, str) and api_domain:
             self.api_domain = api_domain
         token = str(answer["access_token"])
+        register_secret(token)  # never printable, whatever a later log line carries
         self._state = TokenState(
             access_token=token,
             api_domain=self.api_domain,

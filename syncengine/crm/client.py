@@ -67,6 +67,8 @@ class ClientStats:
     by_status: Counter[int] = field(default_factory=Counter)
     #: Whole-request answers by code (CRM codes and the engine's own).
     by_code: Counter[str] = field(default_factory=Counter)
+    #: Answers by (HTTP status, whole-request code); "-" for answers with per-record results.
+    by_status_code: Counter[tuple[int, str]] = field(default_factory=Counter)
     #: Per-record results by CRM code.
     record_codes: Counter[str] = field(default_factory=Counter)
     #: 429 answers.
@@ -261,6 +263,7 @@ class CrmClient:
         """A request that got no answer: transient for the whole request."""
         self.stats.by_status[0] += 1
         self.stats.by_code[code] += 1
+        self.stats.by_status_code[(0, code)] += 1
         log.warning("crm.no_answer", code=code, reason=message, resends=trace.resends)
         return RequestFailure(ErrorClass.TRANSIENT_REQUEST, 0, code, message), None
 
@@ -269,6 +272,9 @@ class CrmClient:
     ) -> None:
         """Update counters and the limiter from one answer."""
         self.stats.by_status[status] += 1
+        self.stats.by_status_code[
+            (status, "-" if isinstance(parsed, RecordResults) else parsed.code)
+        ] += 1
         if isinstance(parsed, RecordResults):
             self.stats.record_codes.update(outcome.code for outcome in parsed.outcomes)
             self._limiter.on_success()

@@ -5,6 +5,10 @@ A `Source` turns one feed (a file, a table) into batches of `Change` or
 into a bounded queue, the chunker coalesces them, and the watermark turns
 finished positions back into the next `Checkpoint`, which the journal stores.
 
+`read` ends at the feed's current end (the `run` and `migrate` passes);
+`follow` never ends by itself (the daemon): at the end it waits for more,
+and it stops when the consumer closes it or cancels the task reading it.
+
 The helpers at the end serve the file feeds (JSONL, CSV), whose checkpoint is
 a byte offset and a line number.
 """
@@ -63,6 +67,20 @@ class Source(Protocol):
         Positions carry consecutive ordinals starting at 0 for each call. The
         iterator ends at the feed's current end; close it (`contextlib.aclosing`)
         when stopping early so the file or connection is released.
+        """
+        ...
+
+    def follow(
+        self, start: Checkpoint | None, *, poll_interval_s: float
+    ) -> AsyncGenerator[list[Item], None]:
+        """As `read`, but at the feed's end it waits for more instead of ending.
+
+        Never ends by itself. A batch is whatever is available now (at most
+        `BATCH_ITEMS`), yielded at once rather than held to fill up. A quiet
+        feed is checked every `poll_interval_s` seconds (a change notification
+        may wake it sooner). Stops promptly, releasing the file or connection,
+        when the consumer closes it (`aclose`) or cancels the task awaiting it.
+        Raises ConfigError for a feed that cannot be followed at all.
         """
         ...
 

@@ -9,12 +9,24 @@ parses, and left for the next read when it does not (an appender caught
 mid-line). Reads are plain blocking reads through a 1 MiB buffer: a local
 file answers in microseconds, far below the cost of the requests it feeds,
 and batching keeps the event loop responsive.
+
+Follow mode (`JsonlSource.follow`, see `_Tail`) polls the file for growth and
+survives log rotation. A rename followed by a new file at the path (the inode
+at the path changes) drains the old file to its end, one poll interval after
+the new file is seen so a writer that has not reopened yet is not cut off,
+then reads the new file from offset 0 (line numbers restart at 1). A file
+shorter than the offset read so far (same inode) was truncated
+(`copytruncate`) and is read again from 0; lines appended between the last
+poll and the truncation are lost, which is why rotation by rename is the one
+to use. A last line without a newline is waited for, except when draining a
+rotated file, where it is final. A missing file is waited for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import os
 from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +34,7 @@ from typing import BinaryIO
 import orjson
 import structlog
 
+from syncengine.errors import ConfigError
 from syncengine.model import BadInput, Change, SourcePosition
 from syncengine.sources.base import (
     BATCH_ITEMS,
@@ -32,6 +45,7 @@ from syncengine.sources.base import (
     sample_estimate,
     seek_line_start,
 )
+from syncengine.sources.follow import check_poll_interval
 from syncengine.sources.records import RecordDefaults, from_json
 
 _BOM = codecs.BOM_UTF8
@@ -82,6 +96,30 @@ class JsonlSource:
                 yield batch
                 await asyncio.sleep(0)  # let senders run even if no queue is full
 
+    async def follow(
+        self, start: Checkpoint | None, *, poll_interval_s: float
+    ) -> AsyncGenerator[list[Item], None]:
+        """Batches of changes after `start`, waiting for more at the end; see `Source.follow`.
+
+        Raises FatalError when `start` does not fall on a line boundary of
+        the file first opened (replaced or truncated while nobody followed).
+        """
+        check_poll_interval(poll_interval_s)
+        tail = _Tail(self.path, *file_start(start))
+        ordinal = 0
+        try:
+            while True:
+                batch: list[Item] = []
+                for raw, offset, line_number in tail.lines(self._batch_items):
+                    batch.append(self._parse(raw, SourcePosition(ordinal, offset, line_number)))
+                    ordinal += 1
+                if batch:
+                    yield batch
+                elif not tail.advance():
+                    await asyncio.sleep(poll_interval_s)
+        finally:
+            tail.close()
+
     def estimate_total(self, start: Checkpoint | None) -> int | None:
         """Lines left after `start`, from the file size and a sample's bytes per line."""
         return sample_estimate(self.path, file_start(start)[0])
@@ -130,3 +168,106 @@ class JsonlSource:
         except orjson.JSONDecodeError as exc:
             return BadInput(position, f"bad JSON at column {exc.colno}: {exc.msg}")
         return from_json(obj, position, self._defaults)
+
+
+class _Tail:
+    """The followed file: its open handle, the offset and line number read so far.
+
+    Only complete lines are consumed; `advance` notices rotation and
+    truncation when `lines` has nothing more.
+    """
+
+    def __init__(self, path: Path, offset: int, line_number: int) -> None:
+        self.path = path
+        self.offset = offset
+        self.line_number = line_number
+        self._handle: BinaryIO | None = None
+        self._opened_once = False
+        self._draining = False  # the path holds a new file; finish this one first
+        self._waiting_logged = False
+
+    def lines(self, limit: int) -> list[tuple[bytes, int, int]]:
+        """Up to `limit` complete non-blank lines: (raw, offset past it, line number)."""
+        handle = self._handle or self._open()
+        found: list[tuple[bytes, int, int]] = []
+        if handle is None:
+            return found
+        while len(found) < limit:
+            raw = handle.readline()
+            if not raw:
+                break
+            if not raw.endswith(b"\n") and not self._draining:
+                handle.seek(self.offset)  # a line still being written: wait for its end
+                break
+            self.offset += len(raw)
+            self.line_number += 1
+            if not raw.isspace():
+                found.append((raw, self.offset, self.line_number))
+        return found
+
+    def advance(self) -> bool:
+        """At the end of the data: switch or rewind after a rotation; True when it did.
+
+        A new file at the path starts a drain (returns False, so the caller
+        waits one interval before the last read of the old file); the call
+        after the drained read switches to the new file.
+        """
+        if self._handle is None:
+            return False
+        if self._draining:
+            self._switch()
+            return True
+        try:
+            at_path = os.stat(self.path)
+        except FileNotFoundError:
+            return False  # renamed, nothing new yet: keep reading the old file
+        own = os.fstat(self._handle.fileno())
+        if (at_path.st_dev, at_path.st_ino) != (own.st_dev, own.st_ino):
+            _log.info("source.rotated", path=str(self.path), offset=self.offset)
+            self._draining = True
+            return False
+        if own.st_size < self.offset:
+            _log.warning("source.truncated", path=str(self.path), offset=self.offset)
+            self._restart()
+            self._handle.seek(0)
+            return True
+        return False
+
+    def close(self) -> None:
+        """Release the file; safe to call more than once."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def _open(self) -> BinaryIO | None:
+        try:
+            handle = self.path.open("rb")
+        except FileNotFoundError:
+            if not self._waiting_logged:
+                _log.info("source.waiting_for_file", path=str(self.path))
+                self._waiting_logged = True
+            return None
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: cannot open feed: {exc.strerror or exc}") from None
+        try:
+            if self._opened_once:
+                self._restart()
+            else:
+                seek_line_start(handle, self.offset, self.path)
+        except BaseException:
+            handle.close()
+            raise
+        self._opened_once = True
+        self._waiting_logged = False
+        self._handle = handle
+        return handle
+
+    def _switch(self) -> None:
+        _log.info("source.reopened", path=str(self.path))
+        self.close()
+        self._draining = False
+        self._restart()
+
+    def _restart(self) -> None:
+        self.offset = 0
+        self.line_number = 0

@@ -9,11 +9,15 @@ table. Every other column is a field (NULL sends JSON null, which clears the
 field), except `_module` and `_operation`, which override the defaults per
 row. A position's `resume_after` and `display` are both the cursor value.
 Rows whose cursor is NULL cannot be positioned: they are counted and logged,
-not read.
+not read. Follow mode runs the same page query every poll interval on one
+connection; it sees rows as soon as their transaction commits. A cursor
+filled by an AUTOINCREMENT or INTEGER PRIMARY KEY is safe to follow: SQLite
+has one writer at a time, so rows commit in cursor order.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncGenerator, Sequence
@@ -26,6 +30,7 @@ import structlog
 from syncengine.errors import ConfigError
 from syncengine.model import BadInput, Change, Cursor, SourcePosition
 from syncengine.sources.base import BATCH_ITEMS, Checkpoint, Item
+from syncengine.sources.follow import check_poll_interval
 from syncengine.sources.records import RecordDefaults, from_row
 
 _log = structlog.get_logger(__name__)
@@ -73,6 +78,27 @@ class SqliteTableSource:
         Raises ConfigError when the database, table or cursor column cannot
         be read, or when cursor values are not unique integers or text.
         """
+        async with contextlib.aclosing(self._pages(start, poll_interval_s=None)) as pages:
+            async for batch in pages:
+                yield batch
+
+    async def follow(
+        self, start: Checkpoint | None, *, poll_interval_s: float
+    ) -> AsyncGenerator[list[Item], None]:
+        """Pages of rows after `start`, polling for new rows at the end; see `Source.follow`.
+
+        Raises ConfigError as `read` does.
+        """
+        check_poll_interval(poll_interval_s)
+        pages = self._pages(start, poll_interval_s=poll_interval_s)
+        async with contextlib.aclosing(pages):
+            async for batch in pages:
+                yield batch
+
+    async def _pages(
+        self, start: Checkpoint | None, *, poll_interval_s: float | None
+    ) -> AsyncGenerator[list[Item], None]:
+        """Pages after `start`; at the end, return (None) or poll every `poll_interval_s`."""
         last: Cursor | None = None if start is None else start.resume_after
         ordinal = 0
         try:
@@ -80,11 +106,14 @@ class SqliteTableSource:
                 await self._warn_null_cursors(db)
                 while True:
                     rows, columns = await self._page(db, last)
-                    if not rows:
+                    if rows:
+                        batch, last = self._convert(rows, columns, ordinal, last)
+                        ordinal += len(batch)
+                        yield batch
+                    elif poll_interval_s is None:
                         return
-                    batch, last = self._convert(rows, columns, ordinal, last)
-                    ordinal += len(batch)
-                    yield batch
+                    else:
+                        await asyncio.sleep(poll_interval_s)
         except sqlite3.Error as exc:
             raise self._config_error(exc) from None
 

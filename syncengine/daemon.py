@@ -1,0 +1,163 @@
+"""`syncengine daemon`: follow the feed until told to stop.
+
+The same engine as `run`, in follow mode: the source waits for the feed to
+grow instead of ending, a partial chunk goes out after `[daemon] linger_ms`,
+retries run on their schedule, and the recorder checkpoints continuously. An
+optional loopback port serves Prometheus metrics and health checks, read from
+the live objects at scrape time (`LiveView`), so the hot path pays nothing.
+
+SIGTERM/SIGINT stop intake; in-flight requests finish (or are journaled as
+pending) within `[daemon] grace_s`; the exit status is 0. A fatal error
+(credentials revoked, scope refused) ends the daemon with exit 3 instead of
+spinning on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+import structlog
+
+from syncengine.config import Config
+from syncengine.metrics import EngineView
+from syncengine.ops_server import serve_ops
+from syncengine.pipeline import EXIT_OK, LiveParts, daemon_settings, open_engine
+
+log = structlog.get_logger("syncengine.daemon")
+
+
+class LiveView:
+    """The daemon's state as the metrics collector sees it (an `EngineView`)."""
+
+    def __init__(self, parts: LiveParts) -> None:
+        self._parts = parts
+
+    @property
+    def records_by_outcome(self) -> Mapping[str, int]:
+        """Records settled since the daemon started, by outcome."""
+        counts = self._parts.engine.counts
+        return {
+            "synced": counts.synced,
+            "failed": counts.failed - counts.bad_input,
+            "retry_scheduled": counts.retries_scheduled,
+            "bad_input": counts.bad_input,
+        }
+
+    @property
+    def requests_by_status_code(self) -> Mapping[tuple[str, str], int]:
+        """Records-API answers by (HTTP status, whole-request code)."""
+        stats = self._parts.client.stats.by_status_code
+        return {(str(status), code): count for (status, code), count in stats.items()}
+
+    @property
+    def requests_in_flight(self) -> int:
+        """Requests the limiter has let out and not yet seen answered."""
+        return self._parts.limiter.in_flight
+
+    @property
+    def concurrency_limit(self) -> int:
+        """The limiter's current adaptive limit."""
+        return self._parts.limiter.limit
+
+    @property
+    def queue_depth(self) -> int:
+        """Changes read and not yet handed to a sender."""
+        return self._parts.engine.queue_depth
+
+    @property
+    def token_refreshes(self) -> int:
+        """Tokens this process minted."""
+        return self._parts.tokens.mints
+
+    @property
+    def throttled(self) -> int:
+        """429 answers seen."""
+        return self._parts.client.stats.throttled
+
+    @property
+    def credits_remaining(self) -> int | None:
+        """The CRM's last credits figure, when it sent one."""
+        return self._parts.client.stats.credits_remaining
+
+    @property
+    def sync_lag_s(self) -> float:
+        """Age of the oldest change read and not yet settled."""
+        return self._parts.engine.sync_lag_s()
+
+
+def _check_view(view: EngineView) -> EngineView:
+    return view
+
+
+class ReadinessChecks:
+    """`/readyz`: is the token usable and the feed reachable?"""
+
+    def __init__(self, parts: LiveParts, feed: Path | None) -> None:
+        self._parts = parts
+        self._feed = feed
+
+    async def __call__(self) -> dict[str, str | None]:
+        """Check name → None when fine, else a short reason (never a secret)."""
+        return {"token": await self._token(), "source": self._source()}
+
+    async def _token(self) -> str | None:
+        left_s = self._parts.tokens.valid_for_s()
+        if left_s is not None and left_s > 0:
+            return None
+        try:
+            await self._parts.tokens.token()
+        except Exception as exc:  # noqa: BLE001 - readiness reports any failure as a reason
+            return f"no valid access token: {type(exc).__name__}"
+        return None
+
+    def _source(self) -> str | None:
+        if self._feed is None or self._feed.parent.is_dir():
+            return None
+        return f"feed folder {self._feed.parent} does not exist"
+
+
+@contextlib.asynccontextmanager
+async def _ops(config: Config, parts: LiveParts) -> AsyncIterator[None]:
+    port = config.daemon.metrics_port
+    if port is None:
+        yield
+        return
+    feed = config.source.path if config.source.type in ("jsonl", "csv") else None
+    async with serve_ops(
+        port=port, view=_check_view(LiveView(parts)), check_ready=ReadinessChecks(parts, feed)
+    ) as server:
+        log.info("daemon.ops_listening", url=server.url)
+        yield
+
+
+async def run_daemon(config: Config, *, stop: asyncio.Event) -> int:
+    """Follows the feed until `stop` is set; returns the exit status (0 on a clean stop).
+
+    FatalError and JournalLockedError propagate to the CLI (exit 3 and 4).
+    """
+    started = time.monotonic()
+    async with open_engine(config, command="daemon", settings=daemon_settings(config)) as parts:
+        journal = parts.journal
+        run_id = await journal.start_run("daemon", now=time.time())
+        exit_status = 3
+        try:
+            async with _ops(config, parts):
+                log.info("daemon.started", linger_ms=config.daemon.linger_ms)
+                await parts.engine.run(stop)
+            exit_status = EXIT_OK
+        finally:
+            counts = parts.engine.counts.as_dict()
+            await journal.finish_run(
+                run_id, now=time.time(), exit_status=exit_status, counts=counts
+            )
+            log.info(
+                "daemon.stopped",
+                exit_status=exit_status,
+                uptime_s=round(time.monotonic() - started, 3),
+                **counts,
+            )
+    return exit_status

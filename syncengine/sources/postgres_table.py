@@ -1,0 +1,374 @@
+"""The PostgreSQL feed: a change table (or view) read in order of a cursor column.
+
+`read` pages through `SELECT * FROM table WHERE cursor > $1 ORDER BY cursor
+LIMIT n` to the current end, on one asyncpg connection. `follow` runs the
+same pages, then waits: on LISTEN/NOTIFY when `channel` is set (a `NOTIFY`
+after a commit wakes it at once), and in any case for at most the poll
+interval, so a lost notification costs one interval, never a stall. A
+dropped connection is reopened with doubling pauses (0.5 s up to 30 s);
+nothing is lost, since the next page starts after the last cursor yielded.
+
+The cursor column must be unique, increasing, integers or text, and indexed.
+Every other column is a field: NULL sends JSON null (clears the field),
+`_module` and `_operation` override the defaults per row, and values JSON
+cannot carry are converted (`to_json_value`). A position's `resume_after`
+and `display` are both the cursor value. Table, cursor and channel are
+identifiers checked against a strict pattern and double-quoted, so they are
+case-sensitive: `Changes` is not `changes`.
+
+The DSN may hold a password: errors and logs show it redacted
+(`redact_dsn`), and the source id names only host, database, table and cursor.
+
+Reading by an increasing sequence: the trap
+-------------------------------------------
+A sequence value is taken when a row is inserted, but the row becomes visible
+when its transaction commits, and transactions do not commit in the order
+they took their values. If T1 takes 41, T2 takes 42 and commits, and the feed
+reads 42 now, its cursor passes 41; when T1 commits, row 41 is behind the
+cursor and is never read. A `bigserial`/identity cursor is therefore unsafe
+as soon as two transactions can write changes at the same time. Two sound
+ways out (the README gives the SQL):
+
+- Commit-ordered cursor: the trigger takes the next cursor value from a
+  single-row counter (`UPDATE ... SET value = value + 1 RETURNING value`).
+  The counter row stays locked until the transaction ends, so a transaction
+  that took a smaller value has committed or rolled back before any larger
+  value can be taken: the cursor order is the commit order. Cost: writers of
+  changes serialize from their first change to their commit.
+- Visibility horizon: record `pg_current_xact_id()` in each row, cursor on
+  (xact id, sequence), and expose through a view only the rows whose xact id
+  is below `pg_snapshot_xmin(pg_current_snapshot())`: every transaction
+  below that horizon has ended, so no row can later appear behind the cursor.
+  Cost: any long transaction in the cluster holds the feed back.
+
+A settle delay (read only rows older than N seconds) narrows the window but
+does not close it: a transaction may stay open longer than any delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import re
+from collections.abc import AsyncGenerator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from uuid import UUID
+
+import asyncpg
+import orjson
+import structlog
+
+from syncengine.errors import ConfigError, FatalError, SyncError
+from syncengine.model import BadInput, Change, Cursor, SourcePosition
+from syncengine.sources.base import BATCH_ITEMS, Checkpoint, Item
+from syncengine.sources.follow import check_poll_interval, reconnect_delay_s, wait_for_wake
+from syncengine.sources.records import RecordDefaults, from_row
+
+_log = structlog.get_logger(__name__)
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_PASSWORD_PARAMETER = re.compile(r"(?i)((?:^|&)password=)[^&]*")
+_REDACTED = "***"
+#: Connection-level trouble a reconnect can cure: the server went away or is restarting.
+_TRANSIENT = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+_CLOSE_TIMEOUT_S = 2.0
+
+
+def redact_dsn(dsn: str) -> str:
+    """`dsn` with its password (after `user:` or as `password=`) shown as `***`."""
+    parts = urlsplit(dsn)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user_info, _, hosts = netloc.rpartition("@")
+        netloc = f"{user_info.split(':', 1)[0]}:{_REDACTED}@{hosts}"
+    query = _PASSWORD_PARAMETER.sub(rf"\g<1>{_REDACTED}", parts.query)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _passwords(dsn: str) -> list[str]:
+    """The DSN's password as written and decoded, to scrub from error text."""
+    parts = urlsplit(dsn)
+    found = [parts.password] if parts.password else []
+    found += parse_qs(parts.query).get("password", [])
+    return [word for raw in found for word in {raw, unquote(raw)} if word]
+
+
+def _feed_name(dsn: str) -> str:
+    """`host/database` (with `:port` when not 5432) for the source id: no user, no password."""
+    parts = urlsplit(dsn)
+    query = parse_qs(parts.query)
+    host = parts.hostname or query.get("host", ["localhost"])[0]
+    if parts.port not in (None, 5432):
+        host = f"{host}:{parts.port}"
+    database = unquote(parts.path.lstrip("/")) or query.get("dbname", [""])[0]
+    return f"{host}/{database or parts.username or ''}"
+
+
+def quote_name(name: str) -> str:
+    """`name` (optionally `schema.name`) double-quoted; raises ValueError for a non-identifier."""
+    parts = name.split(".")
+    if len(parts) > 2 or not all(_NAME.fullmatch(part) for part in parts):
+        raise ValueError(f"not an SQL identifier: {name!r}")
+    return ".".join(f'"{part}"' for part in parts)
+
+
+def to_json_value(value: object) -> object:
+    """A column value as JSON can carry it, in the formats Zoho expects.
+
+    Decimal becomes int when integral, else float; timestamps become ISO 8601
+    with seconds and offset (`2024-05-01T09:30:00+00:00`; a timestamp without
+    time zone is taken as UTC); dates `2024-05-01`; UUIDs and any other type
+    their text. Arrays convert element by element; json/jsonb arrive decoded.
+    """
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Decimal):
+        if value.is_finite() and value == value.to_integral_value():
+            return int(value)
+        return float(value)
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.UTC)
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [to_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): to_json_value(item) for key, item in value.items()}
+    if isinstance(value, UUID):
+        return str(value)
+    return str(value)
+
+
+def _increases(last: Cursor, value: Cursor) -> bool:
+    """True when `value` comes strictly after `last` (both integers or both text)."""
+    if isinstance(last, int) and isinstance(value, int):
+        return value > last
+    if isinstance(last, str) and isinstance(value, str):
+        return value > last
+    return False
+
+
+class PostgresTableSource:
+    """Rows of a PostgreSQL table or view after a cursor value, read through asyncpg."""
+
+    def __init__(
+        self,
+        dsn: str,
+        table: str,
+        cursor: str,
+        defaults: RecordDefaults,
+        *,
+        channel: str | None = None,
+        batch_items: int = BATCH_ITEMS,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        """Raises ValueError when `table`, `cursor` or `channel` is not an identifier."""
+        self._table_sql = quote_name(table)
+        self._cursor_sql = quote_name(cursor)
+        if channel is not None:
+            quote_name(channel)
+        self.source_id = f"postgres:{_feed_name(dsn)}#{table}.{cursor}"
+        self._dsn = dsn
+        self._secrets = _passwords(dsn)
+        self._table = table
+        self._cursor = cursor
+        self._channel = channel
+        self._defaults = defaults
+        self._batch_items = batch_items
+        self._connect_timeout_s = connect_timeout_s
+        where_next = f"WHERE {self._cursor_sql} > $1 ORDER BY {self._cursor_sql}"
+        self._first_page = (
+            f"SELECT * FROM {self._table_sql} WHERE {self._cursor_sql} IS NOT NULL"
+            f" ORDER BY {self._cursor_sql} LIMIT $1"
+        )
+        self._next_page = f"SELECT * FROM {self._table_sql} {where_next} LIMIT $2"
+
+    def __repr__(self) -> str:
+        return f"PostgresTableSource({self.source_id!r})"
+
+    async def read(self, start: Checkpoint | None) -> AsyncGenerator[list[Item], None]:
+        """Pages of rows after `start`, to the current end; see `Source.read`.
+
+        Raises ConfigError when the table, cursor or credentials are unusable,
+        FatalError when the server cannot be reached or the connection drops.
+        """
+        last: Cursor | None = None if start is None else start.resume_after
+        ordinal = 0
+        connection = None
+        try:
+            connection = await self._connect()
+            while records := await self._fetch(connection, last):
+                batch, last = self._convert(records, ordinal, last)
+                ordinal += len(batch)
+                yield batch
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, *_TRANSIENT) as exc:
+            raise self._error(exc, connection) from None
+        finally:
+            await _close(connection)
+
+    async def follow(
+        self, start: Checkpoint | None, *, poll_interval_s: float
+    ) -> AsyncGenerator[list[Item], None]:
+        """Pages after `start`, then waits for NOTIFY or the poll interval; see `Source.follow`.
+
+        Reconnects with backoff when the connection drops or the server is
+        unreachable; raises ConfigError when the table, cursor or credentials
+        are unusable (waiting cannot fix those).
+        """
+        check_poll_interval(poll_interval_s)
+        last: Cursor | None = None if start is None else start.resume_after
+        ordinal = 0
+        failures = 0
+        while True:
+            connection = None
+            wake = asyncio.Event()
+            try:
+                connection = await self._listen(wake)
+                failures = 0
+                while True:
+                    records = await self._fetch(connection, last)
+                    if not records:
+                        await wait_for_wake(wake, poll_interval_s)
+                        continue
+                    batch, last = self._convert(records, ordinal, last)
+                    ordinal += len(batch)
+                    yield batch
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, *_TRANSIENT) as exc:
+                error = self._error(exc, connection)
+                if not isinstance(error, FatalError):
+                    raise error from None
+                failures += 1
+                delay_s = reconnect_delay_s(failures)
+                _log.warning("source.reconnect", source=self.source_id, error=str(error), delay_s=delay_s)
+                await asyncio.sleep(delay_s)
+            finally:
+                await _close(connection)
+
+    def estimate_total(self, start: Checkpoint | None) -> int | None:
+        """Rows after `start`, by `count(*)`; None when the table cannot be read.
+
+        Blocks for one short query; it runs on its own event loop in a worker
+        thread, so it may be called from inside a running loop.
+        """
+        with ThreadPoolExecutor(1, thread_name_prefix="syncengine.estimate") as pool:
+            return pool.submit(asyncio.run, self._count(start)).result()
+
+    async def _count(self, start: Checkpoint | None) -> int | None:
+        condition = f"{self._cursor_sql} IS NOT NULL" if start is None else f"{self._cursor_sql} > $1"
+        arguments = () if start is None else (start.resume_after,)
+        connection = None
+        try:
+            connection = await self._connect()
+            sql = f"SELECT count(*) FROM {self._table_sql} WHERE {condition}"
+            return int(await connection.fetchval(sql, *arguments))
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, *_TRANSIENT):
+            return None
+        finally:
+            await _close(connection)
+
+    async def _connect(self) -> Any:
+        connection = await asyncpg.connect(self._dsn, timeout=self._connect_timeout_s)
+        try:
+            for kind in ("json", "jsonb"):
+                await connection.set_type_codec(
+                    kind, schema="pg_catalog", encoder=_dumps, decoder=orjson.loads
+                )
+        except BaseException:
+            await _close(connection)
+            raise
+        return connection
+
+    async def _listen(self, wake: asyncio.Event) -> Any:
+        """A connection whose notifications on the channel (and whose loss) set `wake`."""
+        connection = await self._connect()
+        try:
+            connection.add_termination_listener(lambda *_: wake.set())
+            if self._channel is not None:
+                await connection.add_listener(self._channel, lambda *_: wake.set())
+        except BaseException:
+            await _close(connection)
+            raise
+        return connection
+
+    async def _fetch(self, connection: Any, last: Cursor | None) -> list[Sequence[Any]]:
+        if last is None:
+            records = await connection.fetch(self._first_page, self._batch_items)
+        else:
+            records = await connection.fetch(self._next_page, last, self._batch_items)
+        return cast(list[Sequence[Any]], records)
+
+    def _convert(
+        self, records: list[Sequence[Any]], ordinal: int, last: Cursor | None
+    ) -> tuple[list[Item], Cursor]:
+        """Records to items; checks that cursor values are unique integers or text."""
+        batch: list[Item] = []
+        for record in records:
+            row = dict(cast(Any, record).items())
+            value = row.pop(self._cursor)
+            self._check_cursor(value, last)
+            last = value
+            batch.append(self._item(row, SourcePosition(ordinal + len(batch), value, value)))
+        assert last is not None  # records is not empty
+        return batch, last
+
+    def _item(self, row: dict[str, Any], position: SourcePosition) -> Change | BadInput:
+        blobs = [name for name, value in row.items() if isinstance(value, bytes)]
+        if blobs:
+            return BadInput(position, f"column {blobs[0]} holds bytea, which JSON cannot carry")
+        return from_row({name: to_json_value(value) for name, value in row.items()}, position, self._defaults)
+
+    def _check_cursor(self, value: object, last: Cursor | None) -> None:
+        if not isinstance(value, int | str):
+            raise ConfigError(
+                f"{self.source_id}: source.cursor: {self._cursor} holds {type(value).__name__}"
+                " values; the cursor must be integers or text"
+            )
+        if last is not None and not _increases(last, value):
+            raise ConfigError(
+                f"{self.source_id}: source.cursor: {self._cursor} values are not unique and"
+                f" increasing integers or text (at {value!r})"
+            )
+
+    def _error(self, exc: BaseException, connection: Any) -> SyncError:
+        """FatalError for connection trouble (follow reconnects), ConfigError for the rest.
+
+        The message names the redacted DSN and never the password.
+        """
+        if isinstance(exc, SyncError):
+            return exc
+        text = f"{type(exc).__name__}: {exc}"
+        for secret in self._secrets:
+            text = text.replace(secret, _REDACTED)
+        where = f"{redact_dsn(self._dsn)} table {self._table} by {self._cursor}"
+        lost = connection is not None and connection.is_closed()
+        if isinstance(exc, _TRANSIENT) or lost:
+            return FatalError(f"PostgreSQL feed {where}: connection failed: {text}")
+        return ConfigError(f"PostgreSQL feed {where}: cannot read: {text}")
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def _close(connection: Any) -> None:
+    """Close `connection` politely, or drop it when the server does not answer."""
+    if connection is None or connection.is_closed():
+        return
+    try:
+        await connection.close(timeout=_CLOSE_TIMEOUT_S)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, *_TRANSIENT):
+        connection.terminate()
+    with contextlib.suppress(Exception):
+        pass
