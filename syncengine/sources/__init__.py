@@ -1,15 +1,19 @@
 """Change feeds: one module per kind, behind the `Source` protocol of `base`.
 
 `open_source` builds the feed a config names; nothing is opened until the
-pipeline calls `Source.read`.
+pipeline calls `Source.read` or `Source.follow`.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+
 from syncengine.config import Config
 from syncengine.sources.base import BATCH_ITEMS, Checkpoint, Item, Source
 from syncengine.sources.csv_feed import CsvSource
+from syncengine.sources.follow import refuse_follow
 from syncengine.sources.jsonl import JsonlSource
+from syncengine.sources.postgres_table import PostgresTableSource
 from syncengine.sources.records import RecordDefaults
 from syncengine.sources.sqlite_table import SqliteTableSource
 
@@ -17,8 +21,10 @@ __all__ = [
     "BATCH_ITEMS",
     "Checkpoint",
     "CsvSource",
+    "FollowlessCsvSource",
     "Item",
     "JsonlSource",
+    "PostgresTableSource",
     "RecordDefaults",
     "Source",
     "SqliteTableSource",
@@ -26,17 +32,41 @@ __all__ = [
 ]
 
 
+class FollowlessCsvSource(CsvSource):
+    """A CSV feed, which the daemon refuses to follow.
+
+    A CSV file is an export, rewritten whole rather than appended to, and its
+    header must be read before any row: following one would either resend it
+    or misread it. Feed a daemon from JSONL or a table instead.
+    """
+
+    def follow(
+        self, start: Checkpoint | None, *, poll_interval_s: float
+    ) -> AsyncGenerator[list[Item], None]:
+        """Raises ConfigError at once: CSV feeds are for `run` and `migrate` only."""
+        raise refuse_follow(self.source_id, "CSV feeds are read by run and migrate only; use jsonl")
+
+
 def open_source(config: Config) -> Source:
     """The feed `config.source` describes, with record defaults from `config.crm`."""
     source = config.source
     defaults = RecordDefaults.from_config(config.crm)
+    if source.type == "postgres":
+        # The config guarantees dsn, table and cursor for postgres.
+        assert source.dsn is not None
+        assert source.table is not None
+        assert source.cursor is not None
+        return PostgresTableSource(
+            source.dsn, source.table, source.cursor, defaults, channel=source.channel
+        )
+    # The config guarantees a path for every file and SQLite feed.
+    assert source.path is not None
     if source.type == "jsonl":
         return JsonlSource(source.path, defaults, encoding=source.encoding)
     if source.type == "csv":
-        return CsvSource(
+        return FollowlessCsvSource(
             source.path, defaults, encoding=source.encoding, delimiter=source.csv_delimiter
         )
-    # The config guarantees table and cursor for sqlite.
     assert source.table is not None
     assert source.cursor is not None
     return SqliteTableSource(source.path, source.table, source.cursor, defaults)

@@ -35,7 +35,7 @@ def reconnect_delay_s(failures: int, *, base_s: float = RECONNECT_BASE_S) -> flo
     No jitter: one daemon reconnects to one server, there is no herd to spread.
     """
     exponent = min(max(failures - 1, 0), 16)  # 2**16 * base is far past the cap
-    return min(base_s * 2**exponent, RECONNECT_CAP_S)
+    return min(base_s * (1 << exponent), RECONNECT_CAP_S)
 
 
 async def wait_for_wake(wake: asyncio.Event, timeout_s: float) -> bool:

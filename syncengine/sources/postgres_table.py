@@ -48,7 +48,6 @@ does not close it: a transaction may stay open longer than any delay.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import re
 from collections.abc import AsyncGenerator, Sequence
@@ -251,7 +250,9 @@ class PostgresTableSource:
                     raise error from None
                 failures += 1
                 delay_s = reconnect_delay_s(failures)
-                _log.warning("source.reconnect", source=self.source_id, error=str(error), delay_s=delay_s)
+                _log.warning(
+                    "source.reconnect", source=self.source_id, error=str(error), delay_s=delay_s
+                )
                 await asyncio.sleep(delay_s)
             finally:
                 await _close(connection)
@@ -266,7 +267,9 @@ class PostgresTableSource:
             return pool.submit(asyncio.run, self._count(start)).result()
 
     async def _count(self, start: Checkpoint | None) -> int | None:
-        condition = f"{self._cursor_sql} IS NOT NULL" if start is None else f"{self._cursor_sql} > $1"
+        condition = (
+            f"{self._cursor_sql} IS NOT NULL" if start is None else f"{self._cursor_sql} > $1"
+        )
         arguments = () if start is None else (start.resume_after,)
         connection = None
         try:
@@ -327,7 +330,9 @@ class PostgresTableSource:
         blobs = [name for name, value in row.items() if isinstance(value, bytes)]
         if blobs:
             return BadInput(position, f"column {blobs[0]} holds bytea, which JSON cannot carry")
-        return from_row({name: to_json_value(value) for name, value in row.items()}, position, self._defaults)
+        return from_row(
+            {name: to_json_value(value) for name, value in row.items()}, position, self._defaults
+        )
 
     def _check_cursor(self, value: object, last: Cursor | None) -> None:
         if not isinstance(value, int | str):
@@ -370,5 +375,3 @@ async def _close(connection: Any) -> None:
         await connection.close(timeout=_CLOSE_TIMEOUT_S)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, *_TRANSIENT):
         connection.terminate()
-    with contextlib.suppress(Exception):
-        pass

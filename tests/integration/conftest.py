@@ -7,16 +7,15 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 
-from syncengine.sim.server import SimHandle, running_simulator
+from syncengine.sim.server import SimHandle
 
 REPO = Path(__file__).resolve().parents[2]
 FIRST_ID = 4_876_876_000_000_100_001
@@ -166,10 +165,3 @@ async def run_cli(
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
     assert process.returncode is not None
     return CliResult(process.returncode, stdout.decode(), stderr.decode())
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[SimHandle]:
-    """A simulator with admin endpoints on a free loopback port."""
-    async with running_simulator(port=0, admin=True) as handle:
-        yield handle

@@ -140,7 +140,8 @@ def test_bad_values_name_their_key(tmp_path: Path, extra: str, expected: str) ->
         ('"https://www.zohoapis.com/"', '"ftp://x"', "crm.api_domain: must be an http"),
         ('"https://www.zohoapis.com/"', '"https://u:p@x.com"', "must not contain credentials"),
         ('"https://www.zohoapis.com/"', '"zohoapis.com"', "crm.api_domain"),
-        ('type = "jsonl"', 'type = "postgres"', "source.type: 'postgres' is not supported yet"),
+        ('type = "jsonl"', 'type = "jsonl"\ndsn = "postgresql://h/db"', "source.dsn: applies only"),
+        ('type = "jsonl"', 'type = "sqlite"\nchannel = "c"', "source.channel: applies only"),
         ('type = "jsonl"', 'type = "xml"', "source.type: must be one of"),
         ('type = "jsonl"', 'type = "jsonl"\nencoding = "klingon"', "source.encoding"),
         ('type = "jsonl"', 'type = "jsonl"\nencoding = "utf-16"', "not ASCII-compatible"),
@@ -251,3 +252,51 @@ def test_unknown_key_is_reported_before_missing_required_keys(tmp_path: Path) ->
     assert "limits.concurency: unknown key" in error_of(tmp_path, "[limits]\nconcurency = 3\n")
     message = error_of(tmp_path, '[source]\ntyp = "jsonl"\n')
     assert "source.typ: unknown key; did you mean 'type'?" in message
+
+
+POSTGRES = MINIMAL.replace(
+    'type = "jsonl"\npath = "feed/changes.jsonl"',
+    'type = "postgres"\ndsn = "postgresql://sync:${PGPASS}@db.example:5433/crm"\n'
+    'table = "outbox.changes"\ncursor = "seq"\nchannel = "crm_changes"',
+)
+PG_ENV = {**ENV, "PGPASS": "pg-pass-w0rd"}
+
+
+def test_postgres_source_loads_with_interpolated_password(tmp_path: Path) -> None:
+    """A postgres source takes dsn (with ${ENV}), schema-qualified table, cursor and channel."""
+    config = load_config(write(tmp_path, POSTGRES), environ=PG_ENV)
+    source = config.source
+    assert (source.type, source.table, source.cursor, source.channel) == (
+        "postgres",
+        "outbox.changes",
+        "seq",
+        "crm_changes",
+    )
+    assert source.dsn == "postgresql://sync:pg-pass-w0rd@db.example:5433/crm"
+    assert source.path is None
+    assert "pg-pass-w0rd" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('dsn = "postgresql://sync:${PGPASS}@db.example:5433/crm"', "", "source.dsn: is required"),
+        ('table = "outbox.changes"', "", "source.table: is required"),
+        ('cursor = "seq"', "", "source.cursor: is required"),
+        ('table = "outbox.changes"', 'table = "a.b.c"', "source.table: 'a.b.c' is not a valid"),
+        ('table = "outbox.changes"', 'table = "t; DROP TABLE x"', "source.table"),
+        ('cursor = "seq"', 'cursor = "seq\\"x"', "source.cursor"),
+        ('channel = "crm_changes"', 'channel = "a-b"', "source.channel: 'a-b' is not a valid"),
+        ('cursor = "seq"', 'cursor = "seq"\npath = "x.db"', "source.path: does not apply"),
+        ('cursor = "seq"', 'cursor = "seq"\nencoding = "utf-8"', "source.encoding: does not"),
+        ("postgresql://", "mysql://", "source.dsn: must be a postgresql:// URL"),
+        (":5433/", ":99999/", "source.dsn: has an invalid port"),
+    ],
+)
+def test_bad_postgres_source_keys_are_reported(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    """Missing, malformed or misplaced postgres keys are one-line errors that never show the DSN."""
+    message = error_of(tmp_path, POSTGRES.replace(old, new), PG_ENV)
+    assert expected in message
+    assert "pg-pass-w0rd" not in message

@@ -8,7 +8,13 @@ import pytest
 
 from syncengine.config import load_config
 from syncengine.model import Change, Operation
-from syncengine.sources import CsvSource, JsonlSource, SqliteTableSource, open_source
+from syncengine.sources import (
+    CsvSource,
+    JsonlSource,
+    PostgresTableSource,
+    SqliteTableSource,
+    open_source,
+)
 
 CONFIG = """
 [source]
@@ -62,3 +68,18 @@ async def test_opened_source_applies_crm_defaults(tmp_path: Path) -> None:
         ("workflow",),
     )
     assert items[0].key == "Contacts:Phone=555"
+
+
+def test_open_source_builds_a_postgres_feed_without_connecting(tmp_path: Path) -> None:
+    """A postgres config maps to PostgresTableSource; its id names host and db, not the password."""
+    text = CONFIG.replace(
+        'type = "{type}"\npath = "feed.{type}"\n{extra}',
+        'type = "postgres"\ndsn = "postgresql://sync:hunter2@db.example:6432/crm"\n'
+        'table = "outbox.changes"\ncursor = "seq"\nchannel = "crm_changes"',
+    )
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    feed = open_source(load_config(path))
+    assert isinstance(feed, PostgresTableSource)
+    assert feed.source_id == "postgres:db.example:6432/crm#outbox.changes.seq"
+    assert "hunter2" not in repr(feed)
