@@ -47,19 +47,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     port = free_port()
-    sim_args = [
-        "-m",
-        "syncengine.sim",
-        "--port",
-        str(port),
-        "--admin",
-        "--latency-ms",
-        "200",
-        "--jitter-ms",
-        "50",
-        "--concurrency",
-        str(CAP),
-    ]
+    # 200 ms ± 50 ms: the simulator adds uniform(0, jitter) to its base latency.
+    sim_args = ["-m", "syncengine.sim", "--port", str(port), "--admin"]
+    sim_args += ["--latency-ms", "150", "--jitter-ms", "100", "--concurrency", str(CAP)]
     theoretical = CAP * 100 / LATENCY_S
     with tempfile.TemporaryDirectory() as tmp, server_process(sim_args, port):
         folder = Path(tmp)

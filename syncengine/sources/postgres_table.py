@@ -72,13 +72,17 @@ _log = structlog.get_logger(__name__)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _PASSWORD_PARAMETER = re.compile(r"(?i)((?:^|&)password=)[^&]*")
 _REDACTED = "***"
-#: Connection-level trouble a reconnect can cure: the server went away or is restarting.
+#: Connection-level trouble a reconnect can cure: the server went away or is
+#: restarting, or the client's protocol state broke with it (an error the server
+#: sent to an idle connection, such as the one `pg_terminate_backend` causes,
+#: leaves asyncpg's connection unusable with an InternalClientError).
 _TRANSIENT = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.InternalClientError,
 )
 _CLOSE_TIMEOUT_S = 2.0
 
@@ -329,7 +333,12 @@ class PostgresTableSource:
     def _item(self, row: dict[str, Any], position: SourcePosition) -> Change | BadInput:
         blobs = [name for name, value in row.items() if isinstance(value, bytes)]
         if blobs:
-            return BadInput(position, f"column {blobs[0]} holds bytea, which JSON cannot carry")
+            record_id = row.get("id")
+            return BadInput(
+                position,
+                f"column {blobs[0]} holds bytea, which JSON cannot carry",
+                record_id=None if record_id is None else str(record_id),
+            )
         return from_row(
             {name: to_json_value(value) for name, value in row.items()}, position, self._defaults
         )
