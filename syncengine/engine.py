@@ -403,8 +403,7 @@ class Engine:
             if batch is _END:
                 return True
             self._intake_items -= len(batch)
-            for item in batch:
-                self._accept(item)
+            self._accept_batch(batch)
             self._mark_read_time()
         return end_of_input
 
@@ -436,6 +435,19 @@ class Engine:
     def _buffered(self) -> int:
         """Changes read and not yet handed to a sender (invariant 4's bound)."""
         return self._chunker.buffered + sum(len(chunk.changes) for chunk in self._ready)
+
+    def _accept_batch(self, batch: Batch) -> None:
+        """Takes in one batch; a plain feed change (one position, a key) goes the short way."""
+        assert self._watermark is not None
+        assert self._recorder is not None
+        note_read, add, counts = self._watermark.note_read, self._chunker.add, self._recorder.counts
+        for item in batch:
+            if type(item) is Change and item.key is not None and len(item.positions) == 1:
+                note_read(item.positions[0])
+                counts.read += 1
+                add(item)
+            else:
+                self._accept(item)
 
     def _accept(self, item: Change | BadInput | AlreadySettled) -> None:
         assert self._watermark is not None
@@ -494,11 +506,19 @@ class Engine:
             self._send_q.put_nowait(chunk)
 
     def _take_results(self) -> None:
+        assert self._recorder is not None
+        synced, complete = self._recorder.synced, self._chunker.complete
         while self._flight.results:
             chunk, outcomes = self._flight.results.popleft()
             self._flight.handed_out -= 1
             for change, outcome in zip(chunk.changes, outcomes, strict=True):
-                self._settle(change, outcome)
+                if outcome.verdict is Verdict.SYNCED:  # the common case, kept short
+                    synced(change, outcome)
+                    complete(change)
+                else:
+                    self._settle(change, outcome)
+            if self._recorder.should_flush:
+                self._wake_flusher()
 
     def _settle(self, change: Change, outcome: RecordOutcome) -> None:
         assert self._recorder is not None

@@ -162,6 +162,11 @@ async def run_cli(
 ) -> CliResult:
     """Runs `python -m syncengine ARGS` to its end (the simulator keeps serving meanwhile)."""
     process = await start_cli(*args, cwd=cwd, env=env)
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
+    except TimeoutError:
+        process.kill()  # never leave a stuck process behind a failed test
+        await process.wait()
+        raise
     assert process.returncode is not None
     return CliResult(process.returncode, stdout.decode(), stderr.decode())
