@@ -142,6 +142,42 @@ def seek_line_start(handle: BinaryIO, offset: int, path: Path) -> None:
     handle.seek(offset)
 
 
+#: Up to this offset a resume counts the lines before its checkpoint to check
+#: that the file is still the one the checkpoint was taken in (about 0.1 s).
+LINE_CHECK_BYTES = 64 * 1024 * 1024
+
+
+def check_line_number(handle: BinaryIO, offset: int, line_number: int, path: Path) -> None:
+    """Check that the checkpoint's line number is the file's line count at `offset`.
+
+    A rotated or replaced feed can have a line start at the checkpoint's byte
+    offset by chance; resuming there would skip lines silently. Counting the
+    lines before it tells the two files apart. Raises FatalError on a
+    mismatch; leaves the handle where it was. Skipped past `LINE_CHECK_BYTES`.
+    """
+    if not offset or offset > LINE_CHECK_BYTES:
+        return
+    here = handle.tell()
+    handle.seek(0)
+    remaining, newlines = offset, 0
+    while remaining:
+        block = handle.read(min(remaining, 1 << 20))
+        if not block:
+            break
+        newlines += block.count(b"\n")
+        remaining -= len(block)
+    handle.seek(offset - 1)
+    unterminated = handle.read(1) != b"\n"  # a last line read without its newline
+    handle.seek(here)
+    if line_number not in (newlines, newlines + unterminated):
+        raise FatalError(
+            f"{path}: the checkpoint says line {line_number} ends at byte {offset}, but this"
+            f" file has {newlines} lines there; was the feed rotated or replaced while"
+            " syncengine was stopped? Restore it, or remove the feed's checkpoint to read"
+            " it from the top"
+        )
+
+
 def sample_estimate(path: Path, offset: int) -> int | None:
     """Lines after `offset`: remaining bytes over a sample's bytes per line.
 

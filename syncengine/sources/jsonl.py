@@ -41,6 +41,7 @@ from syncengine.sources.base import (
     BATCH_ITEMS,
     Checkpoint,
     Item,
+    check_line_number,
     file_start,
     open_feed,
     sample_estimate,
@@ -93,6 +94,7 @@ class JsonlSource:
         offset, line_number = file_start(start)
         with open_feed(self.path) as handle:
             seek_line_start(handle, offset, self.path)
+            check_line_number(handle, offset, line_number, self.path)
             for batch in self._batches(handle, offset, line_number):
                 yield batch
                 await asyncio.sleep(0)  # let senders run even if no queue is full
@@ -255,6 +257,7 @@ class _Tail:
                 self._restart()
             else:
                 seek_line_start(handle, self.offset, self.path)
+                check_line_number(handle, self.offset, self.line_number, self.path)
         except BaseException:
             handle.close()
             raise

@@ -223,3 +223,24 @@ async def test_follow_rejects_a_non_positive_poll_interval(path: Path) -> None:
     feed = JsonlSource(path, DEFAULTS).follow(None, poll_interval_s=0)
     with pytest.raises(ValueError, match="poll_interval_s"):
         await anext(feed)
+
+
+async def test_a_checkpoint_from_a_replaced_file_is_refused_not_misapplied(tmp_path: Path) -> None:
+    """A new file with a line start at the old offset by chance: the line count tells."""
+    feed = tmp_path / "feed.jsonl"
+    # The old file had 2 lines of 20 bytes: the checkpoint is (40, line 2).
+    # The new one has 4 lines of 10 bytes: byte 40 is its end, a line start.
+    feed.write_bytes(b'{"id":"1"}\n' * 4)
+    size = feed.stat().st_size
+    defaults = RecordDefaults(module="Leads", operation=Operation.UPDATE, trigger=())
+    source = JsonlSource(feed, defaults)
+    stale = Checkpoint(resume_after=size, display=2)
+    with pytest.raises(FatalError, match="rotated or replaced"):
+        async for _ in source.read(stale):
+            pass
+    follower = source.follow(stale, poll_interval_s=0.02)
+    with pytest.raises(FatalError, match="rotated or replaced"):
+        await asyncio.wait_for(follower.__anext__(), 5)
+    await follower.aclose()
+    # The right checkpoint for this file is accepted.
+    assert [b async for b in source.read(Checkpoint(resume_after=size, display=4))] == []
