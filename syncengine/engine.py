@@ -27,7 +27,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,12 +41,11 @@ from syncengine.model import (
     BadInput,
     Change,
     Chunk,
-    Cursor,
     RecordOutcome,
-    SourcePosition,
     Verdict,
 )
-from syncengine.recorder import PassCounts, Recorder, is_past
+from syncengine.recorder import PassCounts, Recorder
+from syncengine.replay import AlreadySettled, Batch, ReplayWindow
 from syncengine.retry import backoff_s
 from syncengine.sources.base import Checkpoint, Source
 from syncengine.watermark import Watermark
@@ -54,50 +53,6 @@ from syncengine.watermark import Watermark
 log = structlog.get_logger("syncengine.engine")
 
 _END = None
-
-
-@dataclass(frozen=True, slots=True)
-class AlreadySettled:
-    """A re-read change whose outcome the journal holds: only its positions move on."""
-
-    positions: list[SourcePosition]
-
-
-Batch = Sequence["Change | BadInput | AlreadySettled"]
-
-
-def _is_settled(change: Change, settled: dict[str, int | str]) -> bool:
-    if change.key is None or change.key not in settled:
-        return False
-    stored, own = settled[change.key], change.positions[-1].display
-    return type(stored) is type(own) and not is_past(own, stored)
-
-
-def _first_position(item: object) -> SourcePosition | None:
-    positions = getattr(item, "positions", None)
-    return positions[0] if positions else getattr(item, "position", None)
-
-
-def _restarted(batch: Batch, last_resume: Cursor | None) -> bool:
-    """True when `batch` begins at or before where the previous batch ended."""
-    if last_resume is None or not batch:
-        return False
-    first = _first_position(batch[0])
-    return first is not None and not is_past(first.resume_after, last_resume)
-
-
-def _last_resume(batch: Batch, previous: Cursor | None) -> Cursor | None:
-    for item in reversed(batch):
-        positions = getattr(item, "positions", None) or [getattr(item, "position", None)]
-        if positions[-1] is not None:
-            return positions[-1].resume_after  # type: ignore[no-any-return]
-    return previous
-
-
-def _in_window(item: object, high_water: Checkpoint) -> bool:
-    positions = getattr(item, "positions", None) or [getattr(item, "position", None)]
-    last = positions[-1]
-    return last is not None and not is_past(last.resume_after, high_water.resume_after)
 
 
 async def wait_event(event: asyncio.Event, timeout_s: float | None) -> None:
@@ -184,8 +139,7 @@ class Engine:
         self._fatal: BaseException | None = None
         self._watermark: Watermark | None = None
         self._recorder: Recorder | None = None
-        self._high_water: Checkpoint | None = None
-        self._last_resume: Cursor | None = None
+        self._replay = ReplayWindow(journal, None, None)
         self._read_marks: deque[tuple[int, float]] = deque()
         self._intake_items = 0
         self._drain_deadline: float | None = None
@@ -211,13 +165,14 @@ class Engine:
         """
         source_id = self._source.source_id if self._source else None
         start = await self._journal.checkpoint(source_id) if source_id else None
-        self._high_water = await self._journal.high_water(source_id) if source_id else None
+        high_water = await self._journal.high_water(source_id) if source_id else None
+        self._replay = ReplayWindow(self._journal, source_id, high_water)
         self._watermark = Watermark(start)
         self._recorder = Recorder(
             self._journal,
             source_id=source_id,
             watermark=self._watermark,
-            high_water=self._high_water,
+            high_water=high_water,
             flush_rows=max(100, self._settings.workers * 50),
         )
         reader = asyncio.create_task(self._read(start, stop), name="engine.read")
@@ -278,47 +233,7 @@ class Engine:
         )
         async with contextlib.aclosing(feed) as batches:
             async for batch in batches:
-                yield await self._skip_settled(batch) if self._high_water else batch
-
-    async def _skip_settled(self, batch: Batch) -> Batch:
-        """In the replay window after a crash, drops changes the journal already settled.
-
-        The checkpoint is a low watermark, so a run that was killed re-reads
-        changes that finished after it. A re-read change whose record's row
-        shows a position at or past its own has a durable outcome already
-        (its own, or a later change's that absorbed it): it is marked
-        settled instead of being sent again (design.md invariant 6).
-        """
-        assert self._high_water is not None
-        assert self._source is not None
-        if _restarted(batch, self._last_resume):
-            # The feed started over (a rotated or truncated file): the journal's
-            # positions belong to the old file and say nothing about this one.
-            self._high_water = None
-            return batch
-        self._last_resume = _last_resume(batch, self._last_resume)
-        window = [
-            item
-            for item in batch
-            if isinstance(item, Change)
-            and item.key is not None
-            and item.positions
-            and not is_past(item.positions[-1].resume_after, self._high_water.resume_after)
-        ]
-        if not window:
-            if batch and not _in_window(batch[-1], self._high_water):
-                self._high_water = None  # past the window: no more look-ups
-            return batch
-        settled = await self._journal.settled_positions(
-            self._source.source_id, [item.key for item in window if item.key is not None]
-        )
-        out: list[Change | BadInput | AlreadySettled] = []
-        for item in batch:
-            if isinstance(item, Change) and _is_settled(item, settled):
-                out.append(AlreadySettled(item.positions))
-            else:
-                out.append(item)
-        return out
+                yield await self._replay.filter(batch) if self._replay.active else batch
 
     # -- dispatcher -----------------------------------------------------------
 

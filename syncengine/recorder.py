@@ -111,7 +111,7 @@ class Recorder:
             (
                 change.key,
                 change.module,
-                change.record_id or outcome.crm_id,
+                outcome.crm_id or change.record_id,
                 change.operation.value,
                 change.attempts,
                 positions[-1].display if positions else None,
