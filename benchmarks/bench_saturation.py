@@ -10,13 +10,12 @@ The simulator runs in its own process with 200 ms ± 50 ms latency and a cap of
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
-import urllib.request
 from pathlib import Path
 
 from benchmarks.common import (
     FIRST_ID,
+    admin,
     free_port,
     median,
     run_engine_logged,
@@ -27,18 +26,6 @@ from benchmarks.common import (
 
 LATENCY_S = 0.2
 CAP = 10
-
-
-def admin(port: int, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/__admin/{path}",
-        data=data,
-        headers={"Content-Type": "application/json"},
-        method="GET" if body is None else "POST",
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        return dict(json.loads(response.read()))
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 from benchmarks.common import (
     FIRST_ID,
     REPO,
+    admin,
     free_port,
     median,
     run_engine_logged,
@@ -70,19 +70,6 @@ class Measure:
     def cpu_per_100k_s(self) -> float:
         """CPU seconds scaled to 100,000 records."""
         return self.cpu_s * PER_CPU_RECORDS / self.records
-
-
-def admin(port: int, path: str, body: dict[str, object] | None = None) -> dict[str, Any]:
-    """Calls the simulator's admin API; GET without a body, POST with one."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/__admin/{path}",
-        data=data,
-        headers={"Content-Type": "application/json"},
-        method="GET" if body is None else "POST",
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        return dict(json.loads(response.read()))
 
 
 def fresh_records(port: int, records: int) -> None:

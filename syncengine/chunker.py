@@ -100,6 +100,10 @@ class Chunker:
         """True when nothing is buffered and nothing is in flight."""
         return self._buffered == 0 and not self._out
 
+    def holds(self, key: str) -> bool:
+        """True when a change to `key` is buffered, waiting or in flight here."""
+        return key in self._in_flight or key in self._mergeable or key in self._waiting
+
     def add(self, change: Change) -> None:
         """Take a change read from the feed (feed order matters, see the module docstring)."""
         key = change.key

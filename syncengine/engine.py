@@ -98,6 +98,9 @@ class EngineSettings:
     follow_poll_interval_s: float | None = None
     #: On a stop, send what was already read (within `grace_s`) before ending.
     drain_on_stop: bool = False
+    #: Daemon mode: how often the journal is asked for records put back in
+    #: line by `syncengine retry` while the daemon runs.
+    redrive_interval_s: float = 10.0
 
 
 @dataclass(slots=True)
@@ -142,6 +145,7 @@ class Engine:
         self._replay = ReplayWindow(journal, None, None)
         self._read_marks: deque[tuple[int, float]] = deque()
         self._intake_items = 0
+        self._redriving: set[str] = set()
         self._drain_deadline: float | None = None
         self._max_unjournaled = settings.workers * 100
         self._closing = False
@@ -182,6 +186,8 @@ class Engine:
         ]
         flusher = asyncio.create_task(self._flush_loop(), name="engine.flush")
         stop_watch = asyncio.create_task(self._wake_on(stop), name="engine.stop_watch")
+        if self._settings.follow_poll_interval_s is not None:
+            senders.append(asyncio.create_task(self._redrive_loop(stop), name="engine.redrive"))
         try:
             await self._dispatch(stop)
         finally:
@@ -190,6 +196,30 @@ class Engine:
         if self._fatal is not None:
             raise self._fatal
         return self._recorder.counts
+
+    async def _redrive_loop(self, stop: asyncio.Event) -> None:
+        """Daemon mode: picks up records `syncengine retry` put back in line meanwhile.
+
+        Records the engine itself holds (in the chunker, waiting for their
+        retry, or already on their way in) are left alone: the journal row of
+        a scheduled retry is pending too, and must not be sent twice.
+        """
+        while not stop.is_set():
+            await wait_event(stop, self._settings.redrive_interval_s)
+            if stop.is_set():
+                return
+            held = {change.key for _, _, change in self._retry_heap} | self._redriving
+            batch: list[Change | BadInput] = []
+            async for change in self._journal.due(time.time()):
+                key = change.key
+                if key is not None and key not in held and not self._chunker.holds(key):
+                    batch.append(change)
+                    self._redriving.add(key)
+            if batch:
+                log.info("engine.redrive", records=len(batch))
+                await self._intake.put(batch)
+                self._intake_items += len(batch)
+                self._wake.set()
 
     async def _wake_on(self, stop: asyncio.Event) -> None:
         """A stop request must reach a dispatcher that sleeps with nothing to do."""
@@ -218,6 +248,8 @@ class Engine:
         pending: list[Change | BadInput] = []
         async for change in self._journal.due(math.inf):
             pending.append(change)
+            if change.key is not None:
+                self._redriving.add(change.key)
             if len(pending) >= 500:
                 yield pending
                 pending = []
@@ -389,6 +421,8 @@ class Engine:
                 item.key = f"@{source_id}#{item.positions[0].display}"
         else:
             self._recorder.counts.redriven += 1
+            if item.key is not None:
+                self._redriving.discard(item.key)
         self._chunker.add(item)
 
     def _release_due_retries(self) -> None:

@@ -89,6 +89,8 @@ def daemon_settings(config: Config) -> EngineSettings:
         grace_s=daemon.grace_s,
         follow_poll_interval_s=daemon.poll_interval_s,
         drain_on_stop=True,
+        # `syncengine retry` takes effect within a few polls, never hammering the journal.
+        redrive_interval_s=max(1.0, 5 * daemon.poll_interval_s),
     )
 
 

@@ -227,3 +227,31 @@ async def test_revoked_credentials_end_the_daemon_with_exit_3(
     _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 3
     assert "invalid_code" in stderr.decode()
+
+
+async def test_retry_while_the_daemon_runs_is_picked_up(sim: SimHandle, tmp_path: Path) -> None:
+    """Records failed after their attempts sync once `syncengine retry` puts them back."""
+    await seed_leads(sim, 3)
+    await admin_post(sim, "config", {"fault_locked": 1.0})
+    feed = tmp_path / "changes.jsonl"
+    append(feed, [{"id": str(FIRST_ID + i), "Company": f"r{i}"} for i in range(3)])
+    config = daemon_config(tmp_path, sim)
+    config.write_text(config.read_text().replace("max_attempts = 8", "max_attempts = 2"))
+    async with running_daemon(config, tmp_path) as process:
+        for _ in range(200):
+            status = orjson.loads(
+                (await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)).stdout
+            )
+            if status["records"]["failed"] == 3:
+                break
+            await asyncio.sleep(0.1)
+        assert status["records"]["failed"] == 3
+        await admin_post(sim, "config", {"fault_locked": 0.0})
+        result = await run_cli("retry", "-c", str(config), cwd=tmp_path)
+        assert result.returncode == 0
+        await wait_until(company_is(sim, 2, "r2"), timeout_s=10)
+        assert process.returncode is None
+    status = orjson.loads(
+        (await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)).stdout
+    )
+    assert status["records"] == {"synced": 3, "pending": 0, "failed": 0}
