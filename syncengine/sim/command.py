@@ -184,6 +184,13 @@ OPTIONS: Final[list[tuple[str, dict[str, Any]]]] = [
     ),
     ("--api-domain", {"help": "api_domain in token answers (default: this server's URL)."}),
     (
+        "--poison-field",
+        {
+            "help": "A field whose presence in any record makes the whole write a bare "
+            "400 INVALID_DATA (a record the API cannot parse); default off.",
+        },
+    ),
+    (
         "--retry-after-s",
         {
             "type": _NON_NEGATIVE,

@@ -89,6 +89,10 @@ class SimConfig:
     heavy_records: int = 10
     scopes: tuple[str, ...] = field(default=DEFAULT_SCOPES)
     accept_bearer: bool = False  # [unverified] whether `Bearer <token>` is accepted
+    # A record carrying this field makes the whole write a bare 400 INVALID_DATA
+    # (no data[]): how the real API answers content it cannot parse, the case
+    # the client isolates by splitting the chunk. None: off.
+    poison_field: str | None = None
     api_domain: str | None = None  # token answers' api_domain; None: this server
     retry_after_s: float | None = None  # Retry-After on 429s; Zoho documents none (§3.3)
 
@@ -128,7 +132,7 @@ KNOBS: Final[frozenset[str]] = frozenset(f.name for f in dataclasses.fields(SimC
 _PROBABILITIES: Final = frozenset(
     {"fault_500", "fault_drop", "fault_stall", "fault_locked", "fault_429"}
 )
-_OPTIONAL: Final = frozenset({"concurrency", "credits", "users", "api_domain", "retry_after_s"})
+_OPTIONAL: Final = frozenset({"poison_field", "concurrency", "credits", "users", "api_domain", "retry_after_s"})
 
 
 def _coerce_special(name: str, value: Any) -> tuple[bool, Any]:
@@ -166,7 +170,7 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
     special, converted = _coerce_special(name, value)
     if special:
         return converted
-    kinds: dict[str, type] = {"api_domain": str, "retry_after_s": float}
+    kinds: dict[str, type] = {"api_domain": str, "retry_after_s": float, "poison_field": str}
     kind = kinds.get(name) or (type(current) if current is not None else int)
     return _scalar(name, value, kind)
 

@@ -153,6 +153,10 @@ async def _write(request: web.Request, operation: str) -> web.Response:
     env = parse_envelope(await request.read(), module, upsert=operation == "upsert")
     if isinstance(env, BodyError):
         return whole_error(state, env.code, details=env.details)
+    poison = state.config.poison_field
+    if poison is not None and any(isinstance(r, dict) and poison in r for r in env.data):
+        details = {"api_name": poison, "expected_data_type": "jsonobject"}
+        return whole_error(state, "INVALID_DATA", details=details)
     url_id = request.match_info.get("record_id")
     order = env.duplicate_fields or default_duplicate_order(module)
 
