@@ -132,7 +132,9 @@ KNOBS: Final[frozenset[str]] = frozenset(f.name for f in dataclasses.fields(SimC
 _PROBABILITIES: Final = frozenset(
     {"fault_500", "fault_drop", "fault_stall", "fault_locked", "fault_429"}
 )
-_OPTIONAL: Final = frozenset({"poison_field", "concurrency", "credits", "users", "api_domain", "retry_after_s"})
+_OPTIONAL: Final = frozenset(
+    {"poison_field", "concurrency", "credits", "users", "api_domain", "retry_after_s"}
+)
 
 
 def _coerce_special(name: str, value: Any) -> tuple[bool, Any]:
