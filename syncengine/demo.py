@@ -149,10 +149,18 @@ async def run_demo(folder: Path, *, records: int, port: int) -> int:
             "code": row.code,
             "message": row.message,
             "attempts": row.attempts,
+            "details": row.details,
         }
         for row in failed
     ]
-    click.echo(format_failures(rows))
+    shown = 9
+    click.echo(
+        format_failures(rows[:shown]).replace(
+            f"{min(shown, len(rows))} failed", f"{len(rows)} failed", 1
+        )
+    )
+    if len(rows) > shown:
+        click.echo(f"  ... and {len(rows) - shown} more: syncengine failures -c {config_path}")
     return result.exit_status
 
 

@@ -81,8 +81,10 @@ def format_failures(rows: list[dict[str, Any]]) -> str:
     lines = [f"{len(rows)} failed record(s):"]
     for row in rows:
         record = row["id"] if row["id"] is not None else "(no id)"
+        details = row.get("details") or {}
+        field = f" [{details['api_name']}]" if details.get("api_name") else ""
         lines.append(
             f"  {row['module']} {record} at position {row['position']}: "
-            f"{row['code']}: {row['message']} (attempts: {row['attempts']})"
+            f"{row['code']}: {row['message']}{field} (attempts: {row['attempts']})"
         )
     return "\n".join(lines)

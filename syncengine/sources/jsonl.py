@@ -167,7 +167,9 @@ class JsonlSource:
                 position, f"bad encoding: not valid {self._encoding} at byte {exc.start + 1}"
             )
         try:
-            obj = orjson.loads(text)
+            # Without its line ending, so an error at the end of the line is
+            # reported at its column rather than as column 1 of a next line.
+            obj = orjson.loads(text.rstrip("\r\n"))
         except orjson.JSONDecodeError as exc:
             return BadInput(position, f"bad JSON at column {exc.colno}: {exc.msg}")
         return from_json(obj, position, self._defaults)

@@ -47,12 +47,13 @@ def test_failure_lines_name_record_position_and_code() -> None:
                 "code": "INVALID_DATA",
                 "message": "invalid data",
                 "attempts": 1,
+                "details": {"api_name": "Email"},
             },
         ]
     )
     assert "2 failed record(s)" in text
     assert "Leads (no id) at position 3: BAD_INPUT: bad JSON" in text
-    assert "Leads 42 at position 9: INVALID_DATA" in text
+    assert "Leads 42 at position 9: INVALID_DATA: invalid data [Email] (attempts: 1)" in text
     assert format_failures([]) == "no failed records"
 
 
