@@ -208,6 +208,9 @@ class Engine:
             await wait_event(stop, self._settings.redrive_interval_s)
             if stop.is_set():
                 return
+            assert self._recorder is not None
+            # Outcomes still buffered would leave stale pending rows in view.
+            await self._recorder.flush()
             held = {change.key for _, _, change in self._retry_heap} | self._redriving
             batch: list[Change | BadInput] = []
             async for change in self._journal.due(time.time()):
