@@ -95,6 +95,19 @@ _SAMPLE_BYTES = 1 << 16
 _READ_BUFFER_BYTES = 1 << 20
 
 
+def cursor_increases(last: Cursor, value: Cursor) -> bool:
+    """True when `value` comes strictly after `last` (both integers or both text).
+
+    Table feeds check every cursor value read against the previous one: a
+    repeat or a step back would make the checkpoint skip or re-read rows.
+    """
+    if isinstance(last, int) and isinstance(value, int):
+        return value > last
+    if isinstance(last, str) and isinstance(value, str):
+        return value > last
+    return False
+
+
 def file_start(start: Checkpoint | None) -> tuple[int, int]:
     """The byte offset to seek to and the line number of the line before it.
 

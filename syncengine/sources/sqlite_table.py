@@ -29,20 +29,11 @@ import structlog
 
 from syncengine.errors import ConfigError
 from syncengine.model import BadInput, Change, Cursor, SourcePosition
-from syncengine.sources.base import BATCH_ITEMS, Checkpoint, Item
+from syncengine.sources.base import BATCH_ITEMS, Checkpoint, Item, cursor_increases
 from syncengine.sources.follow import check_poll_interval
 from syncengine.sources.records import RecordDefaults, from_row
 
 _log = structlog.get_logger(__name__)
-
-
-def _increases(last: Cursor, value: Cursor) -> bool:
-    """True when `value` comes strictly after `last` (both integers or both text)."""
-    if isinstance(last, int) and isinstance(value, int):
-        return value > last
-    if isinstance(last, str) and isinstance(value, str):
-        return value > last
-    return False
 
 
 class SqliteTableSource:
@@ -173,7 +164,7 @@ class SqliteTableSource:
                 f"{self.path}: source.cursor: {self._cursor} holds {type(value).__name__}"
                 " values; the cursor must be integers or text"
             )
-        if last is not None and not _increases(last, value):
+        if last is not None and not cursor_increases(last, value):
             raise ConfigError(
                 f"{self.path}: source.cursor: {self._cursor} values are not unique and"
                 f" increasing integers or text (at {value!r})"
