@@ -22,6 +22,7 @@ from syncengine.config import Config
 from syncengine.crm.auth import TokenProvider
 from syncengine.crm.client import CrmClient, make_session
 from syncengine.engine import Engine, EngineSettings
+from syncengine.errors import ConfigError
 from syncengine.journal import Journal
 from syncengine.journal.token_cache import JournalTokenStore
 from syncengine.limits import Limiter
@@ -118,6 +119,9 @@ async def open_engine(
     crm = config.crm
     for secret in (crm.client_secret, crm.refresh_token):
         register_secret(secret)
+    folder = config.journal.path.parent
+    if not folder.is_dir():
+        raise ConfigError(f"journal.path: the folder {folder} does not exist")
     async with AsyncExitStack() as stack:
         journal = await Journal.open(config.journal.path, holder=holder_description(command))
         stack.push_async_callback(journal.close)

@@ -150,6 +150,19 @@ async def test_config_errors_exit_2_with_one_line_naming_the_key(tmp_path: Path)
     assert "nope.toml" in missing.stderr
 
 
+async def test_a_journal_folder_that_does_not_exist_is_a_config_error(
+    sim: SimHandle, tmp_path: Path
+) -> None:
+    """`journal.path` in a missing folder: exit 2 naming the key, nothing sent."""
+    config = write_config(tmp_path, sim)
+    config.write_text(config.read_text().replace('"journal.db"', '"nowhere/journal.db"'))
+    write_feed(tmp_path / "changes.jsonl", lead_updates(1))
+    result = await run_cli("run", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "journal.path" in result.stderr
+    assert sim.state.stats.requests == 0
+
+
 async def test_missing_env_variable_is_named(sim: SimHandle, tmp_path: Path) -> None:
     """A `${NAME}` that is not set is a config error naming NAME, and nothing is sent."""
     config = write_config(tmp_path, sim)
