@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import math
 import random
 import time
@@ -37,6 +35,7 @@ from syncengine.chunker import Chunker
 from syncengine.crm.client import WriteRequest
 from syncengine.errors import FatalError
 from syncengine.journal import Journal
+from syncengine.lag import ReadTimes
 from syncengine.model import (
     BadInput,
     Change,
@@ -47,6 +46,7 @@ from syncengine.model import (
 from syncengine.recorder import PassCounts, Recorder
 from syncengine.replay import AlreadySettled, Batch, ReplayWindow
 from syncengine.retry import backoff_s
+from syncengine.retry_schedule import RetrySchedule
 from syncengine.sources.base import Checkpoint, Source
 from syncengine.watermark import Watermark
 
@@ -137,13 +137,12 @@ class Engine:
         self._flight = _Flight()
         self._ready: deque[Chunk] = deque()
         self._flush_now = asyncio.Event()
-        self._retry_heap: list[tuple[float, int, Change]] = []
-        self._seq = itertools.count()
+        self._retries = RetrySchedule()
         self._fatal: BaseException | None = None
         self._watermark: Watermark | None = None
         self._recorder: Recorder | None = None
         self._replay = ReplayWindow(journal, None, None)
-        self._read_marks: deque[tuple[int, float]] = deque()
+        self._read_times = ReadTimes()
         self._intake_items = 0
         self._redriving: set[str] = set()
         self._drain_deadline: float | None = None
@@ -211,7 +210,7 @@ class Engine:
             assert self._recorder is not None
             # Outcomes still buffered would leave stale pending rows in view.
             await self._recorder.flush()
-            held = {change.key for _, _, change in self._retry_heap} | self._redriving
+            held = self._retries.keys() | self._redriving
             batch: list[Change | BadInput] = []
             async for change in self._journal.due(time.time()):
                 key = change.key
@@ -329,15 +328,15 @@ class Engine:
         return (
             self._chunker.idle
             and not self._ready
-            and not self._retry_heap
+            and not self._retries
             and self._flight.handed_out == 0
             and not self._flight.results
         )
 
     async def _sleep_until_woken(self, timeout_s: float | None) -> None:
         """Sleeps until a stage wakes the dispatcher, the timeout or the next retry is due."""
-        if self._retry_heap:
-            due_in = max(0.0, self._retry_heap[0][0] - time.monotonic())
+        due_in = self._retries.due_in(time.monotonic())
+        if due_in is not None:
             timeout_s = due_in if timeout_s is None else min(timeout_s, due_in)
         await wait_event(self._wake, None if timeout_s is None else max(0.0, timeout_s))
 
@@ -360,22 +359,13 @@ class Engine:
     def _mark_read_time(self) -> None:
         """Remembers when the feed's latest position was read, for `sync_lag_s`."""
         assert self._watermark is not None
-        newest = self._watermark.next_ordinal - 1
-        if newest >= 0 and (not self._read_marks or self._read_marks[-1][0] != newest):
-            self._read_marks.append((newest, time.monotonic()))
+        self._read_times.mark(self._watermark.next_ordinal - 1, time.monotonic())
 
     def sync_lag_s(self) -> float:
         """Age of the oldest change read from the feed and not yet settled (0 when none)."""
         if self._watermark is None:
             return 0.0
-        oldest = self._watermark.lowest_unfinished
-        marks = self._read_marks
-        if oldest is None:
-            marks.clear()
-            return 0.0
-        while marks and marks[0][0] < oldest:
-            marks.popleft()
-        return time.monotonic() - marks[0][1] if marks else 0.0
+        return self._read_times.age_s(self._watermark.lowest_unfinished, time.monotonic())
 
     @property
     def queue_depth(self) -> int:
@@ -430,8 +420,7 @@ class Engine:
 
     def _release_due_retries(self) -> None:
         now = time.monotonic()
-        while self._retry_heap and self._retry_heap[0][0] <= now:
-            _, _, change = heapq.heappop(self._retry_heap)
+        for change in self._retries.pop_due(now):
             self._chunker.retry(change)
 
     def _hand_out(self, *, flush: bool) -> None:
@@ -497,7 +486,7 @@ class Engine:
         log.debug(
             "engine.retry_scheduled", key=change.key, code=outcome.code, delay_s=round(delay_s, 3)
         )
-        heapq.heappush(self._retry_heap, (time.monotonic() + delay_s, next(self._seq), change))
+        self._retries.push(change, due_at=time.monotonic() + delay_s)
 
     # -- senders and flusher --------------------------------------------------
 
@@ -576,4 +565,4 @@ class Engine:
     def _take_results_after_stop(self) -> None:
         """Journal what came back; retries become durable pending rows, not resent now."""
         self._take_results()
-        self._retry_heap.clear()
+        self._retries.clear()
