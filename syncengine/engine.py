@@ -37,6 +37,7 @@ from syncengine.errors import FatalError
 from syncengine.journal import Journal
 from syncengine.lag import ReadTimes
 from syncengine.model import (
+    MAX_CHUNK_RECORDS,
     BadInput,
     Change,
     Chunk,
@@ -108,6 +109,8 @@ class _Flight:
     """Chunks handed to senders and the outcomes that came back."""
 
     handed_out: int = 0
+    #: Records in the chunks handed out, answered or not.
+    records: int = 0
     results: deque[tuple[Chunk, list[RecordOutcome]]] = field(default_factory=deque)
 
 
@@ -146,7 +149,9 @@ class Engine:
         self._intake_items = 0
         self._redriving: set[str] = set()
         self._drain_deadline: float | None = None
-        self._max_unjournaled = settings.workers * 100
+        #: At most this many records are ever sent-but-not-journaled: one full
+        #: round in flight and one round of answers waiting for the group commit.
+        self._max_unjournaled = 2 * settings.workers * MAX_CHUNK_RECORDS
         self._closing = False
         self.stopped_early = False
 
@@ -431,19 +436,22 @@ class Engine:
         """
         assert self._recorder is not None
         while self._flight.handed_out < self._settings.workers:
-            if self._recorder.backlog >= self._max_unjournaled:
-                # Outcomes the CRM gave but the journal does not hold yet are
-                # what a crash would make us send again: keep them bounded.
-                self._wake_flusher()
-                return
             if not self._ready:
                 self._ready.extend(self._chunker.pop_ready(flush=flush))
                 if not self._ready:
                     return
-            chunk = self._ready.popleft()
+            chunk = self._ready[0]
+            undurable = self._recorder.backlog + self._flight.records
+            if undurable and undurable + len(chunk.changes) > self._max_unjournaled:
+                # Records sent or answered but not yet journaled are what a
+                # crash would make us send again: keep them under the bound.
+                self._wake_flusher()
+                return
+            self._ready.popleft()
             for change in chunk.changes:
                 change.attempts += 1  # an attempt counts when it starts
             self._flight.handed_out += 1
+            self._flight.records += len(chunk.changes)
             self._send_q.put_nowait(chunk)
 
     def _take_results(self) -> None:
@@ -452,6 +460,7 @@ class Engine:
         while self._flight.results:
             chunk, outcomes = self._flight.results.popleft()
             self._flight.handed_out -= 1
+            self._flight.records -= len(chunk.changes)
             for change, outcome in zip(chunk.changes, outcomes, strict=True):
                 if outcome.verdict is Verdict.SYNCED:  # the common case, kept short
                     synced(change, outcome)

@@ -84,6 +84,7 @@ class Recorder:
         self._flush_rows = flush_rows
         self._updates: list[RecordUpdate | SyncedRow] = []
         self._positions: list[SourcePosition] = []
+        self._flushing = 0
         self._last_checkpoint: Checkpoint | None = watermark.checkpoint if watermark else None
         self._high = high_water
         self._high_changed = False
@@ -92,8 +93,8 @@ class Recorder:
 
     @property
     def backlog(self) -> int:
-        """Rows waiting for the next flush."""
-        return len(self._updates)
+        """Rows not yet durable: waiting for the next flush, or in the one under way."""
+        return len(self._updates) + self._flushing
 
     @property
     def should_flush(self) -> bool:
@@ -217,6 +218,7 @@ class Recorder:
             return
         updates, positions = self._updates, self._positions
         self._updates, self._positions = [], []
+        self._flushing = len(updates)
         checkpoints: dict[str, Checkpoint] = {}
         high_water: dict[str, Checkpoint] = {}
         if self._watermark is not None and self._source_id is not None:
@@ -232,4 +234,7 @@ class Recorder:
             if self._high is not None and self._high_changed:
                 high_water[self._source_id] = self._high
                 self._high_changed = False
-        await self._journal.apply(updates, checkpoints, high_water)
+        try:
+            await self._journal.apply(updates, checkpoints, high_water)
+        finally:
+            self._flushing = 0

@@ -80,7 +80,11 @@ async def test_sigkill_at_random_moments_loses_nothing(sim: SimHandle, tmp_path:
     status = orjson.loads(
         (await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)).stdout
     )
-    assert status["records"] == {"synced": RECORDS, "pending": 0, "failed": 0}
+    failures = (await run_cli("failures", "-c", str(config), "--json", cwd=tmp_path)).stdout
+    assert status["records"] == {"synced": RECORDS, "pending": 0, "failed": 0}, (
+        status,
+        failures[:2000],
+    )
 
     stats = await admin_get(sim, "stats")
     written = stats["records_written"]
