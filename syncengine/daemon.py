@@ -18,8 +18,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 
+import asyncpg
 import structlog
 
 from syncengine.config import Config
@@ -89,20 +89,27 @@ class LiveView:
         return self._parts.engine.sync_lag_s()
 
 
-def _check_view(view: EngineView) -> EngineView:
-    return view
-
-
 class ReadinessChecks:
     """`/readyz`: is the token usable and the feed reachable?"""
 
-    def __init__(self, parts: LiveParts, feed: Path | None) -> None:
+    def __init__(self, parts: LiveParts, config: Config) -> None:
         self._parts = parts
-        self._feed = feed
+        source = config.source
+        self._feed = source.path if source.type in ("jsonl", "csv", "sqlite") else None
+        self._dsn = source.dsn if source.type == "postgres" else None
 
     async def __call__(self) -> dict[str, str | None]:
         """Check name → None when fine, else a short reason (never a secret)."""
-        return {"token": await self._token(), "source": self._source()}
+        source = await self._database() if self._dsn else self._source()
+        return {"token": await self._token(), "source": source}
+
+    async def _database(self) -> str | None:
+        try:
+            connection = await asyncpg.connect(self._dsn, timeout=2)
+        except Exception as exc:  # noqa: BLE001 - any failure is a reason; its text may hold the DSN
+            return f"PostgreSQL unreachable: {type(exc).__name__}"
+        await connection.close()
+        return None
 
     async def _token(self) -> str | None:
         left_s = self._parts.tokens.valid_for_s()
@@ -126,9 +133,9 @@ async def _ops(config: Config, parts: LiveParts) -> AsyncIterator[None]:
     if port is None:
         yield
         return
-    feed = config.source.path if config.source.type in ("jsonl", "csv") else None
+    view: EngineView = LiveView(parts)  # checked against the protocol by mypy
     async with serve_ops(
-        port=port, view=_check_view(LiveView(parts)), check_ready=ReadinessChecks(parts, feed)
+        port=port, view=view, check_ready=ReadinessChecks(parts, config)
     ) as server:
         log.info("daemon.ops_listening", url=server.url)
         yield

@@ -6,10 +6,11 @@ import asyncio
 import signal
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 
 from syncengine.sim.server import SimHandle, running_simulator
-from tests.daemon.test_daemon import company_is, wait_until
+from tests.daemon.test_daemon import company_is, free_port, wait_until
 from tests.integration.conftest import FIRST_ID, seed_leads, start_cli
 from tests.postgres.conftest import DSN
 
@@ -17,9 +18,12 @@ LINGER_MS = 300
 LATENCY_MS = 100
 
 
-def postgres_daemon_config(folder: Path, sim: SimHandle, table: str, channel: str) -> Path:
+def postgres_daemon_config(
+    folder: Path, sim: SimHandle, table: str, channel: str, *, metrics_port: int | None = None
+) -> Path:
     """A daemon config reading `table` by `seq`, woken by NOTIFY on `channel`."""
     path = folder / "pg.toml"
+    metrics = f"metrics_port = {metrics_port}" if metrics_port else ""
     path.write_text(
         f"""
 [source]
@@ -44,6 +48,7 @@ path = "journal.db"
 linger_ms = {LINGER_MS}
 poll_interval_s = 5
 grace_s = 10
+{metrics}
 """,
         encoding="utf-8",
     )
@@ -58,7 +63,8 @@ async def test_rows_inserted_reach_the_crm_within_linger_plus_latency(
     await pg.execute(f'CREATE TABLE "{table}" (seq bigint PRIMARY KEY, id text, "Company" text)')
     async with running_simulator(port=0, admin=True, latency_ms=LATENCY_MS) as sim:
         await seed_leads(sim, 10)
-        config = postgres_daemon_config(tmp_path, sim, table, channel)
+        port = free_port()
+        config = postgres_daemon_config(tmp_path, sim, table, channel, metrics_port=port)
         process = await start_cli("daemon", "-c", str(config), cwd=tmp_path)
         try:
             await asyncio.sleep(1.5)
@@ -77,6 +83,13 @@ async def test_rows_inserted_reach_the_crm_within_linger_plus_latency(
                     await wait_until(company_is(sim, index, f"pg {index}"), timeout_s=bound_s)
                 )
             assert process.returncode is None
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{port}/readyz") as response,
+            ):
+                ready = await response.json()
+            assert response.status == 200, ready
+            assert ready["checks"]["source"] is None
         finally:
             process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(process.wait(), 20)
