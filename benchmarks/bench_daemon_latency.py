@@ -40,8 +40,8 @@ path = "feed.jsonl"
 api_domain = "{sim.base_url}"
 accounts_url = "{sim.accounts_url}"
 client_id = "demo-client"
-client_secret = "demo-secret"
-refresh_token = "demo-refresh"
+client_secret = 'demo-secret'  # the simulator's fixed demo values
+refresh_token = 'demo-refresh'
 
 [journal]
 path = "daemon.db"

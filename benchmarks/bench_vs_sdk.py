@@ -45,6 +45,10 @@ from benchmarks.common import (
     write_config,
     write_update_feed,
 )
+from syncengine.sim.config import SimConfig
+
+#: The simulator's fixed demo credentials.
+DEMO = SimConfig()
 
 LATENCY_MS = 100
 CHUNK = 100
@@ -204,7 +208,9 @@ def sdk_initialise(port: int, workdir: Path) -> None:
         user=UserSignature("sync@example.org"),
         environment=data_center(f"http://127.0.0.1:{port}").environment(),
         token=OAuthToken(
-            client_id="demo-client", client_secret="demo-secret", refresh_token="demo-refresh"
+            client_id=DEMO.client_id,
+            client_secret=DEMO.client_secret,
+            refresh_token=DEMO.refresh_token,
         ),
         store=token_store(),
         sdk_config=SDKConfig(auto_refresh_fields=False, pick_list_validation=False),

@@ -80,8 +80,8 @@ path = "{feed}"
 api_domain = "http://127.0.0.1:{port}"
 accounts_url = "http://127.0.0.1:{port}"
 client_id = "demo-client"
-client_secret = "demo-secret"
-refresh_token = "demo-refresh"
+client_secret = 'demo-secret'  # the simulator's fixed demo values
+refresh_token = 'demo-refresh'
 module = "Leads"
 operation = "update"
 

@@ -228,8 +228,9 @@ def describe(handle: SimHandle) -> str:
             f'api_domain    = "{handle.base_url}"',
             f'accounts_url  = "{handle.accounts_url}"',
             f'client_id     = "{config.client_id}"',
-            f'client_secret = "{config.client_secret}"',
-            f'refresh_token = "{config.refresh_token}"',
+            # TOML literal strings: the simulator's own demo values, not secrets.
+            f"client_secret = '{config.client_secret}'",
+            f"refresh_token = '{config.refresh_token}'",
             f"admin endpoints: {'on' if config.admin else 'off'}; stop with Ctrl-C",
         ]
     )
