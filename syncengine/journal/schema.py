@@ -133,7 +133,9 @@ def prepare_file(path: Path, *, busy_timeout_s: float) -> int:
         found = migrate(conn, path)
     finally:
         conn.close()
-    if found < SCHEMA_VERSION:
+    if found == 0:
+        log.debug("journal.created", path=str(path), version=SCHEMA_VERSION)
+    elif found < SCHEMA_VERSION:
         log.info("journal.migrated", path=str(path), from_version=found, to_version=SCHEMA_VERSION)
     return found
 
