@@ -124,7 +124,13 @@ def _run_async(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
     show_default=True,
     help="Log lines: readable on a terminal, JSON lines otherwise (auto).",
 )
-@click.option("--log-level", default="info", show_default=True, help="debug, info, warning, error.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="Least severe events to log.",
+)
 def cli(log_format: LogFormat, log_level: str) -> None:
     """Push record changes into Zoho CRM in bulk, within its limits, losing nothing."""
     configure_logging(log_format=log_format, level=log_level)
