@@ -20,12 +20,10 @@ checkpoint and are read again by the next pass.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,7 +31,9 @@ import structlog
 
 from syncengine.chunker import Chunker
 from syncengine.crm.client import WriteRequest
+from syncengine.engine_settings import EngineSettings
 from syncengine.errors import FatalError
+from syncengine.intake import END, Intake
 from syncengine.journal import Journal
 from syncengine.lag import ReadTimes
 from syncengine.model import (
@@ -48,12 +48,10 @@ from syncengine.recorder import PassCounts, Recorder
 from syncengine.replay import AlreadySettled, Batch, ReplayWindow
 from syncengine.retry import backoff_s
 from syncengine.retry_schedule import RetrySchedule
-from syncengine.sources.base import Checkpoint, Source
+from syncengine.sources.base import Source
 from syncengine.watermark import Watermark
 
 log = structlog.get_logger("syncengine.engine")
-
-_END = None
 
 
 async def wait_event(event: asyncio.Event, timeout_s: float | None) -> None:
@@ -75,33 +73,6 @@ class Writer(Protocol):
     async def write(self, request: WriteRequest) -> list[RecordOutcome]:
         """One outcome per record of `request`, in order."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSettings:
-    """The knobs of one pass, taken from the config by `pipeline`."""
-
-    module: str
-    workers: int = 10
-    max_attempts: int = 8
-    retry_base_s: float = 1.0
-    retry_cap_s: float = 60.0
-    grace_s: float = 30.0
-    linger_s: float = 0.05
-    flush_interval_s: float = 0.1
-    duplicate_check_fields: tuple[str, ...] | None = None
-    apply_feature_execution: tuple[str, ...] = ()
-    #: Changes the chunker may hold; the reader waits beyond this.
-    max_buffered: int = 4000
-    intake_batches: int = 8
-    #: Daemon mode: follow the feed as it grows, checking every this many
-    #: seconds; None for a pass that ends at the feed's current end.
-    follow_poll_interval_s: float | None = None
-    #: On a stop, send what was already read (within `grace_s`) before ending.
-    drain_on_stop: bool = False
-    #: Daemon mode: how often the journal is asked for records put back in
-    #: line by `syncengine retry` while the daemon runs.
-    redrive_interval_s: float = 10.0
 
 
 @dataclass(slots=True)
@@ -134,9 +105,16 @@ class Engine:
         self._clock = clock
         self._rng = rng or random.Random()
         self._chunker = Chunker(max_records=100)
-        self._intake: asyncio.Queue[Batch | None] = asyncio.Queue(settings.intake_batches)
-        self._send_q: asyncio.Queue[Chunk | None] = asyncio.Queue()
         self._wake = asyncio.Event()
+        self._intake = Intake(
+            journal,
+            source,
+            batches=settings.intake_batches,
+            follow_poll_interval_s=settings.follow_poll_interval_s,
+            wake=self._wake_dispatcher,
+            fail=self._fail,
+        )
+        self._send_q: asyncio.Queue[Chunk | None] = asyncio.Queue()
         self._flight = _Flight()
         self._ready: deque[Chunk] = deque()
         self._flush_now = asyncio.Event()
@@ -146,8 +124,6 @@ class Engine:
         self._recorder: Recorder | None = None
         self._replay = ReplayWindow(journal, None, None)
         self._read_times = ReadTimes()
-        self._intake_items = 0
-        self._redriving: set[str] = set()
         self._drain_deadline: float | None = None
         #: At most this many records are ever sent-but-not-journaled: one full
         #: round in flight and one round of answers waiting for the group commit.
@@ -183,7 +159,9 @@ class Engine:
             high_water=high_water,
             flush_rows=max(100, self._settings.workers * 50),
         )
-        reader = asyncio.create_task(self._read(start, stop), name="engine.read")
+        reader = asyncio.create_task(
+            self._intake.read(start, self._replay, stop), name="engine.read"
+        )
         senders = [
             asyncio.create_task(self._send_loop(), name=f"engine.send.{index}")
             for index in range(self._settings.workers)
@@ -191,7 +169,13 @@ class Engine:
         flusher = asyncio.create_task(self._flush_loop(), name="engine.flush")
         stop_watch = asyncio.create_task(self._wake_on(stop), name="engine.stop_watch")
         if self._settings.follow_poll_interval_s is not None:
-            senders.append(asyncio.create_task(self._redrive_loop(stop), name="engine.redrive"))
+            redrive = self._intake.redrive(
+                stop,
+                interval_s=self._settings.redrive_interval_s,
+                is_held=self._holds,
+                settle=self._recorder.flush,
+            )
+            senders.append(asyncio.create_task(redrive, name="engine.redrive"))
         try:
             await self._dispatch(stop)
         finally:
@@ -201,78 +185,20 @@ class Engine:
             raise self._fatal
         return self._recorder.counts
 
-    async def _redrive_loop(self, stop: asyncio.Event) -> None:
-        """Daemon mode: picks up records `syncengine retry` put back in line meanwhile.
+    def _wake_dispatcher(self) -> None:
+        self._wake.set()
 
-        Records the engine itself holds (in the chunker, waiting for their
-        retry, or already on their way in) are left alone: the journal row of
-        a scheduled retry is pending too, and must not be sent twice.
-        """
-        while not stop.is_set():
-            await wait_event(stop, self._settings.redrive_interval_s)
-            if stop.is_set():
-                return
-            assert self._recorder is not None
-            # Outcomes still buffered would leave stale pending rows in view.
-            await self._recorder.flush()
-            held = self._retries.keys() | self._redriving
-            batch: list[Change | BadInput] = []
-            async for change in self._journal.due(time.time()):
-                key = change.key
-                if key is not None and key not in held and not self._chunker.holds(key):
-                    batch.append(change)
-                    self._redriving.add(key)
-            if batch:
-                log.info("engine.redrive", records=len(batch))
-                await self._intake.put(batch)
-                self._intake_items += len(batch)
-                self._wake.set()
+    def _fail(self, error: BaseException) -> None:
+        self._fatal = self._fatal or error
+
+    def _holds(self, key: str) -> bool:
+        """True while the engine itself will still send (or is sending) `key`."""
+        return self._chunker.holds(key) or key in self._retries.held_keys()
 
     async def _wake_on(self, stop: asyncio.Event) -> None:
         """A stop request must reach a dispatcher that sleeps with nothing to do."""
         await stop.wait()
         self._wake.set()
-
-    # -- reader ---------------------------------------------------------------
-
-    async def _read(self, start: Checkpoint | None, stop: asyncio.Event) -> None:
-        """Feeds the intake: journal's pending records first, then the feed."""
-        try:
-            async for batch in self._batches(start):
-                if stop.is_set():
-                    break
-                await self._intake.put(batch)
-                self._intake_items += len(batch)
-                self._wake.set()
-        except Exception as exc:  # noqa: BLE001 - a reader failure must end the pass, not vanish
-            self._fatal = exc
-            self._wake.set()
-            return
-        await self._intake.put(_END)
-        self._wake.set()
-
-    async def _batches(self, start: Checkpoint | None) -> AsyncIterator[Batch]:
-        pending: list[Change | BadInput] = []
-        async for change in self._journal.due(math.inf):
-            pending.append(change)
-            if change.key is not None:
-                self._redriving.add(change.key)
-            if len(pending) >= 500:
-                yield pending
-                pending = []
-        if pending:
-            yield pending
-        if self._source is None:
-            return
-        poll_s = self._settings.follow_poll_interval_s
-        feed = (
-            self._source.read(start)
-            if poll_s is None
-            else self._source.follow(start, poll_interval_s=poll_s)
-        )
-        async with contextlib.aclosing(feed) as batches:
-            async for batch in batches:
-                yield await self._replay.filter(batch) if self._replay.active else batch
 
     # -- dispatcher -----------------------------------------------------------
 
@@ -351,12 +277,11 @@ class Engine:
         assert self._recorder is not None
         while not end_of_input and self._buffered() < self._settings.max_buffered:
             try:
-                batch = self._intake.get_nowait()
+                batch = self._intake.take()
             except asyncio.QueueEmpty:
                 break
-            if batch is _END:
+            if batch is END:
                 return True
-            self._intake_items -= len(batch)
             self._accept_batch(batch)
             self._mark_read_time()
         return end_of_input
@@ -375,7 +300,7 @@ class Engine:
     @property
     def queue_depth(self) -> int:
         """Changes read and not yet handed to a sender."""
-        return self._buffered() + self._intake_items
+        return self._buffered() + self._intake.items
 
     def _buffered(self) -> int:
         """Changes read and not yet handed to a sender (invariant 4's bound)."""
@@ -420,7 +345,7 @@ class Engine:
         else:
             self._recorder.counts.redriven += 1
             if item.key is not None:
-                self._redriving.discard(item.key)
+                self._intake.redriving.discard(item.key)
         self._chunker.add(item)
 
     def _release_due_retries(self) -> None:
@@ -549,7 +474,7 @@ class Engine:
         assert self._recorder is not None
         reader.cancel()
         for _ in senders:
-            self._send_q.put_nowait(_END)
+            self._send_q.put_nowait(None)  # one stop sentinel per sender
         if self._flight.handed_out and self._fatal is None:
             await self._await_in_flight()
         for task in senders:

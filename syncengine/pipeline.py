@@ -21,7 +21,8 @@ import structlog
 from syncengine.config import Config
 from syncengine.crm.auth import TokenProvider
 from syncengine.crm.client import CrmClient, make_session
-from syncengine.engine import Engine, EngineSettings
+from syncengine.engine import Engine
+from syncengine.engine_settings import EngineSettings
 from syncengine.errors import ConfigError
 from syncengine.journal import Journal
 from syncengine.journal.token_cache import JournalTokenStore

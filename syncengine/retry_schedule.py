@@ -40,7 +40,7 @@ class RetrySchedule:
         """Seconds until the next change is due (0 when overdue); None when empty."""
         return max(0.0, self._heap[0][0] - now) if self._heap else None
 
-    def keys(self) -> set[str]:
+    def held_keys(self) -> set[str]:
         """Journal keys of the scheduled changes (their rows are pending too)."""
         return {change.key for _, _, change in self._heap if change.key is not None}
 

@@ -21,7 +21,7 @@ def test_retries_come_back_when_due_soonest_first_ties_in_arrival_order() -> Non
     assert schedule.due_in(now=4.0) == 6.0
     assert schedule.pop_due(now=9.9) == []
     assert [c.key for c in schedule.pop_due(now=10.0)] == ["a", "b"]
-    assert schedule.keys() == {"c"}
+    assert schedule.held_keys() == {"c"}
     assert schedule.due_in(now=40.0) == 0.0
     assert [c.key for c in schedule.pop_due(now=40.0)] == ["c"]
     assert schedule.due_in(now=40.0) is None

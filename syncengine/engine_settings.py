@@ -1,0 +1,37 @@
+"""The knobs of one engine pass, in one frozen value.
+
+`pipeline` builds them from the config (`engine_settings`, and
+`daemon_settings` for follow mode); the engine only reads them. Units are in
+the names; each default says why it is what it is where that is not obvious.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """The knobs of one pass, taken from the config by `pipeline`."""
+
+    module: str
+    workers: int = 10
+    max_attempts: int = 8
+    retry_base_s: float = 1.0
+    retry_cap_s: float = 60.0
+    grace_s: float = 30.0
+    linger_s: float = 0.05
+    flush_interval_s: float = 0.1
+    duplicate_check_fields: tuple[str, ...] | None = None
+    apply_feature_execution: tuple[str, ...] = ()
+    #: Changes the chunker may hold; the reader waits beyond this.
+    max_buffered: int = 4000
+    intake_batches: int = 8
+    #: Daemon mode: follow the feed as it grows, checking every this many
+    #: seconds; None for a pass that ends at the feed's current end.
+    follow_poll_interval_s: float | None = None
+    #: On a stop, send what was already read (within `grace_s`) before ending.
+    drain_on_stop: bool = False
+    #: Daemon mode: how often the journal is asked for records put back in
+    #: line by `syncengine retry` while the daemon runs.
+    redrive_interval_s: float = 10.0
