@@ -22,6 +22,7 @@ import contextlib
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +31,9 @@ import structlog
 from syncengine.errors import FatalError
 
 log = structlog.get_logger(__name__)
+
+#: Pause between tries of the WAL switch on a file another process is creating.
+_WAL_RETRY_PAUSE_S = 0.01
 
 #: The journal holds the cached access token: owner read/write only.
 FILE_MODE = 0o600
@@ -129,7 +133,7 @@ def prepare_file(path: Path, *, busy_timeout_s: float) -> int:
     create_private_file(path)
     conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_s)
     try:
-        conn.execute("PRAGMA journal_mode = WAL")  # persistent: later opens find it set
+        _switch_to_wal(conn, busy_timeout_s)
         found = migrate(conn, path)
     finally:
         conn.close()
@@ -138,6 +142,26 @@ def prepare_file(path: Path, *, busy_timeout_s: float) -> int:
     elif found < SCHEMA_VERSION:
         log.info("journal.migrated", path=str(path), from_version=found, to_version=SCHEMA_VERSION)
     return found
+
+
+def _switch_to_wal(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
+    """Set WAL mode (persistent: later opens find it set), retrying a busy file.
+
+    Two connections switching a fresh rollback-journal file at once can both
+    hold a shared lock and want the exclusive one; SQLite then answers
+    "database is locked" at once instead of calling the busy handler, so the
+    `timeout` of `connect` does not cover it. Retry until `busy_timeout_s`.
+    """
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(_WAL_RETRY_PAUSE_S)
+        else:
+            return
 
 
 def create_private_file(path: Path) -> None:
@@ -210,9 +234,14 @@ def migrate(
 
 
 def _check_file(conn: sqlite3.Connection, path: Path, target: int) -> int:
-    """The file's schema version, after checking that we may upgrade it."""
-    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    """The file's schema version, after checking that we may upgrade it.
+
+    The version, the application id and the table count are read in one
+    statement, so from one snapshot: read one by one, another process's
+    first upgrade could commit in between and make a fresh journal look
+    like a foreign database (version 0 with tables).
+    """
+    found, app_id, tables = _read_header(conn)
     if app_id not in (0, APPLICATION_ID):
         raise FatalError(f"journal {path} is not a syncengine journal (application_id {app_id})")
     if found > target:
@@ -220,7 +249,7 @@ def _check_file(conn: sqlite3.Connection, path: Path, target: int) -> int:
             f"journal {path} has schema version {found}, newer than this engine's "
             f"{target}: upgrade syncengine or point [journal] path at another file"
         )
-    if found == 0 and _has_tables(conn):
+    if found == 0 and tables > 0:
         raise FatalError(
             f"journal {path} is an SQLite database of another program; "
             "point [journal] path at a new file"
@@ -228,7 +257,11 @@ def _check_file(conn: sqlite3.Connection, path: Path, target: int) -> int:
     return found
 
 
-def _has_tables(conn: sqlite3.Connection) -> bool:
-    """True when the file already holds tables (so it is not a fresh journal)."""
-    row = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()
-    return int(row[0]) > 0
+def _read_header(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """`user_version`, `application_id` and the table count, from one snapshot."""
+    row = conn.execute(
+        "SELECT (SELECT user_version FROM pragma_user_version),"
+        " (SELECT application_id FROM pragma_application_id),"
+        " (SELECT count(*) FROM sqlite_master WHERE type = 'table')"
+    ).fetchone()
+    return int(row[0]), int(row[1]), int(row[2])

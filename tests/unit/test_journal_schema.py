@@ -6,6 +6,7 @@ import asyncio
 import os
 import sqlite3
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,13 @@ import pytest
 
 from syncengine.errors import FatalError
 from syncengine.journal import Journal
-from syncengine.journal.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, migrate
+from syncengine.journal.schema import (
+    APPLICATION_ID,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    migrate,
+    prepare_file,
+)
 
 
 def _mode(path: Path) -> int:
@@ -188,6 +195,34 @@ async def test_concurrent_first_opens_both_succeed(tmp_path: Path) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+def test_many_racing_first_opens_never_refuse_a_fresh_file(tmp_path: Path) -> None:
+    """Four threads preparing each of many fresh files at once all succeed.
+
+    The race is between separate reads of the header (a fresh file could look
+    foreign) and two connections switching it to WAL at once (an immediate
+    "database is locked"); one round rarely hits it, so this runs many.
+    """
+    failures: list[BaseException] = []
+    for round_number in range(150):
+        path = tmp_path / f"j{round_number}.db"
+        start = threading.Barrier(4, timeout=30)
+
+        def prepare(path: Path = path, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                prepare_file(path, busy_timeout_s=10)
+            except BaseException as error:  # collected, asserted below
+                failures.append(error)
+
+        threads = [threading.Thread(target=prepare) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert _pragma(path, "user_version") == SCHEMA_VERSION
+    assert failures == []
 
 
 async def test_lax_wal_files_of_another_tool_are_tightened(tmp_path: Path) -> None:
