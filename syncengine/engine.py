@@ -310,14 +310,21 @@ class Engine:
         """Takes in one batch; a plain feed change (one position, a key) goes the short way."""
         assert self._watermark is not None
         assert self._recorder is not None
-        note_read, add, counts = self._watermark.note_read, self._chunker.add, self._recorder.counts
+        note_read, counts = self._watermark.note_read, self._recorder.counts
+        plain: list[Change] = []
         for item in batch:
             if type(item) is Change and item.key is not None and len(item.positions) == 1:
                 note_read(item.positions[0])
-                counts.read += 1
-                add(item)
-            else:
-                self._accept(item)
+                plain.append(item)
+                continue
+            if plain:  # the chunker must see changes in feed order
+                counts.read += len(plain)
+                self._chunker.add_many(plain)
+                plain = []
+            self._accept(item)
+        if plain:
+            counts.read += len(plain)
+            self._chunker.add_many(plain)
 
     def _accept(self, item: Change | BadInput | AlreadySettled) -> None:
         assert self._watermark is not None
@@ -381,16 +388,19 @@ class Engine:
 
     def _take_results(self) -> None:
         assert self._recorder is not None
-        synced, complete = self._recorder.synced, self._chunker.complete
         while self._flight.results:
             chunk, outcomes = self._flight.results.popleft()
             self._flight.handed_out -= 1
             self._flight.records -= len(chunk.changes)
-            for change, outcome in zip(chunk.changes, outcomes, strict=True):
-                if outcome.verdict is Verdict.SYNCED:  # the common case, kept short
-                    synced(change, outcome)
-                    complete(change)
-                else:
+            others = self._recorder.synced_many(chunk.changes, outcomes)
+            if not others:  # the common case: the whole chunk synced
+                self._chunker.complete_many(chunk.changes)
+            else:
+                unsettled = {id(change) for change, _ in others}
+                self._chunker.complete_many(
+                    [change for change in chunk.changes if id(change) not in unsettled]
+                )
+                for change, outcome in others:
                     self._settle(change, outcome)
             if self._recorder.should_flush:
                 self._wake_flusher()

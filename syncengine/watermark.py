@@ -90,3 +90,22 @@ class Watermark:
             low += 1
         self._low = low
         self._last = last
+
+    def note_finished_many(self, positions: list[SourcePosition]) -> SourcePosition | None:
+        """`note_finished` for each of `positions`; returns the one of highest ordinal.
+
+        The recorder settles a whole flush at once; this is its loop, inlined.
+        """
+        highest: SourcePosition | None = None
+        top = -1
+        note_finished = self.note_finished
+        for position in positions:
+            ordinal = position.ordinal
+            if ordinal > top:
+                top, highest = ordinal, position
+            if ordinal == self._low and ordinal < self._next and not self._finished_above:
+                self._low = ordinal + 1  # the usual case: finished in feed order
+                self._last = position
+            else:
+                note_finished(position)
+        return highest

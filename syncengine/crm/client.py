@@ -27,8 +27,10 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 import aiohttp
+import orjson
 import structlog
 import yarl
 
@@ -124,7 +126,20 @@ class CrmClient:
         the run cannot go on. Safe to cancel: nothing is reported for a
         request whose answer was not read.
         """
-        outcomes: list[RecordOutcome | None] = [None] * len(request.records)
+        count = len(request.records)
+        try:
+            # The usual case: the whole chunk encoded in one call.
+            whole: bytes | None = orjson.dumps(request.records)
+        except TypeError:
+            whole = None
+        first: ParsedResponse | None = None
+        if whole is not None:
+            first = await self._exchange(request, whole, count)
+            if not _is_poison(first):
+                return _outcomes(first, count)
+        # A record JSON cannot carry, or a record the CRM chokes on: work
+        # record by record, each encoded once for every split that sends it.
+        outcomes: list[RecordOutcome | None] = [None] * count
         encoded: dict[int, bytes] = {}
         for index, record in enumerate(request.records):
             body = encode_record(record)
@@ -134,7 +149,9 @@ class CrmClient:
                 )
             else:
                 encoded[index] = body
-        if encoded:
+        if isinstance(first, RequestFailure) and len(encoded) == count:
+            await self._isolate(request, encoded, list(range(count)), first, outcomes)
+        elif encoded:
             await self._write_indices(request, encoded, sorted(encoded), outcomes)
         return [_filled(outcome) for outcome in outcomes]
 
@@ -146,8 +163,8 @@ class CrmClient:
         outcomes: list[RecordOutcome | None],
     ) -> None:
         """Send the records at `indices` and fill their outcomes."""
-        parsed = await self._exchange(request, [encoded[i] for i in indices])
-        if isinstance(parsed, RequestFailure) and parsed.error_class is ErrorClass.POISON:
+        parsed = await self._exchange(request, _array(encoded, indices), len(indices))
+        if _is_poison(parsed):
             await self._isolate(request, encoded, indices, parsed, outcomes)
         else:
             _fill(outcomes, indices, parsed)
@@ -174,8 +191,8 @@ class CrmClient:
         while len(suspects) > 1:
             half, rest = suspects[: len(suspects) // 2], suspects[len(suspects) // 2 :]
             self.stats.split_requests += 1
-            parsed = await self._exchange(request, [encoded[i] for i in half])
-            if isinstance(parsed, RequestFailure) and parsed.error_class is ErrorClass.POISON:
+            parsed = await self._exchange(request, _array(encoded, half), len(half))
+            if _is_poison(parsed):
                 suspects, failure = half, parsed
                 set_aside.extend(rest)
                 continue
@@ -195,7 +212,7 @@ class CrmClient:
             self.stats.split_requests += 1
             await self._write_indices(request, encoded, sorted(set_aside), outcomes)
 
-    async def _exchange(self, request: WriteRequest, encoded: list[bytes]) -> ParsedResponse:
+    async def _exchange(self, request: WriteRequest, records: bytes, count: int) -> ParsedResponse:
         """Send until the answer is neither a 429 nor a first 401; raise on fatal ones."""
         throttles = 0
         refreshed = False
@@ -204,7 +221,7 @@ class CrmClient:
                 token = await self._tokens.token()
             except TransportError as exc:
                 return RequestFailure(ErrorClass.TRANSIENT_REQUEST, 0, CONNECTION_ERROR, str(exc))
-            parsed, retry_after = await self._send_once(request, encoded, token)
+            parsed, retry_after = await self._send_once(request, records, count, token)
             if isinstance(parsed, RecordResults):
                 return parsed
             if parsed.error_class is ErrorClass.THROTTLED:
@@ -222,17 +239,20 @@ class CrmClient:
             return parsed
 
     async def _send_once(
-        self, request: WriteRequest, encoded: list[bytes], token: str
+        self, request: WriteRequest, records: bytes, count: int, token: str
     ) -> tuple[ParsedResponse, str | None]:
-        """One HTTP request inside a limiter slot; returns the parsed answer and Retry-After."""
+        """One HTTP request inside a limiter slot; returns the parsed answer and Retry-After.
+
+        `records` is the JSON array of the `count` records to send.
+        """
         method, path = method_and_path(request)
-        body = build_body(request, encoded)
+        body = build_body(request, records)
         headers = {
             "Authorization": f"Zoho-oauthtoken {token}",
             "Content-Type": "application/json",
         }
         trace = SendTrace()
-        async with self._limiter.slot(records=len(encoded)) as ticket:
+        async with self._limiter.slot(records=count) as ticket:
             self.stats.requests += 1
             try:
                 async with self._session.request(
@@ -253,7 +273,7 @@ class CrmClient:
                 return self._transport_failure(CONNECTION_ERROR, type(exc).__name__, trace)
             finally:
                 self.stats.aiohttp_resends += trace.resends
-            parsed = parse_write_response(status, payload, len(encoded))
+            parsed = parse_write_response(status, payload, count)
             self._account(status, parsed, credits, ticket)
         return parsed, retry_after
 
@@ -276,7 +296,11 @@ class CrmClient:
             (status, "-" if isinstance(parsed, RecordResults) else parsed.code)
         ] += 1
         if isinstance(parsed, RecordResults):
-            self.stats.record_codes.update(outcome.code for outcome in parsed.outcomes)
+            codes = self.stats.record_codes
+            if parsed.successes:
+                codes["SUCCESS"] += parsed.successes
+            if parsed.successes < len(parsed.outcomes):
+                codes.update(o.code for o in parsed.outcomes if o.code != "SUCCESS")
             self._limiter.on_success()
             remaining = _int_or_none(credits)
             if remaining is not None:
@@ -325,6 +349,26 @@ def _fill(outcomes: list[RecordOutcome | None], indices: list[int], parsed: Pars
         outcomes[index] = RecordOutcome(
             Verdict.RETRY, parsed.code, parsed.message, dict(parsed.details)
         )
+
+
+def _is_poison(parsed: ParsedResponse | None) -> TypeGuard[RequestFailure]:
+    """True when the request failed as a whole because of a record in it."""
+    return isinstance(parsed, RequestFailure) and parsed.error_class is ErrorClass.POISON
+
+
+def _outcomes(parsed: ParsedResponse, count: int) -> list[RecordOutcome]:
+    """The `count` outcomes of a request sent whole: its answers, or its failure for each."""
+    if isinstance(parsed, RecordResults):
+        return parsed.outcomes
+    return [
+        RecordOutcome(Verdict.RETRY, parsed.code, parsed.message, dict(parsed.details))
+        for _ in range(count)
+    ]
+
+
+def _array(encoded: dict[int, bytes], indices: list[int]) -> bytes:
+    """The JSON array of the records at `indices`, from their single encodings."""
+    return b"[" + b",".join([encoded[index] for index in indices]) + b"]"
 
 
 def _filled(outcome: RecordOutcome | None) -> RecordOutcome:

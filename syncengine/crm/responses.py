@@ -25,9 +25,14 @@ INTERNAL_ERROR = "INTERNAL_ERROR"
 
 @dataclass(frozen=True, slots=True)
 class RecordResults:
-    """The CRM answered for each record; `outcomes[i]` belongs to record i."""
+    """The CRM answered for each record; `outcomes[i]` belongs to record i.
+
+    `successes` counts the SUCCESS outcomes, so the client's counters need
+    not walk a chunk that succeeded whole.
+    """
 
     outcomes: list[RecordOutcome]
+    successes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,31 +115,39 @@ def _results_from_data(status: int, data: list[Any], record_count: int) -> Parse
             f"data[] holds {len(data)} results for {record_count} records",
         )
     outcomes: list[RecordOutcome] = []
+    append = outcomes.append
+    successes = 0
+    synced = Verdict.SYNCED
     for element in data:
+        if type(element) is dict and element.get("code") == "SUCCESS":
+            # The common case, kept short: it runs for nearly every record synced.
+            details = element.get("details")
+            if type(details) is not dict:
+                details = {}
+            record_id = details.get("id")
+            message = element.get("message")
+            append(
+                RecordOutcome(
+                    synced,
+                    "SUCCESS",
+                    message if type(message) is str else _text(message),
+                    details,
+                    record_id if type(record_id) is str else _id_text(record_id),
+                )
+            )
+            successes += 1
+            continue
         outcome = _element_outcome(element)
         if outcome is None:
             return RequestFailure(
                 ErrorClass.TRANSIENT_REQUEST, status, BAD_RESPONSE, "data[] element without code"
             )
-        outcomes.append(outcome)
-    return RecordResults(outcomes)
+        append(outcome)
+    return RecordResults(outcomes, successes)
 
 
 def _element_outcome(element: Any) -> RecordOutcome | None:
-    """The outcome one `data[]` element states, or None when it states none."""
-    if type(element) is dict and element.get("code") == "SUCCESS":
-        # The common case, kept short: it runs for nearly every record synced.
-        details = element.get("details")
-        if type(details) is not dict:
-            details = {}
-        record_id = details.get("id")
-        return RecordOutcome(
-            Verdict.SYNCED,
-            "SUCCESS",
-            _text(element.get("message")),
-            details,
-            None if record_id is None else str(record_id),
-        )
+    """The outcome one `data[]` element other than a plain SUCCESS states, or None."""
     if not isinstance(element, dict) or not isinstance(element.get("code"), str):
         return None
     code: str = element["code"]
@@ -155,6 +168,11 @@ def _element_outcome(element: Any) -> RecordOutcome | None:
 def _details(value: Any) -> dict[str, Any]:
     """`details` when it is an object, else empty (some answers omit it)."""
     return value if isinstance(value, dict) else {}
+
+
+def _id_text(value: Any) -> str | None:
+    """A record id as text (some answers give a number), None when absent."""
+    return None if value is None else str(value)
 
 
 def _text(value: Any) -> str:

@@ -2,8 +2,9 @@
 
 `WriteRequest` is the client's input: up to 100 records of one module and
 operation with the request-level options. The functions here are pure: they
-pick the method and path, and build the JSON body from records encoded once
-(so a chunk split to isolate a poison record is not encoded again).
+pick the method and path, and build the JSON body around the records' JSON
+array (a whole chunk is encoded in one call; a chunk split to isolate a
+poison record reuses each record's single encoding).
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def encode_record(record: Record) -> bytes | None:
         return None
 
 
-def build_body(request: WriteRequest, encoded: list[bytes]) -> bytes:
-    """The JSON body for `encoded` records (each from `encode_record`) and the options."""
+def build_body(request: WriteRequest, records: bytes) -> bytes:
+    """The JSON body for `records` (a JSON array of records) and the request's options."""
     options: dict[str, object] = {}
     if request.trigger is not None:
         options["trigger"] = list(request.trigger)
@@ -68,7 +69,7 @@ def build_body(request: WriteRequest, encoded: list[bytes]) -> bytes:
         ]
     if request.operation is Operation.UPSERT and request.duplicate_check_fields is not None:
         options["duplicate_check_fields"] = list(request.duplicate_check_fields)
-    head = b'{"data":[' + b",".join(encoded) + b"]"
+    head = b'{"data":' + records
     if not options:
         return head + b"}"
     return head + b"," + orjson.dumps(options)[1:]

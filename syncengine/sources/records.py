@@ -81,6 +81,14 @@ def from_json(obj: object, position: SourcePosition, defaults: RecordDefaults) -
     all among record/module/operation/trigger, with `record` an object, is an
     envelope that overrides the defaults for that record.
     """
+    if type(obj) is dict and "record" not in obj:
+        # The bulk of a feed: a bare record with a string id (what `build_change`
+        # would conclude, without its checks for the rarer shapes).
+        record_id = obj.get("id")
+        if type(record_id) is str and record_id and len(obj) > 1:
+            module = defaults.module
+            key = f"{module}:{record_id}"
+            return Change(module, defaults.operation, obj, key, [position], defaults.trigger)
     if not isinstance(obj, dict):
         return BadInput(position, f"not a JSON object but {json_type(obj)}")
     record = obj.get("record")

@@ -165,6 +165,17 @@ def test_complete_of_change_not_handed_out_raises() -> None:
         chunker.complete(change)
 
 
+def test_complete_many_of_change_not_handed_out_raises() -> None:
+    """The bulk completion checks each change as `complete` does."""
+    chunker = Chunker()
+    first, second = make("Leads:1"), make("Leads:2")
+    chunker.add_many([first, second])
+    chunker.pop_ready(flush=True)
+    chunker.complete_many([first, second])
+    with pytest.raises(ValueError, match="not handed out"):
+        chunker.complete_many([second])
+
+
 def test_idle_only_when_nothing_buffered_or_in_flight() -> None:
     """`idle` is false while a change is buffered or handed out, true after completion."""
     chunker = Chunker()
@@ -195,7 +206,9 @@ def _draw_change(data: st.DataObject, ordinal: int) -> Change:
 class _Harness:
     """Drives a chunker and checks every hand-out against the invariants."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bulk: bool = False) -> None:
+        self.bulk = bulk  # drive the chunker through add_many / complete_many
+        self.pending: list[Change] = []
         self.chunker = Chunker(max_records=3)
         self.feed: list[Change] = []
         self.sent: list[tuple[str | None, dict[str, Any]]] = []
@@ -215,9 +228,18 @@ class _Harness:
                 change.trigger,
             )
         )
-        self.chunker.add(change)
+        if self.bulk:
+            self.pending.append(change)
+        else:
+            self.chunker.add(change)
+
+    def take_pending(self) -> None:
+        if self.pending:
+            self.chunker.add_many(self.pending)
+            self.pending = []
 
     def pop(self, flush: bool) -> None:
+        self.take_pending()
         for chunk in self.chunker.pop_ready(flush=flush):
             assert 1 <= len(chunk.changes) <= 3
             for change in chunk.changes:
@@ -230,7 +252,20 @@ class _Harness:
                     self.first_sends[change.key].extend(p.ordinal for p in change.positions)
                 self.sent_once.add(id(change))
 
+    def finish_all(self) -> None:
+        """Complete every change handed out, at once when driving in bulk."""
+        self.take_pending()
+        if not self.bulk:
+            while self.out:
+                self.finish(0, retry=False)
+            return
+        changes, self.out = self.out, []
+        self.chunker.complete_many(changes)
+        for change in changes:
+            self.finished.update(change.positions)
+
     def finish(self, index: int, *, retry: bool) -> None:
+        self.take_pending()
         change = self.out.pop(index)
         if retry:
             self.chunker.retry(change)
@@ -259,19 +294,27 @@ class _Harness:
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_random_interleavings_keep_order_and_lose_nothing(data: st.DataObject) -> None:
-    """Any interleaving of adds, hand-outs, completions and retries keeps invariant 3."""
-    harness = _Harness()
+    """Any interleaving of adds, hand-outs, completions and retries keeps invariant 3.
+
+    Half the examples drive the bulk entry points (`add_many`, `complete_many`),
+    which must behave exactly as their one-change counterparts.
+    """
+    harness = _Harness(bulk=data.draw(st.booleans()))
     for ordinal in range(data.draw(st.integers(1, 40))):
         harness.add(_draw_change(data, ordinal))
-        action = data.draw(st.sampled_from(["none", "pop", "flush", "complete", "retry"]))
+        action = data.draw(
+            st.sampled_from(["none", "pop", "flush", "complete", "retry", "complete_all"])
+        )
         if action in ("pop", "flush"):
             harness.pop(action == "flush")
+        elif action == "complete_all":
+            harness.finish_all()
         elif action in ("complete", "retry") and harness.out:
             index = data.draw(st.integers(0, len(harness.out) - 1))
             harness.finish(index, retry=action == "retry")
+    harness.take_pending()
     while not harness.chunker.idle:
         harness.pop(True)
-        while harness.out:
-            harness.finish(0, retry=False)
+        harness.finish_all()
 
     harness.check_final_state()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncengine.model import BadInput, Change, Operation, SourcePosition
-from syncengine.sources.records import RecordDefaults, from_json, from_row
+from syncengine.sources.records import RecordDefaults, build_change, from_json, from_row
 
 POS = SourcePosition(ordinal=0, resume_after=10, display=1)
 UPDATE = RecordDefaults("Leads", Operation.UPDATE, ())
@@ -156,3 +159,41 @@ def test_null_id_is_dropped_not_sent() -> None:
     """A null id (such as a NULL column) is removed from the record instead of being sent."""
     result = change({"id": None, "Last_Name": "B"}, INSERT)
     assert result.record == {"Last_Name": "B"}
+
+
+_JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.text(max_size=3),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300)
+@given(
+    obj=st.dictionaries(
+        st.sampled_from(["id", "Email", "Last_Name", "record", "module", "$append_values"]),
+        _JSON_VALUES | st.dictionaries(st.sampled_from(["id", "A"]), _JSON_VALUES, max_size=2),
+        max_size=4,
+    ),
+    defaults=st.sampled_from([UPDATE, UPSERT, INSERT]),
+)
+def test_short_path_for_bare_records_agrees_with_build_change(
+    obj: dict[str, Any], defaults: RecordDefaults
+) -> None:
+    """Any JSON object reads as it would through `build_change` with the defaults or an envelope."""
+    position = SourcePosition(0, 1, 1)
+    got = from_json(copy.deepcopy(obj), position, defaults)
+    record = obj.get("record")
+    if isinstance(record, dict) and obj.keys() <= {"record", "module", "operation", "trigger"}:
+        return  # an envelope: its own tests cover it
+    expected = build_change(
+        copy.deepcopy(obj),
+        position,
+        defaults.module,
+        defaults.operation,
+        defaults.trigger,
+        defaults,
+    )
+    assert got == expected

@@ -83,3 +83,39 @@ def test_random_finish_order_never_passes_an_unfinished_position(order: list[int
         expected = None if prefix == 0 else Checkpoint((prefix) * 10, prefix)
         assert mark.checkpoint == expected
         assert mark.outstanding == len(order) - len(finished)
+
+
+@given(
+    st.integers(1, 60).flatmap(
+        lambda n: st.tuples(st.permutations(range(n)), st.lists(st.integers(1, 8), min_size=1))
+    )
+)
+def test_finishing_in_batches_equals_finishing_one_by_one(
+    drawn: tuple[list[int], list[int]],
+) -> None:
+    """`note_finished_many` moves the checkpoint as the single calls do and names the highest."""
+    order, sizes = drawn
+    batched, single = Watermark(None), Watermark(None)
+    for i in range(len(order)):
+        batched.note_read(pos(i))
+        single.note_read(pos(i))
+    start = 0
+    for size in sizes * len(order):
+        if start >= len(order):
+            break
+        batch = order[start : start + size]
+        start += size
+        highest = batched.note_finished_many([pos(ordinal) for ordinal in batch])
+        for ordinal in batch:
+            single.note_finished(pos(ordinal))
+        assert highest == pos(max(batch))
+        assert batched.checkpoint == single.checkpoint
+        assert batched.outstanding == single.outstanding
+
+
+def test_finishing_an_unread_position_in_a_batch_raises() -> None:
+    """The batch keeps the single call's refusal of a position never read."""
+    mark = Watermark(None)
+    mark.note_read(pos(0))
+    with pytest.raises(ValueError, match="before it was read"):
+        mark.note_finished_many([pos(0), pos(1)])
