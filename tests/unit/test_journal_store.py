@@ -13,7 +13,7 @@ from typing import Any, cast
 import pytest
 
 from syncengine.journal import Journal, RecordUpdate, SyncedRow, encode_payload
-from syncengine.journal import store as store_module
+from syncengine.journal.writes import SYNCED_ROWS_PER_STATEMENT
 from syncengine.model import Change, Operation, RecordState, SourcePosition
 from syncengine.sources.base import Checkpoint
 
@@ -319,7 +319,7 @@ async def test_synced_runs_longer_than_one_statement_keep_order(
     journal: Journal, tmp_path: Path
 ) -> None:
     """Lean synced rows go in multi-row statements; across them a key's last row still wins."""
-    rows_per_statement = store_module._SYNCED_ROWS_PER_STATEMENT
+    rows_per_statement = SYNCED_ROWS_PER_STATEMENT
     count = 2 * rows_per_statement + 7
 
     def synced(n: int, attempts: int) -> SyncedRow:
