@@ -13,7 +13,7 @@ from typing import Any, cast
 import pytest
 
 from syncengine.journal import Journal, RecordUpdate, SyncedRow, encode_payload
-from syncengine.journal.writes import SYNCED_ROWS_PER_STATEMENT
+from syncengine.journal.writes import SYNCED_STATEMENT_ROWS
 from syncengine.model import Change, Operation, RecordState, SourcePosition
 from syncengine.sources.base import Checkpoint
 
@@ -319,8 +319,7 @@ async def test_synced_runs_longer_than_one_statement_keep_order(
     journal: Journal, tmp_path: Path
 ) -> None:
     """Lean synced rows go in multi-row statements; across them a key's last row still wins."""
-    rows_per_statement = SYNCED_ROWS_PER_STATEMENT
-    count = 2 * rows_per_statement + 7
+    count = 2 * SYNCED_STATEMENT_ROWS[-1] + 7  # two full blocks and a padded tail
 
     def synced(n: int, attempts: int) -> SyncedRow:
         return (f"Leads:{n}", "Leads", str(n), "update", attempts, n + 1, "feed")
