@@ -167,7 +167,7 @@ def test_whole_request_failures(
     body=st.binary(max_size=64)
     | st.builds(
         lambda v: orjson.dumps(v),
-        st.dictionaries(st.text(max_size=5), st.integers(-(2**60), 2**60)),
+        st.dictionaries(st.text(alphabet='ab_"\\é', max_size=5), st.integers(-(2**60), 2**60)),
     ),
 )
 def test_garbage_never_reads_as_success(status: int, body: bytes) -> None:
