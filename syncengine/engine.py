@@ -29,6 +29,7 @@ from typing import Protocol
 
 import structlog
 
+from syncengine.admission import Admission
 from syncengine.chunker import Chunker
 from syncengine.crm.client import WriteRequest
 from syncengine.engine_settings import EngineSettings
@@ -38,14 +39,13 @@ from syncengine.journal import Journal
 from syncengine.lag import ReadTimes
 from syncengine.model import (
     MAX_CHUNK_RECORDS,
-    BadInput,
     Change,
     Chunk,
     RecordOutcome,
     Verdict,
 )
 from syncengine.recorder import PassCounts, Recorder
-from syncengine.replay import AlreadySettled, Batch, ReplayWindow
+from syncengine.replay import ReplayWindow
 from syncengine.retry import backoff_s
 from syncengine.retry_schedule import RetrySchedule
 from syncengine.sources.base import Source
@@ -122,6 +122,7 @@ class Engine:
         self._fatal: BaseException | None = None
         self._watermark: Watermark | None = None
         self._recorder: Recorder | None = None
+        self._admission: Admission | None = None
         self._replay = ReplayWindow(journal, None, None)
         self._read_times = ReadTimes()
         self._drain_deadline: float | None = None
@@ -158,6 +159,14 @@ class Engine:
             watermark=self._watermark,
             high_water=high_water,
             flush_rows=max(100, self._settings.workers * 50),
+        )
+        self._admission = Admission(
+            watermark=self._watermark,
+            recorder=self._recorder,
+            chunker=self._chunker,
+            redriving=self._intake.redriving,
+            source_id=source_id or "journal",
+            module=self._settings.module,
         )
         reader = asyncio.create_task(
             self._intake.read(start, self._replay, stop), name="engine.read"
@@ -282,7 +291,8 @@ class Engine:
                 break
             if batch is END:
                 return True
-            self._accept_batch(batch)
+            assert self._admission is not None
+            self._admission.take(batch)
             self._mark_read_time()
         return end_of_input
 
@@ -305,55 +315,6 @@ class Engine:
     def _buffered(self) -> int:
         """Changes read and not yet handed to a sender (invariant 4's bound)."""
         return self._chunker.buffered + sum(len(chunk.changes) for chunk in self._ready)
-
-    def _accept_batch(self, batch: Batch) -> None:
-        """Takes in one batch; a plain feed change (one position, a key) goes the short way."""
-        assert self._watermark is not None
-        assert self._recorder is not None
-        note_read, counts = self._watermark.note_read, self._recorder.counts
-        plain: list[Change] = []
-        for item in batch:
-            if type(item) is Change and item.key is not None and len(item.positions) == 1:
-                note_read(item.positions[0])
-                plain.append(item)
-                continue
-            if plain:  # the chunker must see changes in feed order
-                counts.read += len(plain)
-                self._chunker.add_many(plain)
-                plain = []
-            self._accept(item)
-        if plain:
-            counts.read += len(plain)
-            self._chunker.add_many(plain)
-
-    def _accept(self, item: Change | BadInput | AlreadySettled) -> None:
-        assert self._watermark is not None
-        assert self._recorder is not None
-        source_id = self._source.source_id if self._source else "journal"
-        if isinstance(item, AlreadySettled):
-            for position in item.positions:
-                self._watermark.note_read(position)
-            self._recorder.counts.read += 1
-            self._recorder.counts.replay_skipped += 1
-            self._recorder.already_settled(item.positions)
-            return
-        if isinstance(item, BadInput):
-            self._watermark.note_read(item.position)
-            self._recorder.counts.read += 1
-            key = f"@{source_id}#{item.position.display}"
-            self._recorder.bad_input(item, key=key, module=self._settings.module)
-            return
-        if item.positions:
-            for position in item.positions:
-                self._watermark.note_read(position)
-            self._recorder.counts.read += 1
-            if item.key is None:
-                item.key = f"@{source_id}#{item.positions[0].display}"
-        else:
-            self._recorder.counts.redriven += 1
-            if item.key is not None:
-                self._intake.redriving.discard(item.key)
-        self._chunker.add(item)
 
     def _release_due_retries(self) -> None:
         now = time.monotonic()

@@ -1,0 +1,85 @@
+"""Admission: how a batch from the intake enters the pipeline.
+
+Every item read is counted, and its feed positions noted in the watermark,
+before anything else happens to it, so the checkpoint can later move past it
+(design.md invariant 1). Then a plain change goes to the chunker (a run of
+them at once), a bad line or row becomes a failed record at once, a re-read
+change the journal already settled is finished without a send, and a change
+re-driven from the journal (it has no feed position) leaves the redrive set.
+"""
+
+from __future__ import annotations
+
+from syncengine.chunker import Chunker
+from syncengine.model import BadInput, Change
+from syncengine.recorder import Recorder
+from syncengine.replay import AlreadySettled, Batch
+from syncengine.watermark import Watermark
+
+
+class Admission:
+    """Takes intake batches into the chunker; owned by the engine's dispatcher."""
+
+    __slots__ = ("_chunker", "_module", "_recorder", "_redriving", "_source_id", "_watermark")
+
+    def __init__(
+        self,
+        *,
+        watermark: Watermark,
+        recorder: Recorder,
+        chunker: Chunker,
+        redriving: set[str],
+        source_id: str,
+        module: str,
+    ) -> None:
+        self._watermark = watermark
+        self._recorder = recorder
+        self._chunker = chunker
+        self._redriving = redriving
+        self._source_id = source_id
+        self._module = module
+
+    def take(self, batch: Batch) -> None:
+        """Takes in one batch; a plain feed change (one position, a key) goes the short way."""
+        note_read, counts = self._watermark.note_read, self._recorder.counts
+        plain: list[Change] = []
+        for item in batch:
+            if type(item) is Change and item.key is not None and len(item.positions) == 1:
+                note_read(item.positions[0])
+                plain.append(item)
+                continue
+            if plain:  # the chunker must see changes in feed order
+                counts.read += len(plain)
+                self._chunker.add_many(plain)
+                plain = []
+            self._take_one(item)
+        if plain:
+            counts.read += len(plain)
+            self._chunker.add_many(plain)
+
+    def _take_one(self, item: Change | BadInput | AlreadySettled) -> None:
+        counts = self._recorder.counts
+        if isinstance(item, AlreadySettled):
+            for position in item.positions:
+                self._watermark.note_read(position)
+            counts.read += 1
+            counts.replay_skipped += 1
+            self._recorder.already_settled(item.positions)
+            return
+        if isinstance(item, BadInput):
+            self._watermark.note_read(item.position)
+            counts.read += 1
+            key = f"@{self._source_id}#{item.position.display}"
+            self._recorder.bad_input(item, key=key, module=self._module)
+            return
+        if item.positions:
+            for position in item.positions:
+                self._watermark.note_read(position)
+            counts.read += 1
+            if item.key is None:
+                item.key = f"@{self._source_id}#{item.positions[0].display}"
+        else:
+            counts.redriven += 1
+            if item.key is not None:
+                self._redriving.discard(item.key)
+        self._chunker.add(item)
