@@ -367,10 +367,9 @@ class Engine:
                 self._wake_flusher()
 
     def _settle(self, change: Change, outcome: RecordOutcome) -> None:
+        """A change whose answer was not SYNCED: failed for good, or sent again later."""
         assert self._recorder is not None
-        if outcome.verdict is Verdict.SYNCED:
-            self._recorder.synced(change, outcome)
-        elif outcome.verdict is Verdict.REJECT or change.attempts >= self._settings.max_attempts:
+        if outcome.verdict is Verdict.REJECT or change.attempts >= self._settings.max_attempts:
             self._recorder.failed(change, outcome)
         else:
             self._schedule_retry(change, outcome)

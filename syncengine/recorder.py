@@ -103,35 +103,14 @@ class Recorder:
         """True when enough rows wait that a flush should not be deferred."""
         return len(self._updates) >= self._flush_rows
 
-    def synced(self, change: Change, outcome: RecordOutcome) -> None:
-        """The CRM said SUCCESS for this very change."""
-        self.counts.synced += 1
-        # The hot path of a migration: a lean row, no message or details (the
-        # success details, times and owner, are the CRM's to keep).
-        positions = change.positions
-        assert change.key is not None, "the engine gives every change a journal key"
-        self._updates.append(
-            (
-                change.key,
-                change.module,
-                outcome.crm_id or change.record_id,
-                _OPERATION_TEXT[change.operation],
-                change.attempts,
-                positions[-1].display if positions else None,
-                self._source_id if positions else None,
-            )
-        )
-        if positions:
-            self._positions.extend(positions)
-            change.positions = []
-
     def synced_many(
         self, changes: list[Change], outcomes: list[RecordOutcome]
     ) -> list[tuple[Change, RecordOutcome]]:
-        """`synced` for each change whose outcome is SYNCED; returns the other pairs.
+        """A lean journal row for each change the CRM said SUCCESS for; returns the other pairs.
 
-        One chunk's answers at a time: the loop of `synced`, inlined, because
-        it runs for nearly every record of a migration.
+        One chunk's answers at a time, because it runs for nearly every
+        record of a migration. A synced row keeps no message or details (the
+        success details, times and owner, are the CRM's to keep).
         """
         others: list[tuple[Change, RecordOutcome]] = []
         append, settled = self._updates.append, self._positions.extend

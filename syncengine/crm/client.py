@@ -346,9 +346,7 @@ def _fill(outcomes: list[RecordOutcome | None], indices: list[int], parsed: Pars
             outcomes[index] = outcome
         return
     for index in indices:
-        outcomes[index] = RecordOutcome(
-            Verdict.RETRY, parsed.code, parsed.message, dict(parsed.details)
-        )
+        outcomes[index] = _retry_outcome(parsed)
 
 
 def _is_poison(parsed: ParsedResponse | None) -> TypeGuard[RequestFailure]:
@@ -360,10 +358,12 @@ def _outcomes(parsed: ParsedResponse, count: int) -> list[RecordOutcome]:
     """The `count` outcomes of a request sent whole: its answers, or its failure for each."""
     if isinstance(parsed, RecordResults):
         return parsed.outcomes
-    return [
-        RecordOutcome(Verdict.RETRY, parsed.code, parsed.message, dict(parsed.details))
-        for _ in range(count)
-    ]
+    return [_retry_outcome(parsed) for _ in range(count)]
+
+
+def _retry_outcome(failure: RequestFailure) -> RecordOutcome:
+    """A record's share of a whole-request failure: sent again later."""
+    return RecordOutcome(Verdict.RETRY, failure.code, failure.message, dict(failure.details))
 
 
 def _array(encoded: dict[int, bytes], indices: list[int]) -> bytes:
