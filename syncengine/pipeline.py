@@ -124,7 +124,9 @@ async def open_engine(
     if not folder.is_dir():
         raise ConfigError(f"journal.path: the folder {folder} does not exist")
     async with AsyncExitStack() as stack:
-        journal = await Journal.open(config.journal.path, holder=holder_description(command))
+        journal = await Journal.open(
+            config.journal.path, holder=holder_description(command), commit_process=True
+        )
         stack.push_async_callback(journal.close)
         session = make_session(
             concurrency=config.limits.concurrency, connect_timeout_s=crm.connect_timeout_s

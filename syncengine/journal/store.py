@@ -29,6 +29,7 @@ import orjson
 import structlog
 
 from syncengine.errors import FatalError
+from syncengine.journal.commit_process import CommitProcess, commit_message
 from syncengine.journal.lock import ProcessLock, describe_holder
 from syncengine.journal.records import (
     FailureRow,
@@ -71,19 +72,30 @@ class Journal:
     Open with `Journal.open`; close with `close` or `async with`.
     """
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, lock: ProcessLock | None) -> None:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        path: Path,
+        lock: ProcessLock | None,
+        committer: CommitProcess | None = None,
+    ) -> None:
         self.path = path
         self._db = db
         self._lock = lock
+        self._committer = committer
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path, *, holder: str | None = None) -> Journal:
+    async def open(
+        cls, path: Path, *, holder: str | None = None, commit_process: bool = False
+    ) -> Journal:
         """Open (creating and upgrading as needed) the journal at `path`.
 
         With `holder` (such as "syncengine run -c cron.toml"), first take the
         process lock, as `run`, `migrate` and `daemon` must. Without it, open
-        beside any holder, for reading and small writes.
+        beside any holder, for reading and small writes. With
+        `commit_process`, group commits (`apply`) go through a process of
+        their own (see `commit_worker`), as a pass's do.
 
         Raises:
             JournalLockedError: `holder` was given and another process holds
@@ -103,16 +115,28 @@ class Journal:
         except BaseException:
             _release(lock)
             raise
+        committer = None
+        if commit_process:
+            try:
+                committer = await CommitProcess.start(path)
+            except BaseException:
+                await db.close()
+                _release(lock)
+                raise
         log.debug("journal.opened", path=str(path), locked=lock is not None)
-        return cls(db, path, lock)
+        return cls(db, path, lock, committer)
 
     async def close(self) -> None:
-        """Close the connection, then release the process lock; safe to call twice."""
+        """End the commit process, close the connection, release the lock; safe to call twice."""
         try:
-            await self._db.close()
+            if self._committer is not None:
+                await self._committer.close()
         finally:
-            _release(self._lock)
-            self._lock = None
+            try:
+                await self._db.close()
+            finally:
+                _release(self._lock)
+                self._lock = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -142,6 +166,11 @@ class Journal:
         bulk of a migration); they are written in their order.
         """
         now = time.time()
+        if self._committer is not None:
+            message = commit_message(updates, checkpoints, high_water, now)
+            async with self._write_lock:
+                await self._committer.commit(message)
+            return
         statements = statement_runs(updates, now)
         marks = [(sid, cp.resume_after, cp.display, now) for sid, cp in checkpoints.items()]
         highs = [(sid, cp.resume_after, cp.display, now) for sid, cp in high_water.items()]

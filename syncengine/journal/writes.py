@@ -93,16 +93,31 @@ ON CONFLICT (source_id) DO UPDATE SET resume_after = excluded.resume_after,
 """
 
 
+#: Consecutive rows of one kind: (True, synced rows) or (False, record rows),
+#: plain JSON values either way, so a run can travel to the commit process.
+RowRun = tuple[bool, list[Any]]
+
+
 def statement_runs(
     updates: Sequence[RecordUpdate | SyncedRow], now: float
 ) -> list[tuple[str, tuple[Any, ...]]]:
     """Consecutive updates of one kind as statements with their parameters, in order."""
-    runs: list[tuple[bool, list[Any]]] = []
+    return statements_for(row_runs(updates, now), now)
+
+
+def row_runs(updates: Sequence[RecordUpdate | SyncedRow], now: float) -> list[RowRun]:
+    """Consecutive updates of one kind, as rows of plain values, in order."""
+    runs: list[RowRun] = []
     for update in updates:
         synced = isinstance(update, tuple)
         if not runs or runs[-1][0] is not synced:
             runs.append((synced, []))
         runs[-1][1].append(update if isinstance(update, tuple) else _record_row(update, now))
+    return runs
+
+
+def statements_for(runs: Sequence[RowRun], now: float) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statements, with their parameters, that write `runs` in order."""
     statements: list[tuple[str, tuple[Any, ...]]] = []
     for synced, rows in runs:
         if not synced:

@@ -12,15 +12,25 @@ from typing import Any, cast
 
 import pytest
 
+from syncengine.errors import FatalError
 from syncengine.journal import Journal, RecordUpdate, SyncedRow, encode_payload
 from syncengine.journal.writes import SYNCED_STATEMENT_ROWS
 from syncengine.model import Change, Operation, RecordState, SourcePosition
 from syncengine.sources.base import Checkpoint
 
 
+@pytest.fixture(params=[False, True], ids=["session-commits", "commit-process"])
+async def journal(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Journal]:
+    """An open journal in a fresh file, its group commits on either path."""
+    async with await Journal.open(
+        tmp_path / "j.db", holder="test", commit_process=request.param
+    ) as opened:
+        yield opened
+
+
 @pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    """An open journal in a fresh file."""
+async def session_journal(tmp_path: Path) -> AsyncIterator[Journal]:
+    """A journal whose group commits run on its session connection (tests that watch it)."""
     async with await Journal.open(tmp_path / "j.db", holder="test") as opened:
         yield opened
 
@@ -86,7 +96,7 @@ async def test_apply_is_all_or_nothing(journal: Journal) -> None:
     """A batch that fails on one row leaves no row and no checkpoint of it behind."""
     await journal.apply([_update(1)], {"feed": Checkpoint(10, 1)})
     bad = _update(3, cast(RecordState, _BadState()))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises((sqlite3.IntegrityError, FatalError), match="CHECK constraint"):
         await journal.apply([_update(2), bad], {"feed": Checkpoint(30, 3)})
     assert await journal.counts() == {"synced": 0, "pending": 1, "failed": 0}
     assert await journal.checkpoint("feed") == Checkpoint(10, 1)
@@ -105,8 +115,9 @@ class _BadState:
     __hash__ = object.__hash__
 
 
-async def test_cancelled_apply_leaves_journal_consistent(journal: Journal) -> None:
+async def test_cancelled_apply_leaves_journal_consistent(session_journal: Journal) -> None:
     """An apply cancelled mid-way is wholly written or wholly absent, and the journal works on."""
+    journal = session_journal
     updates = [_update(n) for n in range(30_000)]
     task = asyncio.create_task(journal.apply(updates, {"feed": Checkpoint(1, 1)}))
     for _ in range(2000):  # cancel once the transaction is open, mid-write
@@ -345,8 +356,9 @@ async def test_reader_sees_commits_made_after_it_opened(tmp_path: Path) -> None:
             assert await reader.checkpoint("feed") == Checkpoint(1, 1)
 
 
-async def test_due_never_shows_rows_of_an_open_apply(journal: Journal) -> None:
+async def test_due_never_shows_rows_of_an_open_apply(session_journal: Journal) -> None:
     """due() waits for a running apply: rows it then rolls back are never yielded."""
+    journal = session_journal
     task = asyncio.create_task(
         journal.apply([_update(n, next_attempt_at=1.0) for n in range(20_000)])
     )

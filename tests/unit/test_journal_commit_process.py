@@ -1,0 +1,227 @@
+"""The group commit's own process: its protocol, its failures, and its end."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncengine.errors import FatalError
+from syncengine.journal import Journal, RecordUpdate, SyncedRow
+from syncengine.journal.commit_process import commit_message
+from syncengine.journal.commit_worker import OK, READY, frame, open_journal, serve
+from syncengine.model import Operation, RecordState
+from syncengine.sources.base import Checkpoint
+
+
+def _synced(n: int) -> SyncedRow:
+    return (f"Leads:{n}", "Leads", f"crm-{n}", "update", 1, n + 1, "feed")
+
+
+def _failed(n: int, state: str = "failed") -> RecordUpdate:
+    return RecordUpdate(
+        key=f"Leads:{n}",
+        module="Leads",
+        record_id=str(n),
+        operation=Operation.UPDATE,
+        state=RecordState(state) if state != "lost" else _Lost(),  # type: ignore[arg-type]
+        attempts=2,
+        code="INVALID_DATA",
+        message="bad value",
+        details={"api_name": "Email"},
+        next_attempt_at=100.0 if state == "pending" else None,
+        payload=b'{"id":"1"}',
+        position=n + 1,
+    )
+
+
+class _Lost:
+    """A state the schema's CHECK constraint refuses."""
+
+    value = "lost"
+
+
+def _rows(path: Path) -> list[tuple[Any, ...]]:
+    """Every record row, without its write time."""
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(
+            "SELECT key, module, record_id, operation, state, attempts, code, message, details,"
+            " next_attempt_at, payload, position, source FROM records ORDER BY key"
+        ).fetchall()
+    finally:
+        db.close()
+
+
+async def _prepared(path: Path) -> None:
+    """A journal file with its schema, as a pass's session connection leaves it."""
+    async with await Journal.open(path):
+        pass
+
+
+async def test_worker_commits_whole_frames_and_never_a_cut_one(tmp_path: Path) -> None:
+    """A frame cut short (its sender died mid-write) is not committed; earlier ones are."""
+    path = tmp_path / "j.db"
+    await _prepared(path)
+    whole = commit_message([_synced(1)], {"feed": Checkpoint(10, 1)}, {}, 5.0)
+    cut = frame(commit_message([_synced(2)], {"feed": Checkpoint(20, 2)}, {}, 6.0))[:-3]
+    answers = io.BytesIO()
+    db = open_journal(str(path))
+    try:
+        serve(db, io.BytesIO(frame(whole) + cut), answers)
+    finally:
+        db.close()
+    assert answers.getvalue() == READY + OK
+    assert [row[0] for row in _rows(path)] == ["Leads:1"]
+    async with await Journal.open(path) as journal:
+        assert await journal.checkpoint("feed") == Checkpoint(10, 1)
+
+
+async def test_worker_refuses_a_bad_message_whole_and_serves_on(tmp_path: Path) -> None:
+    """One bad row rolls back its whole message, checkpoint included; the next one commits."""
+    path = tmp_path / "j.db"
+    await _prepared(path)
+    bad = commit_message([_synced(1), _failed(2, "lost")], {"feed": Checkpoint(10, 1)}, {}, 5.0)
+    good = commit_message([_synced(3)], {"feed": Checkpoint(30, 3)}, {}, 6.0)
+    answers = io.BytesIO()
+    db = open_journal(str(path))
+    try:
+        serve(db, io.BytesIO(frame(bad) + frame(good)), answers)
+    finally:
+        db.close()
+    lines = answers.getvalue().splitlines()
+    assert lines[0] + b"\n" == READY
+    assert lines[1].startswith(b"error ")
+    assert b"CHECK constraint" in lines[1]
+    assert lines[2] + b"\n" == OK
+    assert [row[0] for row in _rows(path)] == ["Leads:3"]
+
+
+async def test_commit_process_writes_what_the_session_connection_writes(tmp_path: Path) -> None:
+    """The same mixed batches give the same rows whichever path commits them."""
+    batches: list[list[RecordUpdate | SyncedRow]] = [
+        [_synced(n) for n in range(700)] + [_failed(5), _failed(800)] + [_synced(5)],
+        [_failed(3, "pending"), _synced(900)],
+    ]
+    results = []
+    for commit_process in (False, True):
+        path = tmp_path / f"{commit_process}.db"
+        async with await Journal.open(path, holder="t", commit_process=commit_process) as journal:
+            for batch in batches:
+                await journal.apply(batch, {"feed": Checkpoint(42, 7)}, {"feed": Checkpoint(50, 8)})
+            marks = (await journal.checkpoint("feed"), await journal.high_water("feed"))
+        results.append((_rows(path), marks))
+    assert results[0] == results[1]
+    assert len(results[1][0]) == 702
+    assert results[1][1] == (Checkpoint(42, 7), Checkpoint(50, 8))
+
+
+async def test_refused_commit_is_fatal_names_the_journal_and_leaves_it_usable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    async with await Journal.open(path, holder="t", commit_process=True) as journal:
+        with pytest.raises(FatalError) as refused:
+            await journal.apply([_synced(1), _failed(2, "lost")], {"feed": Checkpoint(1, 1)})
+        message = str(refused.value)
+        assert str(path) in message
+        assert "\n" not in message
+        assert await journal.checkpoint("feed") is None
+        await journal.apply([_synced(3)], {"feed": Checkpoint(3, 3)})
+        assert await journal.checkpoint("feed") == Checkpoint(3, 3)
+
+
+async def test_a_killed_worker_makes_every_later_commit_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with await Journal.open(path, holder="t", commit_process=True) as journal:
+        await journal.apply([_synced(1)])
+        committer = journal._committer
+        assert committer is not None
+        os.kill(committer._process.pid, signal.SIGKILL)
+        for _ in range(2):
+            with pytest.raises(FatalError, match=r"commit process ended \(exit status -9"):
+                await journal.apply([_synced(2)])
+    assert [row[0] for row in _rows(path)] == ["Leads:1"]
+
+
+async def test_a_cancelled_apply_is_committed_whole_and_the_next_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    """The answer of a commit whose caller gave up is read before the next message goes."""
+    path = tmp_path / "j.db"
+    async with await Journal.open(path, holder="t", commit_process=True) as journal:
+        task = asyncio.create_task(
+            journal.apply([_synced(n) for n in range(30_000)], {"feed": Checkpoint(1, 1)})
+        )
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await journal.apply([_synced(99_999)], {"feed": Checkpoint(2, 2)})
+        assert await journal.checkpoint("feed") == Checkpoint(2, 2)
+        assert (await journal.counts())["synced"] == 30_001
+
+
+async def test_close_ends_the_worker(tmp_path: Path) -> None:
+    journal = await Journal.open(tmp_path / "j.db", holder="t", commit_process=True)
+    await journal.apply([_synced(1)])
+    committer = journal._committer
+    assert committer is not None
+    await journal.close()
+    assert committer._process.returncode == 0
+    await journal.close()  # twice is harmless
+
+
+_PARENT = """
+import asyncio, sys
+from pathlib import Path
+from syncengine.journal import Journal
+
+async def main():
+    journal = await Journal.open(Path(sys.argv[1]), holder="t", commit_process=True)
+    await journal.apply([("Leads:1", "Leads", "1", "update", 1, 1, "feed")])
+    print("worker", journal._committer._process.pid, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def _gone(pid: int) -> bool:
+    """True when `pid` has ended (a zombie waiting for its reaper counts as ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_worker_dies_with_its_parent(tmp_path: Path) -> None:
+    """SIGKILL of the pass leaves no writer behind to touch the journal later."""
+    with subprocess.Popen(
+        [sys.executable, "-c", _PARENT, str(tmp_path / "j.db")],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as parent:
+        assert parent.stdout is not None
+        line = ""
+        while not line.startswith("worker "):
+            line = parent.stdout.readline()
+            assert line, "the parent ended before it started its worker"
+        worker_pid = int(line.split()[1])
+        assert not _gone(worker_pid)
+        parent.kill()
+    deadline = time.monotonic() + 10
+    while not _gone(worker_pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _gone(worker_pid)
