@@ -10,23 +10,27 @@ engine sends to the minimal sink (`sink.py`) so the figure is the engine's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import psutil
 
 from benchmarks.common import REPO, free_port, server_process, write_config, write_update_feed
 
-_MEASURE = """
-import resource, subprocess, sys
-completed = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-print(completed.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
 
+def peak_rss_mb(config: Path) -> tuple[float, float, int]:
+    """Runs `migrate` in a fresh child: (peak RSS of its whole process tree in MB,
+    peak RSS of the `migrate` process alone in MB, exit status).
 
-def peak_rss_mb(config: Path) -> tuple[float, int]:
-    """Runs `migrate` in a fresh child and returns (its peak RSS in MB, exit status)."""
+    The tree is `migrate` and its commit process (`journal/commit_worker.py`),
+    sampled every 20 ms and summed, so the figure is what the machine gives the
+    pass; the kernel's own peak (`ru_maxrss`) is per process, not per tree.
+    """
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [
         sys.executable,
@@ -38,14 +42,21 @@ def peak_rss_mb(config: Path) -> tuple[float, int]:
         "-c",
         str(config),
     ]
-    output = (
-        subprocess.run(
-            [sys.executable, "-c", _MEASURE, *command], env=env, capture_output=True, check=True
-        )
-        .stdout.decode()
-        .split()
-    )
-    return int(output[1]) / 1024, int(output[0])
+    tree_peak = main_peak = 0
+    with psutil.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ) as process:
+        while process.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                main_rss = process.memory_info().rss
+                tree = main_rss
+                for child in process.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        tree += child.memory_info().rss
+                tree_peak, main_peak = max(tree_peak, tree), max(main_peak, main_rss)
+            time.sleep(0.02)
+        status = process.returncode
+    return tree_peak / 2**20, main_peak / 2**20, status
 
 
 def main() -> None:
@@ -65,11 +76,14 @@ def main() -> None:
             config = write_config(folder, port=port, feed=feed)
             for stale in folder.glob("bench.db*"):
                 stale.unlink()
-            peak, status = peak_rss_mb(config)
+            peak, main_peak, status = peak_rss_mb(config)
             assert status == 0, f"migrate exit status {status}"
             peaks.append(peak)
             feed.unlink()
-            print(f"{size:>10,} records: peak RSS {peak:.1f} MB")
+            print(
+                f"{size:>10,} records: peak RSS {peak:.1f} MB "
+                f"(migrate and its commit process; migrate alone {main_peak:.1f} MB)"
+            )
     if len(peaks) > 1:
         print(f"ratio largest/smallest: {peaks[-1] / peaks[0]:.2f} (bar: <= 1.2; first <= 150 MB)")
 

@@ -429,7 +429,14 @@ class Engine:
         while not self._closing:
             await wait_event(self._flush_now, self._settings.flush_interval_s)
             self._flush_now.clear()
-            await self._recorder.flush()
+            try:
+                await self._recorder.flush()
+            except Exception as exc:  # noqa: BLE001 - the pass must end, not wait for a flush
+                # Nothing is lost: the checkpoint stayed where the last durable
+                # commit left it, and the next pass reads on from there.
+                self._fail(exc)
+                self._wake.set()
+                return
             self._wake.set()  # the dispatcher may be holding chunks back for this
 
     # -- shutdown -------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from syncengine.errors import FatalError
 from syncengine.journal import Journal, RecordUpdate, SyncedRow, encode_payload
 from syncengine.model import (
     BadInput,
@@ -91,6 +92,7 @@ class Recorder:
         self._high = high_water
         self._high_changed = False
         self._lock = asyncio.Lock()
+        self._write_failure: str | None = None
         self.counts = PassCounts()
 
     @property
@@ -231,6 +233,10 @@ class Recorder:
             await asyncio.shield(self._flush_locked())
 
     async def _flush_locked(self) -> None:
+        if self._write_failure is not None:
+            # The failed flush already advanced the watermark past rows that
+            # never became durable: no later checkpoint may be written.
+            raise FatalError(f"journal writes stopped after a failure: {self._write_failure}")
         if not self._updates and not self._positions:
             return
         updates, positions = self._updates, self._positions
@@ -251,5 +257,8 @@ class Recorder:
                 self._high_changed = False
         try:
             await self._journal.apply(updates, checkpoints, high_water)
+        except BaseException as exc:
+            self._write_failure = str(exc) or type(exc).__name__
+            raise
         finally:
             self._flushing = 0

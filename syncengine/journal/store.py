@@ -7,8 +7,11 @@ retry payloads) of the changes it moves past (design.md invariant 1). A `run`
 reads its retry queue through `due`; `status`, `failures` and `retry` open the
 same file without the process lock and read (or requeue) beside a live run.
 
-One aiosqlite connection per `Journal`. Writes take an asyncio lock so that
-the transactions of concurrent callers on that connection never interleave;
+One aiosqlite connection per `Journal`, and for a pass (`commit_process`) a
+worker process that makes its group commits (`commit_process`,
+`commit_worker`): `apply` then hands its rows to the worker and returns once
+they are committed, so nothing changes for its callers. Writes take an
+asyncio lock so that the transactions of concurrent callers never interleave;
 `due` takes it for each page too, so the retry queue never shows rows of an
 `apply` that is still open (and might roll back).
 """
