@@ -430,14 +430,32 @@ class Engine:
             await wait_event(self._flush_now, self._settings.flush_interval_s)
             self._flush_now.clear()
             try:
+                if self._recorder.pipelined:
+                    # Sent now, durable later: the next flush need not wait for it.
+                    durable = self._recorder.flush_soon()
+                    if durable is not None:
+                        durable.add_done_callback(self._on_durable)
+                    continue
                 await self._recorder.flush()
             except Exception as exc:  # noqa: BLE001 - the pass must end, not wait for a flush
-                # Nothing is lost: the checkpoint stayed where the last durable
-                # commit left it, and the next pass reads on from there.
-                self._fail(exc)
-                self._wake.set()
+                self._on_flush_failure(exc)
                 return
             self._wake.set()  # the dispatcher may be holding chunks back for this
+
+    def _on_durable(self, durable: asyncio.Future[None]) -> None:
+        if durable.cancelled():
+            return
+        error = durable.exception()
+        if error is not None:
+            self._on_flush_failure(error)
+        else:
+            self._wake.set()  # the dispatcher may be holding chunks back for this
+
+    def _on_flush_failure(self, error: BaseException) -> None:
+        """Nothing is lost: the checkpoint stayed where the last durable commit left
+        it, and the next pass reads on from there; this one must end, not wait."""
+        self._fail(error)
+        self._wake.set()
 
     # -- shutdown -------------------------------------------------------------
 

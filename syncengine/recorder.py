@@ -93,6 +93,7 @@ class Recorder:
         self._high_changed = False
         self._lock = asyncio.Lock()
         self._write_failure: str | None = None
+        self._last_durable: asyncio.Future[None] | None = None
         self.counts = PassCounts()
 
     @property
@@ -224,24 +225,81 @@ class Recorder:
             self._high = Checkpoint(resume_after=position.resume_after, display=position.display)
             self._high_changed = True
 
+    @property
+    def pipelined(self) -> bool:
+        """True when `flush_soon` may be called again before the last flush is durable."""
+        return self._journal.pipelines
+
     async def flush(self) -> None:
-        """Write buffered rows and the advanced checkpoint atomically.
+        """Write buffered rows and the advanced checkpoint atomically; return once durable.
 
         Shielded: a cancellation during shutdown must not half-record a batch.
+        With a pipelined journal, this also waits for the flushes before it.
         """
+        if self.pipelined:
+            durable = self.flush_soon()
+            if durable is not None:
+                await asyncio.shield(durable)
+            return
         async with self._lock:
             await asyncio.shield(self._flush_locked())
 
+    def flush_soon(self) -> asyncio.Future[None] | None:
+        """Pipelined journals: send buffered rows and checkpoint now.
+
+        Returns a future that completes once they, and every flush sent
+        before, are durable (None when nothing was ever sent). Raises
+        FatalError when an earlier flush failed.
+        """
+        self._refuse_after_failure()
+        batch = self._take_batch()
+        if batch is None:
+            return self._last_durable
+        updates, checkpoints, high_water = batch
+        durable = self._journal.apply_soon(updates, checkpoints, high_water)
+        rows = len(updates)
+        self._flushing += rows
+
+        def settled(future: asyncio.Future[None]) -> None:
+            self._flushing -= rows
+            if future.cancelled():
+                self._write_failure = self._write_failure or "a group commit was cancelled"
+            elif (error := future.exception()) is not None:
+                self._write_failure = self._write_failure or str(error) or type(error).__name__
+
+        durable.add_done_callback(settled)
+        self._last_durable = durable
+        return durable
+
     async def _flush_locked(self) -> None:
+        self._refuse_after_failure()
+        batch = self._take_batch()
+        if batch is None:
+            return
+        updates, checkpoints, high_water = batch
+        self._flushing = len(updates)
+        try:
+            await self._journal.apply(updates, checkpoints, high_water)
+        except BaseException as exc:
+            self._write_failure = str(exc) or type(exc).__name__
+            raise
+        finally:
+            self._flushing = 0
+
+    def _refuse_after_failure(self) -> None:
         if self._write_failure is not None:
             # The failed flush already advanced the watermark past rows that
             # never became durable: no later checkpoint may be written.
             raise FatalError(f"journal writes stopped after a failure: {self._write_failure}")
+
+    def _take_batch(
+        self,
+    ) -> tuple[list[RecordUpdate | SyncedRow], dict[str, Checkpoint], dict[str, Checkpoint]] | None:
+        """The buffered rows, with the checkpoint and high water they allow; None if none."""
         if not self._updates and not self._positions:
-            return
+            return None
         updates, positions = self._updates, self._positions
         self._updates, self._positions = [], []
-        self._flushing = len(updates)
         checkpoints: dict[str, Checkpoint] = {}
         high_water: dict[str, Checkpoint] = {}
         if self._watermark is not None and self._source_id is not None:
@@ -255,10 +313,4 @@ class Recorder:
             if self._high is not None and self._high_changed:
                 high_water[self._source_id] = self._high
                 self._high_changed = False
-        try:
-            await self._journal.apply(updates, checkpoints, high_water)
-        except BaseException as exc:
-            self._write_failure = str(exc) or type(exc).__name__
-            raise
-        finally:
-            self._flushing = 0
+        return updates, checkpoints, high_water

@@ -1,10 +1,11 @@
 """The pass's end of the commit worker: starts it, sends group commits, reads their answers.
 
 See `commit_worker` for why the group commit has its own process and for the
-protocol. A commit returns only once the worker said `ok`, that is once the
-transaction is in the journal, so the callers' invariant 1 reasoning is the
-same as for a commit on the session connection. One commit is in the pipe at
-a time: the next is sent when the previous one is answered.
+protocol. A commit counts as made only once the worker said `ok`, that is
+once the transaction is in the journal, so the callers' invariant 1
+reasoning is the same as for a commit on the session connection. Several
+commits may be in the pipe at once (`send`), which keeps the time a row
+waits to become durable close to one commit's, not two.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import fcntl
 import os
 import sys
+from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Self
@@ -70,18 +72,26 @@ def _widen_pipe(stdin: asyncio.StreamWriter | None) -> None:
 
 
 class CommitProcess:
-    """One running commit worker for one journal file."""
+    """One running commit worker for one journal file.
+
+    Messages are sent at once, several may be on their way, and each has a
+    future that completes when the worker answers for it: the worker commits
+    in the order sent, and after a failure it commits nothing more (see
+    `commit_worker`), so a later checkpoint is never durable without the rows
+    of an earlier message.
+    """
 
     def __init__(self, process: asyncio.subprocess.Process, path: Path) -> None:
         self.path = path
         self._process = process
-        self._ready = False
+        self._answers: deque[asyncio.Future[None]] = deque()
         self._broken: str | None = None
-        self._turn = asyncio.Lock()
+        self._closing = False
+        self._reader = asyncio.create_task(self._read_answers(), name="journal.commit_answers")
 
     @classmethod
     async def start(cls, path: Path) -> Self:
-        """Starts the worker without waiting for it: the first commit waits, if it must.
+        """Starts the worker without waiting for it: messages wait in the pipe meanwhile.
 
         The worker's start-up (an interpreter, its imports, opening the file)
         then overlaps the pass's own (token, first requests).
@@ -109,47 +119,57 @@ class CommitProcess:
         _widen_pipe(process.stdin)
         return cls(process, path)
 
-    async def commit(self, message: bytes) -> None:
-        """Sends one message (see `commit_message`) and returns once it is committed.
+    def send(self, message: bytes) -> asyncio.Future[None]:
+        """Sends one message (see `commit_message`) now.
 
-        Shielded: a caller cancelled meanwhile leaves the answer to be read
-        before the next message is sent, so answers never pair with the wrong
-        message. Raises FatalError when the worker refused the message or is gone.
+        The future completes once the message is committed, or fails with
+        FatalError when the worker refused it, refused an earlier one, or is
+        gone. Its result does not depend on anyone awaiting it.
         """
-        await asyncio.shield(self._round_trip(message))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        stdin = self._process.stdin
+        if self._broken is not None or self._closing or stdin is None:
+            future.set_exception(FatalError(self._broken or f"journal {self.path} is closed"))
+            return future
+        stdin.write(frame(message))
+        self._answers.append(future)
+        return future
 
-    async def _round_trip(self, message: bytes) -> None:
-        async with self._turn:
-            if self._broken is not None:
-                raise FatalError(self._broken)
-            stdin, stdout = self._process.stdin, self._process.stdout
-            assert stdin is not None
-            assert stdout is not None
-            try:
-                if not self._ready:
-                    await self._await_ready(stdout)
-                stdin.write(frame(message))
-                await stdin.drain()
-                answer = await stdout.readline()
-            except (ConnectionError, OSError):
-                answer = b""
-            if answer == OK:
-                return
-            reason = await self._reason(answer)
-            if not answer.startswith(ERROR_PREFIX):
-                self._broken = reason  # the worker is gone; a refused message leaves it serving
-            raise FatalError(reason)
+    async def commit(self, message: bytes) -> None:
+        """`send`, then wait until the message is committed (raises FatalError if not)."""
+        await asyncio.shield(self.send(message))
 
-    async def _await_ready(self, stdout: asyncio.StreamReader) -> None:
+    async def _read_answers(self) -> None:
+        """Completes the futures of sent messages in order, as the worker answers."""
+        stdout = self._process.stdout
+        assert stdout is not None
         try:
             async with asyncio.timeout(_START_TIMEOUT_S):
                 answer = await stdout.readline()
         except TimeoutError:
             answer = b"error the commit process did not open the journal in time"
         if answer != READY:
-            self._broken = await self._reason(answer)
-            raise FatalError(self._broken)
-        self._ready = True
+            await self._break(answer)
+            return
+        while True:
+            answer = await stdout.readline()
+            if answer != OK:
+                await self._break(answer)
+                return
+            if self._answers:
+                future = self._answers.popleft()
+                if not future.done():
+                    future.set_result(None)
+
+    async def _break(self, answer: bytes) -> None:
+        """No commit succeeds after this one: fail every message still waiting."""
+        if self._closing and not answer:
+            return  # the worker ended because it was told to
+        self._broken = await self._reason(answer)
+        while self._answers:
+            future = self._answers.popleft()
+            if not future.done():
+                future.set_exception(FatalError(self._broken))
 
     async def _reason(self, answer: bytes) -> str:
         """A one-line reason for a refused message or a worker that is gone."""
@@ -172,14 +192,18 @@ class CommitProcess:
         return ""
 
     async def close(self) -> None:
-        """Lets the commit under way finish, then ends the worker; safe to call twice."""
-        async with self._turn:
-            stdin = self._process.stdin
-            if stdin is not None and not stdin.is_closing():
-                stdin.close()
-                with contextlib.suppress(ConnectionError, OSError):
-                    await stdin.wait_closed()
-            await self._stop(kill=False)
+        """Lets the messages under way be answered, then ends the worker; safe to call twice."""
+        if self._answers:
+            await asyncio.gather(*self._answers, return_exceptions=True)
+        self._closing = True
+        stdin = self._process.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await stdin.wait_closed()
+        await self._stop(kill=False)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
 
     async def _stop(self, *, kill: bool) -> int | None:
         """Waits for the worker to end (killing it first with `kill`, or after a timeout)."""

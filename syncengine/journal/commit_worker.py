@@ -19,7 +19,9 @@ The protocol, on the worker's standard input and output:
 - out: `ready` once the journal is open, then one line per message, `ok` when
   its transaction committed or `error <reason>` when it rolled back.
 
-A message is committed whole or not at all. Standard input ending (the
+A message is committed whole or not at all, in the order received; after one
+fails, none is committed any more (the sender may have sent more before it
+read the failure, and their checkpoints count on the failed rows). Standard input ending (the
 parent closed it, or died) ends the worker; a frame cut short by a parent's
 death is never committed. On Linux the worker also asks the kernel to kill it
 when its parent dies, so it never writes after the process that sent it work.
@@ -101,12 +103,20 @@ def serve(db: sqlite3.Connection, requests: BinaryIO, answers: BinaryIO) -> None
     """Commits messages until `requests` ends, answering each."""
     answers.write(READY)
     answers.flush()
+    failure: bytes | None = None
     while (message := read_frame(requests)) is not None:
+        if failure is not None:
+            # Later messages were sent before the sender learnt of the failure;
+            # their checkpoints assume the failed rows are durable.
+            answers.write(ERROR_PREFIX + b"not committed: an earlier commit failed: " + failure)
+            answers.flush()
+            continue
         try:
             commit(db, message)
         except (sqlite3.Error, orjson.JSONDecodeError, ValueError, TypeError) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
-            answers.write(ERROR_PREFIX + reason.encode(errors="replace") + b"\n")
+            failure = reason.encode(errors="replace") + b"\n"
+            answers.write(ERROR_PREFIX + failure)
         else:
             answers.write(OK)
         answers.flush()

@@ -170,9 +170,7 @@ class Journal:
         """
         now = time.time()
         if self._committer is not None:
-            message = commit_message(updates, checkpoints, high_water, now)
-            async with self._write_lock:
-                await self._committer.commit(message)
+            await asyncio.shield(self.apply_soon(updates, checkpoints, high_water))
             return
         statements = statement_runs(updates, now)
         marks = [(sid, cp.resume_after, cp.display, now) for sid, cp in checkpoints.items()]
@@ -184,6 +182,27 @@ class Journal:
                 await self._db.executemany(UPSERT_CHECKPOINT, marks)
             if highs:
                 await self._db.executemany(UPSERT_HIGH_WATER, highs)
+
+    @property
+    def pipelines(self) -> bool:
+        """True when `apply_soon` is available: group commits go to a commit process."""
+        return self._committer is not None
+
+    def apply_soon(
+        self,
+        updates: Sequence[RecordUpdate | SyncedRow],
+        checkpoints: Mapping[str, Checkpoint] = _NO_CHECKPOINTS,
+        high_water: Mapping[str, Checkpoint] = _NO_CHECKPOINTS,
+    ) -> asyncio.Future[None]:
+        """`apply`, sent now; the future completes once it is durable (FatalError if not).
+
+        Only with a commit process (`pipelines`). Group commits are made in
+        the order sent, and after one fails none later is, so the caller may
+        send the next before the last is answered.
+        """
+        assert self._committer is not None, "apply_soon needs a journal opened with commit_process"
+        message = commit_message(updates, checkpoints, high_water, time.time())
+        return self._committer.send(message)
 
     async def high_water(self, source_id: str) -> Checkpoint | None:
         """The furthest position of `source_id` whose outcome is journaled, or None."""

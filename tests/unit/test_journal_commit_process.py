@@ -86,24 +86,50 @@ async def test_worker_commits_whole_frames_and_never_a_cut_one(tmp_path: Path) -
         assert await journal.checkpoint("feed") == Checkpoint(10, 1)
 
 
-async def test_worker_refuses_a_bad_message_whole_and_serves_on(tmp_path: Path) -> None:
-    """One bad row rolls back its whole message, checkpoint included; the next one commits."""
+async def test_worker_refuses_a_bad_message_whole_and_every_later_one(tmp_path: Path) -> None:
+    """One bad row rolls back its whole message, checkpoint included, and no later
+    message commits: it was sent counting on the failed rows being durable."""
     path = tmp_path / "j.db"
     await _prepared(path)
+    first = commit_message([_synced(0)], {"feed": Checkpoint(5, 0)}, {}, 4.0)
     bad = commit_message([_synced(1), _failed(2, "lost")], {"feed": Checkpoint(10, 1)}, {}, 5.0)
-    good = commit_message([_synced(3)], {"feed": Checkpoint(30, 3)}, {}, 6.0)
+    later = commit_message([_synced(3)], {"feed": Checkpoint(30, 3)}, {}, 6.0)
     answers = io.BytesIO()
     db = open_journal(str(path))
     try:
-        serve(db, io.BytesIO(frame(bad) + frame(good)), answers)
+        serve(db, io.BytesIO(frame(first) + frame(bad) + frame(later)), answers)
     finally:
         db.close()
-    lines = answers.getvalue().splitlines()
-    assert lines[0] + b"\n" == READY
-    assert lines[1].startswith(b"error ")
-    assert b"CHECK constraint" in lines[1]
-    assert lines[2] + b"\n" == OK
-    assert [row[0] for row in _rows(path)] == ["Leads:3"]
+    lines = answers.getvalue().splitlines(keepends=True)
+    assert lines[:2] == [READY, OK]
+    assert lines[2].startswith(b"error ")
+    assert b"CHECK constraint" in lines[2]
+    assert lines[3].startswith(b"error not committed: an earlier commit failed: CHECK")
+    assert [row[0] for row in _rows(path)] == ["Leads:0"]
+    async with await Journal.open(path) as journal:
+        assert await journal.checkpoint("feed") == Checkpoint(5, 0)
+
+
+async def test_pipelined_commits_are_made_in_order_and_none_after_a_failure(
+    tmp_path: Path,
+) -> None:
+    """Several messages on their way at once: each future tells its own fate."""
+    path = tmp_path / "j.db"
+    async with await Journal.open(path, holder="t", commit_process=True) as journal:
+        sent = [
+            journal.apply_soon([_synced(n) for n in range(k * 100, k * 100 + 100)])
+            for k in range(5)
+        ]
+        sent.append(journal.apply_soon([_failed(900, "lost")], {"feed": Checkpoint(9, 9)}))
+        sent.append(journal.apply_soon([_synced(1000)], {"feed": Checkpoint(10, 10)}))
+        outcomes = await asyncio.gather(*sent, return_exceptions=True)
+        assert outcomes[:5] == [None] * 5
+        assert all(isinstance(outcome, FatalError) for outcome in outcomes[5:])
+        assert "CHECK constraint" in str(outcomes[6])
+        assert (await journal.counts())["synced"] == 500
+        assert await journal.checkpoint("feed") is None
+        with pytest.raises(FatalError):
+            await journal.apply([_synced(2000)])
 
 
 async def test_commit_process_writes_what_the_session_connection_writes(tmp_path: Path) -> None:
@@ -125,7 +151,7 @@ async def test_commit_process_writes_what_the_session_connection_writes(tmp_path
     assert results[1][1] == (Checkpoint(42, 7), Checkpoint(50, 8))
 
 
-async def test_refused_commit_is_fatal_names_the_journal_and_leaves_it_usable(
+async def test_refused_commit_is_fatal_names_the_journal_and_leaves_the_file_usable(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "j.db"
@@ -136,6 +162,7 @@ async def test_refused_commit_is_fatal_names_the_journal_and_leaves_it_usable(
         assert str(path) in message
         assert "\n" not in message
         assert await journal.checkpoint("feed") is None
+    async with await Journal.open(path, holder="t", commit_process=True) as journal:
         await journal.apply([_synced(3)], {"feed": Checkpoint(3, 3)})
         assert await journal.checkpoint("feed") == Checkpoint(3, 3)
 

@@ -100,6 +100,13 @@ async def test_apply_is_all_or_nothing(journal: Journal) -> None:
         await journal.apply([_update(2), bad], {"feed": Checkpoint(30, 3)})
     assert await journal.counts() == {"synced": 0, "pending": 1, "failed": 0}
     assert await journal.checkpoint("feed") == Checkpoint(10, 1)
+    if journal.pipelines:
+        # Later commits may already be on their way, counting on the failed
+        # rows: the commit process makes none after a failure.
+        with pytest.raises(FatalError, match="CHECK constraint"):
+            await journal.apply([_update(2)], {"feed": Checkpoint(20, 2)})
+        assert await journal.checkpoint("feed") == Checkpoint(10, 1)
+        return
     await journal.apply([_update(2)], {"feed": Checkpoint(20, 2)})  # still usable
     assert await journal.checkpoint("feed") == Checkpoint(20, 2)
 
