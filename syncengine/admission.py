@@ -41,21 +41,23 @@ class Admission:
 
     def take(self, batch: Batch) -> None:
         """Takes in one batch; a plain feed change (one position, a key) goes the short way."""
-        note_read, counts = self._watermark.note_read, self._recorder.counts
         plain: list[Change] = []
         for item in batch:
             if type(item) is Change and item.key is not None and len(item.positions) == 1:
-                note_read(item.positions[0])
                 plain.append(item)
                 continue
             if plain:  # the chunker must see changes in feed order
-                counts.read += len(plain)
-                self._chunker.add_many(plain)
+                self._take_plain(plain)
                 plain = []
             self._take_one(item)
         if plain:
-            counts.read += len(plain)
-            self._chunker.add_many(plain)
+            self._take_plain(plain)
+
+    def _take_plain(self, plain: list[Change]) -> None:
+        """A run of feed changes with one position and a key each, in feed order."""
+        self._watermark.note_read_many([change.positions[0] for change in plain])
+        self._recorder.counts.read += len(plain)
+        self._chunker.add_many(plain)
 
     def _take_one(self, item: Change | BadInput | AlreadySettled) -> None:
         counts = self._recorder.counts

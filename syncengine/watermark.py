@@ -68,6 +68,16 @@ class Watermark:
             raise ValueError(f"position ordinal {position.ordinal} read, expected {self._next}")
         self._next += 1
 
+    def note_read_many(self, positions: list[SourcePosition]) -> None:
+        """`note_read` for each of `positions`, in order (the admission of a batch)."""
+        expected = self._next
+        for position in positions:
+            if position.ordinal != expected:
+                self._next = expected
+                raise ValueError(f"position ordinal {position.ordinal} read, expected {expected}")
+            expected += 1
+        self._next = expected
+
     def note_finished(self, position: SourcePosition) -> None:
         """Record that `position`'s outcome is durable; any order, repeats ignored.
 

@@ -14,8 +14,9 @@ sessions we build, deliberately:
 
 The price is one record attempt when a stale pooled connection is reused; the
 pool's keep-alive (15 s) stays short of usual server idle timeouts to make that
-rare. Whatever the session, `SendTrace` counts connections taken per logical
-request, so a resend (by a session built elsewhere) is still counted.
+rare. In a session that does resend (built elsewhere, or with
+`retry_dropped_puts`), `send_trace_config` lets `SendTrace` count connections
+taken per logical request, so a resend is still counted.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def make_session(
     session = aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout_s),
-        trace_configs=[send_trace_config()],
+        # Tracing costs every request a round of signals; it is only worth it
+        # where aiohttp may resend.
+        trace_configs=[send_trace_config()] if retry_dropped_puts else None,
         raise_for_status=False,
     )
     # No public switch exists; `_retry_connection` is a declared session attribute.

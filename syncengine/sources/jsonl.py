@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import itertools
 import os
 from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
@@ -128,26 +129,50 @@ class JsonlSource:
         return sample_estimate(self.path, file_start(start)[0])
 
     def _batches(self, handle: BinaryIO, offset: int, line_number: int) -> Iterator[list[Item]]:
-        batch: list[Item] = []
+        """The items from `offset` on, in batches of at most `batch_items`."""
+        items = self._items(handle, offset, line_number)
+        while batch := list(itertools.islice(items, self._batch_items)):
+            yield batch
+
+    def _items(self, handle: BinaryIO, offset: int, line_number: int) -> Iterator[Item]:
+        """One item per non-blank line from `offset` on.
+
+        The bulk of a migration is bare records with a string id in a UTF-8
+        file: those become changes right here, with the key `build_change`
+        would give them, because this loop runs for every line and two calls
+        less per line is a sixth of the reader's time. Anything else goes
+        through `_parse` and `from_json` with all their checks.
+        """
         ordinal = 0
-        parse = self._parse
-        size = self._batch_items
+        utf8 = self._utf8
+        module, operation = self._defaults.module, self._defaults.operation
+        trigger, key_prefix = self._defaults.trigger, self._defaults.module + ":"
+        loads, undecodable = orjson.loads, orjson.JSONDecodeError
         for raw in handle:
             offset += len(raw)
             line_number += 1
+            if utf8:
+                try:
+                    obj = loads(raw)
+                except undecodable:
+                    obj = None
+                if type(obj) is dict and "record" not in obj:
+                    record_id = obj.get("id")
+                    if type(record_id) is str and record_id and len(obj) > 1:
+                        position = SourcePosition(ordinal, offset, line_number)
+                        yield Change(
+                            module, operation, obj, key_prefix + record_id, [position], trigger
+                        )
+                        ordinal += 1
+                        continue
             if raw.isspace():
                 continue
-            item = parse(raw, SourcePosition(ordinal, offset, line_number))
+            item = self._parse(raw, SourcePosition(ordinal, offset, line_number))
             if type(item) is BadInput and _is_incomplete(raw, item):
                 _log.warning("source.incomplete_last_line", path=str(self.path), line=line_number)
-                break
-            batch.append(item)
+                return
+            yield item
             ordinal += 1
-            if len(batch) >= size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
 
     def _parse(self, raw: bytes, position: SourcePosition) -> Change | BadInput:
         try:

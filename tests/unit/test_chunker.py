@@ -176,6 +176,23 @@ def test_complete_many_of_change_not_handed_out_raises() -> None:
         chunker.complete_many([second])
 
 
+def test_complete_many_stops_at_the_first_change_not_handed_out() -> None:
+    """Changes before the bad one are completed; those after it stay handed out."""
+    chunker = Chunker()
+    changes = [make(f"Leads:{n}") for n in range(5)]
+    chunker.add_many(changes)
+    chunker.pop_ready(flush=True)
+    chunker.complete(changes[2])
+    with pytest.raises(ValueError, match="'Leads:2' is not handed out"):
+        chunker.complete_many(changes)
+    assert chunker.in_flight == 2
+    assert chunker.in_flight_keys == 2
+    assert not chunker.holds("Leads:0")
+    assert chunker.holds("Leads:3")
+    chunker.complete_many([changes[3], changes[4]])
+    assert chunker.idle
+
+
 def test_idle_only_when_nothing_buffered_or_in_flight() -> None:
     """`idle` is false while a change is buffered or handed out, true after completion."""
     chunker = Chunker()

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import tempfile
 from pathlib import Path
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from syncengine.errors import ConfigError, FatalError
-from syncengine.model import BadInput, Change, Operation
+from syncengine.model import BadInput, Change, Operation, SourcePosition
 from syncengine.sources.base import Checkpoint, Item
 from syncengine.sources.jsonl import JsonlSource
-from syncengine.sources.records import RecordDefaults
+from syncengine.sources.records import RecordDefaults, from_json
 
 DEFAULTS = RecordDefaults("Leads", Operation.UPDATE, ())
 
@@ -180,3 +185,49 @@ def test_estimate_total_extrapolates_from_a_sample(tmp_path: Path) -> None:
     estimate = source.estimate_total(None)
     assert estimate is not None
     assert abs(estimate - 20_000) < 2_000
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text("abcé$_ 0", max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text("abc_$", max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_LINES = st.lists(
+    st.one_of(
+        st.fixed_dictionaries(
+            {"id": st.text("0123456789", max_size=4)},
+            optional={"Company": _JSON_VALUES, "record": _JSON_VALUES, "$x": _JSON_VALUES},
+        ),
+        st.dictionaries(st.sampled_from(["id", "Email", "record", "module"]), _JSON_VALUES),
+        _JSON_VALUES,
+    ).map(orjson.dumps)
+    | st.sampled_from([b"{oops", b"   ", b"\xff\xfe", b""]),
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines=_LINES)
+def test_the_reader_shortcut_agrees_with_from_json(lines: list[bytes]) -> None:
+    """Whatever the line, the reader gives what `from_json` (or the bad-input path) gives."""
+    with tempfile.TemporaryDirectory() as folder:
+        source = JsonlSource(Path(folder) / "feed.jsonl", DEFAULTS)
+        source.path.write_bytes(b"".join(line + b"\n" for line in lines))
+        items = asyncio.run(collect(source))
+    expected: list[Item] = []
+    offset = 0
+    for number, line in enumerate(lines, start=1):
+        offset += len(line) + 1
+        if not line.strip():
+            continue
+        position = SourcePosition(len(expected), offset, number)
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            expected.append(source._parse(line + b"\n", position))
+            continue
+        expected.append(from_json(obj, position, DEFAULTS))
+    assert items == expected

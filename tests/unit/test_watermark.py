@@ -46,6 +46,18 @@ def test_gap_in_read_ordinals_raises() -> None:
         mark.note_read(pos(2))
 
 
+def test_reading_a_run_checks_every_ordinal() -> None:
+    """A run read at once is held to the same rule, up to the first bad ordinal."""
+    mark = Watermark(None)
+    mark.note_read_many([pos(0), pos(1), pos(2)])
+    assert mark.next_ordinal == 3
+    with pytest.raises(ValueError, match="ordinal 5 read, expected 4"):
+        mark.note_read_many([pos(3), pos(5), pos(6)])
+    assert mark.next_ordinal == 4  # pos(3) was read; nothing after the gap
+    mark.note_read(pos(4))
+    assert mark.outstanding == 5
+
+
 def test_finishing_unread_position_raises() -> None:
     """A position cannot finish before it was read."""
     mark = Watermark(None)
