@@ -180,6 +180,23 @@ async def test_a_killed_worker_makes_every_later_commit_fatal(tmp_path: Path) ->
     assert [row[0] for row in _rows(path)] == ["Leads:1"]
 
 
+async def test_the_worker_outlives_signals_meant_for_the_whole_group(tmp_path: Path) -> None:
+    """Ctrl-C or a service manager's SIGTERM reach every process of the group; the pass
+    still has outcomes to commit while it stops, so the worker leaves stopping to it."""
+    path = tmp_path / "j.db"
+    async with await Journal.open(path, holder="t", commit_process=True) as journal:
+        await journal.apply([_synced(1)])
+        committer = journal._committer
+        assert committer is not None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            os.kill(committer._process.pid, signum)
+        await asyncio.sleep(0.2)
+        await journal.apply([_synced(2)])
+        assert committer._process.returncode is None
+    assert committer._process.returncode == 0
+    assert [row[0] for row in _rows(path)] == ["Leads:1", "Leads:2"]
+
+
 async def test_a_cancelled_apply_is_committed_whole_and_the_next_waits_for_it(
     tmp_path: Path,
 ) -> None:
