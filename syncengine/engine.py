@@ -34,6 +34,7 @@ from syncengine.chunker import Chunker
 from syncengine.crm.client import WriteRequest
 from syncengine.engine_settings import EngineSettings
 from syncengine.errors import FatalError
+from syncengine.flusher import Flusher, wait_event
 from syncengine.intake import END, Intake
 from syncengine.journal import Journal
 from syncengine.lag import ReadTimes
@@ -52,19 +53,6 @@ from syncengine.sources.base import Source
 from syncengine.watermark import Watermark
 
 log = structlog.get_logger("syncengine.engine")
-
-
-async def wait_event(event: asyncio.Event, timeout_s: float | None) -> None:
-    """Waits until `event` is set or `timeout_s` passes (None: no limit).
-
-    `asyncio.timeout` rather than `wait_for`: it wraps no inner task, so a
-    cancellation arriving as the timeout fires is never lost (Python 3.11).
-    """
-    try:
-        async with asyncio.timeout(timeout_s):
-            await event.wait()
-    except TimeoutError:
-        return
 
 
 class Writer(Protocol):
@@ -117,7 +105,7 @@ class Engine:
         self._send_q: asyncio.Queue[Chunk | None] = asyncio.Queue()
         self._flight = _Flight()
         self._ready: deque[Chunk] = deque()
-        self._flush_now = asyncio.Event()
+        self._flusher: Flusher | None = None
         self._retries = RetrySchedule()
         self._fatal: BaseException | None = None
         self._watermark: Watermark | None = None
@@ -129,7 +117,6 @@ class Engine:
         #: At most this many records are ever sent-but-not-journaled: one full
         #: round in flight and one round of answers waiting for the group commit.
         self._max_unjournaled = 2 * settings.workers * MAX_CHUNK_RECORDS
-        self._closing = False
         self.stopped_early = False
 
     @property
@@ -175,7 +162,13 @@ class Engine:
             asyncio.create_task(self._send_loop(), name=f"engine.send.{index}")
             for index in range(self._settings.workers)
         ]
-        flusher = asyncio.create_task(self._flush_loop(), name="engine.flush")
+        self._flusher = Flusher(
+            self._recorder,
+            interval_s=self._settings.flush_interval_s,
+            on_durable=self._wake.set,  # the dispatcher may be holding chunks back for it
+            on_failure=self._on_flush_failure,
+        )
+        flusher = asyncio.create_task(self._flusher.run(), name="engine.flush")
         stop_watch = asyncio.create_task(self._wake_on(stop), name="engine.stop_watch")
         if self._settings.follow_poll_interval_s is not None:
             redrive = self._intake.redrive(
@@ -392,7 +385,7 @@ class Engine:
         )
         self._retries.push(change, due_at=time.monotonic() + delay_s)
 
-    # -- senders and flusher --------------------------------------------------
+    # -- senders --------------------------------------------------------------
 
     async def _send_loop(self) -> None:
         """One sender: takes a chunk, asks the CRM, hands the outcomes back."""
@@ -417,43 +410,10 @@ class Engine:
         )
 
     def _wake_flusher(self) -> None:
-        self._flush_now.set()
-
-    async def _flush_loop(self) -> None:
-        """Group commit: every `flush_interval_s`, or sooner when rows pile up.
-
-        It ends when `_closing` is set rather than by cancellation, so a flush
-        is never cut in half; shutdown then makes the last one itself.
-        """
-        assert self._recorder is not None
-        while not self._closing:
-            await wait_event(self._flush_now, self._settings.flush_interval_s)
-            self._flush_now.clear()
-            try:
-                if self._recorder.pipelined:
-                    # Sent now, durable later: the next flush need not wait for it.
-                    durable = self._recorder.flush_soon()
-                    if durable is not None:
-                        durable.add_done_callback(self._on_durable)
-                    continue
-                await self._recorder.flush()
-            except Exception as exc:  # noqa: BLE001 - the pass must end, not wait for a flush
-                self._on_flush_failure(exc)
-                return
-            self._wake.set()  # the dispatcher may be holding chunks back for this
-
-    def _on_durable(self, durable: asyncio.Future[None]) -> None:
-        if durable.cancelled():
-            return
-        error = durable.exception()
-        if error is not None:
-            self._on_flush_failure(error)
-        else:
-            self._wake.set()  # the dispatcher may be holding chunks back for this
+        if self._flusher is not None:
+            self._flusher.wake()
 
     def _on_flush_failure(self, error: BaseException) -> None:
-        """Nothing is lost: the checkpoint stayed where the last durable commit left
-        it, and the next pass reads on from there; this one must end, not wait."""
         self._fail(error)
         self._wake.set()
 
@@ -476,8 +436,8 @@ class Engine:
             task.cancel()
         await asyncio.gather(reader, *senders, return_exceptions=True)
         self._take_results_after_stop()
-        self._closing = True
-        self._flush_now.set()
+        assert self._flusher is not None
+        self._flusher.close()
         await asyncio.gather(flusher, return_exceptions=True)
         await self._recorder.flush()
 
