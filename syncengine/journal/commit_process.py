@@ -87,7 +87,10 @@ class CommitProcess:
         self._answers: deque[asyncio.Future[None]] = deque()
         self._broken: str | None = None
         self._closing = False
+        self._last_complaint = ""
         self._reader = asyncio.create_task(self._read_answers(), name="journal.commit_answers")
+        # Read all along, so a worker that writes to standard error never blocks on a full pipe.
+        self._complaints = asyncio.create_task(self._read_stderr(), name="journal.commit_stderr")
 
     @classmethod
     async def start(cls, path: Path) -> Self:
@@ -182,14 +185,21 @@ class CommitProcess:
         return f"journal {self.path}: the commit process ended ({ending})"
 
     async def _last_error_line(self) -> str:
-        stderr = self._process.stderr
-        if stderr is None:
-            return ""
+        """The worker's last words on standard error (a traceback's last line, say)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
-                lines = (await stderr.read()).decode(errors="replace").strip().splitlines()
-                return lines[-1].strip() if lines else ""
-        return ""
+                await asyncio.shield(self._complaints)
+        return self._last_complaint
+
+    async def _read_stderr(self) -> None:
+        stderr = self._process.stderr
+        assert stderr is not None
+        tail = b""
+        while chunk := await stderr.read(4096):
+            tail = (tail + chunk)[-2000:]
+            lines = tail.decode(errors="replace").strip().splitlines()
+            if lines:
+                self._last_complaint = lines[-1].strip()[:500]
 
     async def close(self) -> None:
         """Lets the messages under way be answered, then ends the worker; safe to call twice."""
@@ -204,6 +214,8 @@ class CommitProcess:
         await self._stop(kill=False)
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._complaints
 
     async def _stop(self, *, kill: bool) -> int | None:
         """Waits for the worker to end (killing it first with `kill`, or after a timeout)."""

@@ -17,7 +17,7 @@ import pytest
 
 from syncengine.errors import FatalError
 from syncengine.journal import Journal, RecordUpdate, SyncedRow
-from syncengine.journal.commit_process import commit_message
+from syncengine.journal.commit_process import CommitProcess, commit_message
 from syncengine.journal.commit_worker import OK, READY, frame, open_journal, serve
 from syncengine.model import Operation, RecordState
 from syncengine.sources.base import Checkpoint
@@ -269,3 +269,31 @@ def test_the_worker_dies_with_its_parent(tmp_path: Path) -> None:
     while not _gone(worker_pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert _gone(worker_pid)
+
+
+_LOUD_WORKER = """
+import sys
+sys.stderr.write("noise " * 40_000 + "\\n")  # far more than a pipe holds
+sys.stderr.write("boom: the last words\\n")
+sys.stderr.flush()
+sys.stdout.write("ready\\n")
+sys.stdout.flush()
+sys.stdin.buffer.read(4)
+sys.exit(7)
+"""
+
+
+async def test_a_worker_is_never_blocked_by_its_own_standard_error(tmp_path: Path) -> None:
+    """Whatever it writes there is drained; its last line explains its end."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _LOUD_WORKER,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    committer = CommitProcess(process, tmp_path / "j.db")
+    with pytest.raises(FatalError, match=r"exit status 7: boom: the last words"):
+        await asyncio.wait_for(committer.commit(commit_message([_synced(1)], {}, {}, 1.0)), 10)
+    await committer.close()
