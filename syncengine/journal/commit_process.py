@@ -32,6 +32,7 @@ from syncengine.sources.base import Checkpoint
 #: How long the worker may take to open the journal, and to finish after its input ends.
 _START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 15.0
+_KILL_GRACE_S = 2.0
 
 #: Where `syncengine` is imported from here, so the worker imports the same code.
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(syncengine.__file__)))
@@ -218,13 +219,17 @@ class CommitProcess:
             await self._complaints
 
     async def _stop(self, *, kill: bool) -> int | None:
-        """Waits for the worker to end (killing it first with `kill`, or after a timeout)."""
+        """Waits for the worker to end; kills it if it has not within a grace period.
+
+        `kill` asks for a short grace (the worker stopped answering and is
+        most likely ending by itself). Killing only after waiting matters:
+        asyncio's `kill` polls the process first, which reaps one that has
+        just ended behind the child watcher's back, and its exit status is
+        then lost.
+        """
         process = self._process
-        if process.returncode is None and kill:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
         try:
-            async with asyncio.timeout(_STOP_TIMEOUT_S):
+            async with asyncio.timeout(_KILL_GRACE_S if kill else _STOP_TIMEOUT_S):
                 return await process.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
