@@ -168,10 +168,10 @@ class Journal:
         `updates` may mix `RecordUpdate`s and lean `SyncedRow` tuples (the
         bulk of a migration); they are written in their order.
         """
-        now = time.time()
         if self._committer is not None:
             await asyncio.shield(self.apply_soon(updates, checkpoints, high_water))
             return
+        now = time.time()
         statements = statement_runs(updates, now)
         marks = [(sid, cp.resume_after, cp.display, now) for sid, cp in checkpoints.items()]
         highs = [(sid, cp.resume_after, cp.display, now) for sid, cp in high_water.items()]
