@@ -9,19 +9,19 @@ Errors are printed as one line on standard error; JSON goes to standard out.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import click
 import orjson
 
 from syncengine import __version__
 from syncengine.config import Config, load_config
-from syncengine.demo import demo
 from syncengine.errors import ConfigError, FatalError, JournalLockedError, SyncError
 from syncengine.journal import Journal
 from syncengine.logs import LogFormat, configure_logging, scrub
@@ -35,7 +35,6 @@ from syncengine.pipeline import (
 )
 from syncengine.progress import progress_bar
 from syncengine.reports import format_failures, format_status, status_document
-from syncengine.sim.command import sim
 from syncengine.sources import open_source
 
 T = TypeVar("T")
@@ -115,7 +114,34 @@ def _run_async(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
         fail("interrupted; the checkpoint is saved", EXIT_INTERRUPTED)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A command group whose heavier commands are imported only when they run.
+
+    `demo` and `sim` bring the simulator's web server with them; a cron job
+    running `run` every minute should not pay for importing it (click's
+    documented pattern for lazily loaded subcommands).
+    """
+
+    #: Command name -> "module:attribute" of its click command.
+    lazy_commands: ClassVar[dict[str, str]] = {
+        "demo": "syncengine.demo:demo",
+        "sim": "syncengine.sim.command:sim",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy_commands])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self.lazy_commands.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attribute = target.split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="syncengine")
 @click.option(
     "--log-format",
@@ -244,10 +270,6 @@ def retry(config_path: Path, code: str | None, ids: tuple[str, ...]) -> None:
             f"{stuck} record(s) came from feed lines that could not be used (BAD_INPUT): "
             "fix them in the feed; they cannot be re-sent as they are."
         )
-
-
-cli.add_command(sim)
-cli.add_command(demo)
 
 
 def main() -> None:

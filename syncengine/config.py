@@ -15,22 +15,20 @@ Secret values (`crm.client_id`, `crm.client_secret`, `crm.refresh_token`,
 from __future__ import annotations
 
 import codecs
-import difflib
-import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
+from syncengine.config_table import ConfigTable
 from syncengine.errors import ConfigError
 from syncengine.model import Operation
 
 SourceType = Literal["jsonl", "csv", "sqlite", "postgres"]
-_T = TypeVar("_T")
 
 _SOURCE_TYPES = ("jsonl", "csv", "sqlite", "postgres")
 _TRIGGERS = ("workflow", "approval", "blueprint")
@@ -129,141 +127,6 @@ _TABLE_CLASSES: dict[str, type[Any]] = {
 }
 
 
-class _Table:
-    """One TOML table being read: typed getters that name the dotted key in errors."""
-
-    def __init__(self, data: Mapping[str, Any], prefix: str, file: Path) -> None:
-        self._data = data
-        self._prefix = prefix
-        self.file = file
-
-    def error(self, key: str, message: str) -> ConfigError:
-        """A one-line error naming the file and this table's `key`."""
-        dotted = f"{self._prefix}.{key}" if self._prefix else key
-        return ConfigError(f"{self.file}: {dotted}: {message}")
-
-    def get(self, key: str) -> Any:
-        """The raw value, or None when absent (TOML has no null, so None is unambiguous)."""
-        return self._data.get(key)
-
-    def table(self, key: str) -> _Table:
-        """A sub-table; absent means empty, so every key takes its default."""
-        value = self.get(key)
-        if value is not None and not isinstance(value, dict):
-            raise self.error(key, "must be a table")
-        return _Table(value or {}, key, self.file)
-
-    def reject_unknown(self, known: Sequence[str]) -> None:
-        """Reject keys not in `known`, suggesting the closest: typos must not pass silently.
-
-        Runs before any value is checked, so a misspelt key is reported as
-        such rather than as its correct spelling being required.
-        """
-        for key in self._data:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise self.error(key, f"unknown key{hint}")
-
-    def required(self, key: str, value: _T | None) -> _T:
-        """`value`, which a getter returned for `key`; raises when the key was absent."""
-        if value is None:
-            raise self.error(key, "is required")
-        return value
-
-    def string(self, key: str) -> str | None:
-        """A non-empty string, or None when absent.
-
-        Its value is never echoed in an error, so secrets go through here.
-        """
-        value = self.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise self.error(key, "must be a string")
-        if not value:
-            raise self.error(key, "must not be empty")
-        return value
-
-    def matching(self, key: str, pattern: re.Pattern[str]) -> str | None:
-        """A string that fully matches `pattern` (names and identifiers), or None."""
-        value = self.string(key)
-        if value is not None and not pattern.fullmatch(value):
-            raise self.error(key, f"{value!r} is not a valid name")
-        return value
-
-    def choice(self, key: str, choices: tuple[str, ...]) -> str | None:
-        """One of `choices`, or None when absent."""
-        value = self.string(key)
-        if value is not None and value not in choices:
-            raise self.error(key, f"must be one of {', '.join(choices)}; got {value!r}")
-        return value
-
-    def url(self, key: str) -> str:
-        """A required http(s) URL without credentials, query or fragment; trailing slash dropped."""
-        value = self.required(key, self.string(key))
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise self.error(key, f"must be an http or https URL; got {value!r}")
-        if parts.username or parts.password:
-            raise self.error(key, "must not contain credentials")
-        if parts.query or parts.fragment:
-            raise self.error(key, f"must not have a query or fragment; got {value!r}")
-        return value.rstrip("/")
-
-    def path(self, key: str, base: Path) -> Path | None:
-        """A file path (relative ones resolve against `base`, the config's folder), or None."""
-        value = self.string(key)
-        return None if value is None else (base / Path(value).expanduser()).resolve()
-
-    def integer(self, key: str, *, low: int, high: int | None = None) -> int | None:
-        """An integer in low..high (booleans are not integers here), or None."""
-        value = self.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise self.error(key, "must be an integer")
-        if value < low or (high is not None and value > high):
-            bounds = f">= {low}" if high is None else f"between {low} and {high}"
-            raise self.error(key, f"must be {bounds}; got {value}")
-        return value
-
-    def number(self, key: str, *, positive: bool = True) -> float | None:
-        """A finite number (> 0 when `positive`, else >= 0), or None when absent."""
-        value = self.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise self.error(key, "must be a number")
-        if not math.isfinite(value) or value < 0 or (positive and value == 0):
-            raise self.error(key, f"must be {'> 0' if positive else '>= 0'}; got {value}")
-        return float(value)
-
-    def boolean(self, key: str) -> bool | None:
-        """true or false, or None when absent."""
-        value = self.get(key)
-        if value is not None and not isinstance(value, bool):
-            raise self.error(key, "must be true or false")
-        return value
-
-    def string_list(
-        self, key: str, *, pattern: re.Pattern[str] | None = None, choices: tuple[str, ...] = ()
-    ) -> tuple[str, ...] | None:
-        """A list of distinct strings (each matching `pattern` or in `choices`), or None."""
-        value = self.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise self.error(key, "must be a list of strings")
-        for item in value:
-            if (pattern and not pattern.fullmatch(item)) or (choices and item not in choices):
-                allowed = f" (one of {', '.join(choices)})" if choices else ""
-                raise self.error(key, f"{item!r} is not allowed{allowed}")
-        if len(set(value)) != len(value):
-            raise self.error(key, "must not repeat a value")
-        return tuple(value)
-
-
 def _interpolate(value: Any, dotted: str, file: Path, environ: Mapping[str, str]) -> Any:
     """`value` with every `${NAME}` in its strings replaced from `environ`."""
     if isinstance(value, str):
@@ -294,7 +157,7 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
     path = path.expanduser().absolute()
     raw = _read_toml(path)
     data = _interpolate(raw, "", path, os.environ if environ is None else environ)
-    root = _Table(data, "", path)
+    root = ConfigTable(data, "", path)
     root.reject_unknown(_TABLES)
     tables = {name: root.table(name) for name in _TABLES}
     for name, table in tables.items():
@@ -327,7 +190,7 @@ def _present(**values: Any) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
 
 
-def _source(table: _Table, base: Path) -> SourceConfig:
+def _source(table: ConfigTable, base: Path) -> SourceConfig:
     kind = table.required("type", table.choice("type", _SOURCE_TYPES))
     if kind == "postgres":
         return _postgres_source(table)
@@ -354,7 +217,7 @@ def _source(table: _Table, base: Path) -> SourceConfig:
     )
 
 
-def _postgres_source(table: _Table) -> SourceConfig:
+def _postgres_source(table: ConfigTable) -> SourceConfig:
     """`[source]` for a PostgreSQL change table: dsn, table, cursor and an optional channel.
 
     Names are checked against a strict identifier pattern (they are quoted
@@ -381,7 +244,7 @@ def _postgres_source(table: _Table) -> SourceConfig:
     )
 
 
-def _check_encoding(table: _Table, encoding: str) -> None:
+def _check_encoding(table: ConfigTable, encoding: str) -> None:
     """Feeds are cut at newline bytes, so the encoding must keep ASCII as ASCII."""
     try:
         codecs.lookup(encoding)
@@ -392,7 +255,7 @@ def _check_encoding(table: _Table, encoding: str) -> None:
         raise table.error("encoding", f"{encoding!r} is not ASCII-compatible; use utf-8")
 
 
-def _crm(table: _Table) -> CrmConfig:
+def _crm(table: ConfigTable) -> CrmConfig:
     operation = table.choice("operation", tuple(Operation))
     return CrmConfig(
         api_domain=table.url("api_domain"),
@@ -413,7 +276,7 @@ def _crm(table: _Table) -> CrmConfig:
     )
 
 
-def _limits(table: _Table) -> LimitsConfig:
+def _limits(table: ConfigTable) -> LimitsConfig:
     limits = LimitsConfig(
         **_present(
             concurrency=table.integer("concurrency", low=1, high=100),
@@ -430,12 +293,12 @@ def _limits(table: _Table) -> LimitsConfig:
     return limits
 
 
-def _journal(table: _Table, base: Path) -> JournalConfig:
+def _journal(table: ConfigTable, base: Path) -> JournalConfig:
     # Next to the config by default, so each config gets its own journal.
     return JournalConfig(path=table.path("path", base) or (base / "syncengine.db").resolve())
 
 
-def _daemon(table: _Table) -> DaemonConfig:
+def _daemon(table: ConfigTable) -> DaemonConfig:
     return DaemonConfig(
         **_present(
             linger_ms=table.integer("linger_ms", low=0),

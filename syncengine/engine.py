@@ -24,16 +24,12 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import structlog
 
 from syncengine.admission import Admission
 from syncengine.chunker import Chunker
-from syncengine.crm.client import WriteRequest
 from syncengine.engine_settings import EngineSettings
-from syncengine.errors import FatalError
 from syncengine.flusher import Flusher, wait_event
 from syncengine.intake import END, Intake
 from syncengine.journal import Journal
@@ -49,28 +45,11 @@ from syncengine.recorder import PassCounts, Recorder
 from syncengine.replay import ReplayWindow
 from syncengine.retry import backoff_s
 from syncengine.retry_schedule import RetrySchedule
+from syncengine.senders import Senders, Writer
 from syncengine.sources.base import Source
 from syncengine.watermark import Watermark
 
 log = structlog.get_logger("syncengine.engine")
-
-
-class Writer(Protocol):
-    """What the engine needs of the CRM client."""
-
-    async def write(self, request: WriteRequest) -> list[RecordOutcome]:
-        """One outcome per record of `request`, in order."""
-        ...
-
-
-@dataclass(slots=True)
-class _Flight:
-    """Chunks handed to senders and the outcomes that came back."""
-
-    handed_out: int = 0
-    #: Records in the chunks handed out, answered or not.
-    records: int = 0
-    results: deque[tuple[Chunk, list[RecordOutcome]]] = field(default_factory=deque)
 
 
 class Engine:
@@ -87,7 +66,6 @@ class Engine:
         rng: random.Random | None = None,
     ) -> None:
         self._journal = journal
-        self._writer = writer
         self._settings = settings
         self._source = source
         self._clock = clock
@@ -99,11 +77,17 @@ class Engine:
             source,
             batches=settings.intake_batches,
             follow_poll_interval_s=settings.follow_poll_interval_s,
-            wake=self._wake_dispatcher,
+            wake=self._wake.set,
             fail=self._fail,
         )
-        self._send_q: asyncio.Queue[Chunk | None] = asyncio.Queue()
-        self._flight = _Flight()
+        self._senders = Senders(
+            writer,
+            workers=settings.workers,
+            apply_feature_execution=settings.apply_feature_execution,
+            duplicate_check_fields=settings.duplicate_check_fields,
+            on_answer=self._wake.set,
+            on_fatal=self._fail_and_wake,
+        )
         self._ready: deque[Chunk] = deque()
         self._flusher: Flusher | None = None
         self._retries = RetrySchedule()
@@ -127,7 +111,7 @@ class Engine:
     @property
     def in_flight(self) -> int:
         """Chunks handed to senders and not yet answered."""
-        return self._flight.handed_out
+        return self._senders.handed_out
 
     async def run(self, stop: asyncio.Event) -> PassCounts:
         """Drain pending records and the feed; returns the counts of this pass.
@@ -158,15 +142,12 @@ class Engine:
         reader = asyncio.create_task(
             self._intake.read(start, self._replay, stop), name="engine.read"
         )
-        senders = [
-            asyncio.create_task(self._send_loop(), name=f"engine.send.{index}")
-            for index in range(self._settings.workers)
-        ]
+        workers = self._senders.start()
         self._flusher = Flusher(
             self._recorder,
             interval_s=self._settings.flush_interval_s,
             on_durable=self._wake.set,  # the dispatcher may be holding chunks back for it
-            on_failure=self._on_flush_failure,
+            on_failure=self._fail_and_wake,
         )
         flusher = asyncio.create_task(self._flusher.run(), name="engine.flush")
         stop_watch = asyncio.create_task(self._wake_on(stop), name="engine.stop_watch")
@@ -177,18 +158,15 @@ class Engine:
                 is_held=self._holds,
                 settle=self._recorder.flush,
             )
-            senders.append(asyncio.create_task(redrive, name="engine.redrive"))
+            workers.append(asyncio.create_task(redrive, name="engine.redrive"))
         try:
             await self._dispatch(stop)
         finally:
             stop_watch.cancel()
-            await self._shutdown(reader, senders, flusher)
+            await self._shutdown(reader, workers, flusher)
         if self._fatal is not None:
             raise self._fatal
         return self._recorder.counts
-
-    def _wake_dispatcher(self) -> None:
-        self._wake.set()
 
     def _fail(self, error: BaseException) -> None:
         self._fatal = self._fatal or error
@@ -252,7 +230,7 @@ class Engine:
         if self._drain_deadline is None:
             self._drain_deadline = now + self._settings.grace_s
         self._hand_out(flush=True)
-        if (not self._ready and self._flight.handed_out == 0) or now >= self._drain_deadline:
+        if (not self._ready and self._senders.handed_out == 0) or now >= self._drain_deadline:
             return True
         await self._sleep_until_woken(self._drain_deadline - now)
         return False
@@ -262,8 +240,7 @@ class Engine:
             self._chunker.idle
             and not self._ready
             and not self._retries
-            and self._flight.handed_out == 0
-            and not self._flight.results
+            and self._senders.handed_out == 0
         )
 
     async def _sleep_until_woken(self, timeout_s: float | None) -> None:
@@ -321,31 +298,23 @@ class Engine:
         still in the chunker can absorb later changes to its records.
         """
         assert self._recorder is not None
-        while self._flight.handed_out < self._settings.workers:
+        while self._senders.has_room:
             if not self._ready:
                 self._ready.extend(self._chunker.pop_ready(flush=flush))
                 if not self._ready:
                     return
             chunk = self._ready[0]
-            undurable = self._recorder.backlog + self._flight.records
+            undurable = self._recorder.backlog + self._senders.records
             if undurable and undurable + len(chunk.changes) > self._max_unjournaled:
                 # Records sent or answered but not yet journaled are what a
                 # crash would make us send again: keep them under the bound.
                 self._wake_flusher()
                 return
-            self._ready.popleft()
-            for change in chunk.changes:
-                change.attempts += 1  # an attempt counts when it starts
-            self._flight.handed_out += 1
-            self._flight.records += len(chunk.changes)
-            self._send_q.put_nowait(chunk)
+            self._senders.hand(self._ready.popleft())
 
     def _take_results(self) -> None:
         assert self._recorder is not None
-        while self._flight.results:
-            chunk, outcomes = self._flight.results.popleft()
-            self._flight.handed_out -= 1
-            self._flight.records -= len(chunk.changes)
+        for chunk, outcomes in self._senders.take_answered():
             others = self._recorder.synced_many(chunk.changes, outcomes)
             if not others:  # the common case: the whole chunk synced
                 self._chunker.complete_many(chunk.changes)
@@ -385,35 +354,11 @@ class Engine:
         )
         self._retries.push(change, due_at=time.monotonic() + delay_s)
 
-    # -- senders --------------------------------------------------------------
-
-    async def _send_loop(self) -> None:
-        """One sender: takes a chunk, asks the CRM, hands the outcomes back."""
-        while (chunk := await self._send_q.get()) is not None:
-            try:
-                outcomes = await self._writer.write(self._request(chunk))
-            except FatalError as exc:
-                self._fatal = self._fatal or exc
-                self._wake.set()
-                return
-            self._flight.results.append((chunk, outcomes))
-            self._wake.set()
-
-    def _request(self, chunk: Chunk) -> WriteRequest:
-        return WriteRequest(
-            module=chunk.group.module,
-            operation=chunk.group.operation,
-            records=[change.record for change in chunk.changes],
-            trigger=chunk.group.trigger,
-            apply_feature_execution=self._settings.apply_feature_execution,
-            duplicate_check_fields=self._settings.duplicate_check_fields,
-        )
-
     def _wake_flusher(self) -> None:
         if self._flusher is not None:
             self._flusher.wake()
 
-    def _on_flush_failure(self, error: BaseException) -> None:
+    def _fail_and_wake(self, error: BaseException) -> None:
         self._fail(error)
         self._wake.set()
 
@@ -428,9 +373,8 @@ class Engine:
         """Stop intake, let handed-out chunks finish within the grace period, journal them."""
         assert self._recorder is not None
         reader.cancel()
-        for _ in senders:
-            self._send_q.put_nowait(None)  # one stop sentinel per sender
-        if self._flight.handed_out and self._fatal is None:
+        self._senders.stop()
+        if self._senders.handed_out and self._fatal is None:
             await self._await_in_flight()
         for task in senders:
             task.cancel()
@@ -443,10 +387,10 @@ class Engine:
 
     async def _await_in_flight(self) -> None:
         deadline = time.monotonic() + self._settings.grace_s
-        while self._flight.handed_out > len(self._flight.results):
+        while self._senders.unanswered:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                log.warning("engine.grace_expired", in_flight=self._flight.handed_out)
+                log.warning("engine.grace_expired", in_flight=self._senders.unanswered)
                 return
             self._wake.clear()
             await wait_event(self._wake, remaining)

@@ -13,7 +13,6 @@ from syncengine.sources.base import BATCH_ITEMS, Checkpoint, Item, Source
 from syncengine.sources.csv_feed import CsvSource
 from syncengine.sources.follow import refuse_follow
 from syncengine.sources.jsonl import JsonlSource
-from syncengine.sources.postgres_table import PostgresTableSource
 from syncengine.sources.records import RecordDefaults
 from syncengine.sources.sqlite_table import SqliteTableSource
 
@@ -24,7 +23,6 @@ __all__ = [
     "FollowlessCsvSource",
     "Item",
     "JsonlSource",
-    "PostgresTableSource",
     "RecordDefaults",
     "Source",
     "SqliteTableSource",
@@ -52,6 +50,9 @@ def open_source(config: Config) -> Source:
     source = config.source
     defaults = RecordDefaults.from_config(config.crm)
     if source.type == "postgres":
+        # Imported here: only a PostgreSQL feed needs asyncpg loaded.
+        from syncengine.sources.postgres_table import PostgresTableSource
+
         # The config guarantees dsn, table and cursor for postgres.
         assert source.dsn is not None
         assert source.table is not None

@@ -8,13 +8,8 @@ import pytest
 
 from syncengine.config import load_config
 from syncengine.model import Change, Operation
-from syncengine.sources import (
-    CsvSource,
-    JsonlSource,
-    PostgresTableSource,
-    SqliteTableSource,
-    open_source,
-)
+from syncengine.sources import CsvSource, JsonlSource, SqliteTableSource, open_source
+from syncengine.sources.postgres_table import PostgresTableSource
 
 CONFIG = """
 [source]
