@@ -97,26 +97,15 @@ path = "{folder / "bench.db"}"
     return path
 
 
-def run_engine(config: Path, command: str = "run") -> tuple[float, float, int]:
-    """Runs `syncengine COMMAND -c CONFIG`; returns (wall s, CPU s of the child, exit status)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    before = os.times()
-    started = time.perf_counter()
-    completed = subprocess.run(
+def _run_syncengine(config: Path, command: str) -> subprocess.CompletedProcess[bytes]:
+    """`syncengine COMMAND -c CONFIG` with JSON logs; its standard error is captured."""
+    return subprocess.run(
         [sys.executable, "-m", "syncengine", "--log-format", "json", command, "-c", str(config)],
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         check=False,
     )
-    wall_s = time.perf_counter() - started
-    after = os.times()
-    cpu_s = (after.children_user - before.children_user) + (
-        after.children_system - before.children_system
-    )
-    if completed.returncode not in (0, 1):
-        sys.stderr.write(completed.stderr.decode()[-2000:])
-    return wall_s, cpu_s, completed.returncode
 
 
 def median(values: list[float]) -> float:
@@ -150,12 +139,5 @@ def run_summary(stderr: str) -> dict[str, object]:
 
 def run_engine_logged(config: Path, command: str = "run") -> tuple[dict[str, object], int]:
     """Runs the engine and returns its summary event and exit status."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    completed = subprocess.run(
-        [sys.executable, "-m", "syncengine", "--log-format", "json", command, "-c", str(config)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        check=False,
-    )
+    completed = _run_syncengine(config, command)
     return run_summary(completed.stderr.decode()), completed.returncode

@@ -34,7 +34,12 @@ from syncengine.pipeline import (
     tune_gc_for_throughput,
 )
 from syncengine.progress import progress_bar
-from syncengine.reports import format_failures, format_status, status_document
+from syncengine.reports import (
+    failure_documents,
+    format_failures,
+    format_status,
+    status_document,
+)
 from syncengine.sources import open_source
 
 T = TypeVar("T")
@@ -230,19 +235,7 @@ def failures(config_path: Path, as_json: bool, code: str | None) -> None:
 
     async def main(_stop: asyncio.Event) -> list[dict[str, Any]]:
         async with await Journal.open(config.journal.path) as journal:
-            rows = await journal.failures(code=code)
-        return [
-            {
-                "module": row.module,
-                "id": row.record_id,
-                "position": row.position,
-                "code": row.code,
-                "message": row.message,
-                "attempts": row.attempts,
-                "details": row.details,
-            }
-            for row in rows
-        ]
+            return failure_documents(await journal.failures(code=code))
 
     rows = _run_async(main)
     click.echo(orjson.dumps(rows).decode() if as_json else format_failures(rows))

@@ -21,7 +21,12 @@ from syncengine.config import load_config
 from syncengine.journal import Journal
 from syncengine.pipeline import run_pass
 from syncengine.progress import progress_bar
-from syncengine.reports import format_failures, format_status, status_document
+from syncengine.reports import (
+    failure_documents,
+    format_failures,
+    format_status,
+    status_document,
+)
 from syncengine.sim.config import SimConfig
 from syncengine.sim.server import running_simulator
 from syncengine.sources import open_source
@@ -141,18 +146,7 @@ async def run_demo(folder: Path, *, records: int, port: int) -> int:
     click.echo("\n$ syncengine status -c " + str(config_path))
     click.echo(format_status(document))
     click.echo("\n$ syncengine failures -c " + str(config_path))
-    rows = [
-        {
-            "module": row.module,
-            "id": row.record_id,
-            "position": row.position,
-            "code": row.code,
-            "message": row.message,
-            "attempts": row.attempts,
-            "details": row.details,
-        }
-        for row in failed
-    ]
+    rows = failure_documents(failed)
     shown = 9
     click.echo(
         format_failures(rows[:shown]).replace(

@@ -11,7 +11,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from syncengine.journal import Journal
+from syncengine.journal import FailureRow, Journal
 
 
 def _iso(epoch_s: float | None) -> str | None:
@@ -72,6 +72,22 @@ def format_status(document: dict[str, Any]) -> str:
         )
         lines.append(f"last run: {last['command']} started {last['started_at']}, {ended}")
     return "\n".join(lines)
+
+
+def failure_documents(rows: list[FailureRow]) -> list[dict[str, Any]]:
+    """The objects `failures --json` prints, one per failed record (interface.md's members)."""
+    return [
+        {
+            "module": row.module,
+            "id": row.record_id,
+            "position": row.position,
+            "code": row.code,
+            "message": row.message,
+            "attempts": row.attempts,
+            "details": row.details,
+        }
+        for row in rows
+    ]
 
 
 def format_failures(rows: list[dict[str, Any]]) -> str:
