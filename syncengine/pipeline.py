@@ -28,6 +28,7 @@ from syncengine.journal import Journal
 from syncengine.journal.token_cache import JournalTokenStore
 from syncengine.limits import Limiter
 from syncengine.logs import register_secret
+from syncengine.model import MAX_CHUNK_RECORDS
 from syncengine.recorder import PassCounts
 from syncengine.sources import open_source
 
@@ -78,7 +79,7 @@ def engine_settings(config: Config) -> EngineSettings:
         grace_s=limits.grace_s,
         duplicate_check_fields=crm.duplicate_check_fields,
         apply_feature_execution=("layout_rules",) if crm.apply_layout_rules else (),
-        max_buffered=max(2000, limits.concurrency * 400),
+        max_buffered=max(2, limits.concurrency) * MAX_CHUNK_RECORDS,
     )
 
 
