@@ -367,7 +367,7 @@ class Engine:
     async def _shutdown(
         self,
         reader: asyncio.Task[None],
-        senders: list[asyncio.Task[None]],
+        workers: list[asyncio.Task[None]],
         flusher: asyncio.Task[None],
     ) -> None:
         """Stop intake, let handed-out chunks finish within the grace period, journal them."""
@@ -376,9 +376,9 @@ class Engine:
         self._senders.stop()
         if self._senders.handed_out and self._fatal is None:
             await self._await_in_flight()
-        for task in senders:
+        for task in workers:
             task.cancel()
-        await asyncio.gather(reader, *senders, return_exceptions=True)
+        await asyncio.gather(reader, *workers, return_exceptions=True)
         self._take_results_after_stop()
         assert self._flusher is not None
         self._flusher.close()

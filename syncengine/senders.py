@@ -70,11 +70,6 @@ class Senders:
         """Chunks handed out whose answer has not come back."""
         return self.handed_out - len(self._answered)
 
-    @property
-    def has_answers(self) -> bool:
-        """True when answers wait to be taken back."""
-        return bool(self._answered)
-
     def hand(self, chunk: Chunk) -> None:
         """Gives `chunk` to the next free sender; each of its changes starts an attempt."""
         for change in chunk.changes:
