@@ -1,7 +1,7 @@
 """The commands of interface.md and their exit statuses.
 
 No sync logic lives here: commands parse options, load the config, call
-`pipeline` or the journal, print, and map errors to exit statuses (2 usage or
+`runner` or the journal, print, and map errors to exit statuses (2 usage or
 config, 3 fatal, 4 journal held by another process, 130 interrupted).
 Errors are printed as one line on standard error; JSON goes to standard out.
 """
@@ -23,16 +23,9 @@ import orjson
 from syncengine import __version__
 from syncengine.config import Config, load_config
 from syncengine.errors import ConfigError, FatalError, JournalLockedError, SyncError
+from syncengine.exit_status import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_USAGE
 from syncengine.journal import Journal
 from syncengine.logs import LogFormat, configure_logging, scrub
-from syncengine.pipeline import (
-    EXIT_FATAL,
-    EXIT_INTERRUPTED,
-    EXIT_LOCKED,
-    EXIT_USAGE,
-    run_pass,
-    tune_gc_for_throughput,
-)
 from syncengine.progress import progress_bar
 from syncengine.reports import (
     failure_documents,
@@ -40,6 +33,7 @@ from syncengine.reports import (
     format_status,
     status_document,
 )
+from syncengine.runner import run_pass, tune_gc_for_throughput
 from syncengine.sources import open_source
 
 T = TypeVar("T")

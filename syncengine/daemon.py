@@ -23,9 +23,10 @@ import asyncpg
 import structlog
 
 from syncengine.config import Config
+from syncengine.exit_status import EXIT_FATAL, EXIT_OK
 from syncengine.metrics import EngineView
 from syncengine.ops_server import serve_ops
-from syncengine.pipeline import EXIT_OK, LiveParts, daemon_settings, open_engine
+from syncengine.runner import LiveParts, daemon_settings, open_engine
 
 log = structlog.get_logger("syncengine.daemon")
 
@@ -150,7 +151,7 @@ async def run_daemon(config: Config, *, stop: asyncio.Event) -> int:
     async with open_engine(config, command="daemon", settings=daemon_settings(config)) as parts:
         journal = parts.journal
         run_id = await journal.start_run("daemon", now=time.time())
-        exit_status = 3
+        exit_status = EXIT_FATAL
         try:
             async with _ops(config, parts):
                 log.info("daemon.started", linger_ms=config.daemon.linger_ms)

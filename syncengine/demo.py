@@ -19,7 +19,6 @@ import orjson
 
 from syncengine.config import load_config
 from syncengine.journal import Journal
-from syncengine.pipeline import run_pass
 from syncengine.progress import progress_bar
 from syncengine.reports import (
     failure_documents,
@@ -27,6 +26,7 @@ from syncengine.reports import (
     format_status,
     status_document,
 )
+from syncengine.runner import run_pass
 from syncengine.sim.config import SimConfig
 from syncengine.sim.server import running_simulator
 from syncengine.sources import open_source

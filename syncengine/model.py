@@ -65,6 +65,20 @@ class SourcePosition:
 
 
 @dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where a feed resumes: just after the position it names.
+
+    `resume_after` is what the source seeks past (a byte offset for files, a
+    cursor value for tables); `display` is what users see for that position
+    (the 1-based line number for files, the cursor value for tables), and lets
+    a file source continue its line numbering without re-reading.
+    """
+
+    resume_after: Cursor
+    display: int | str
+
+
+@dataclass(frozen=True, slots=True)
 class BadInput:
     """A feed line or row that cannot be sent; it becomes a `failed` record."""
 

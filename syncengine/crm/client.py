@@ -34,8 +34,9 @@ import orjson
 import structlog
 import yarl
 
+from syncengine.backoff import backoff_s, parse_retry_after_s
 from syncengine.crm.auth import TokenProvider
-from syncengine.crm.errors import ErrorClass
+from syncengine.crm.classification import ErrorClass
 from syncengine.crm.responses import (
     ParsedResponse,
     RecordResults,
@@ -47,7 +48,6 @@ from syncengine.crm.write_request import WriteRequest, build_body, encode_record
 from syncengine.errors import FatalError, TransportError
 from syncengine.limits import Limiter, SlotTicket
 from syncengine.model import RecordOutcome, Verdict
-from syncengine.retry import backoff_s, parse_retry_after_s
 
 __all__ = ["ClientStats", "CrmClient", "WriteRequest", "make_session"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from syncengine.crm.errors import ErrorClass, classify_record, classify_request, verdict_for
+from syncengine.crm.classification import ErrorClass, classify_record, classify_request, verdict_for
 from syncengine.model import RecordOutcome, Verdict
 
 #: Engine codes for whole-request failures that carry no CRM code.

@@ -1,7 +1,8 @@
 """The checkpoint journal: per-record outcomes, retry queue, checkpoints, runs, token cache.
 
 See `store.Journal`; the process lock is in `lock`, the file format in `schema`,
-the group commit's own process in `commit_process` and `commit_worker`.
+the group commit in `group_commit` (the pass's side) and `commit_worker` (the
+commit process's side).
 
 Names are imported on first use (PEP 562) so that the commit worker, a
 separate interpreter that needs only `writes`, starts without loading aiosqlite

@@ -32,7 +32,7 @@ import orjson
 import structlog
 
 from syncengine.errors import FatalError
-from syncengine.journal.commit_process import CommitProcess, commit_message
+from syncengine.journal.group_commit import CommitProcess, commit_message
 from syncengine.journal.lock import ProcessLock, describe_holder
 from syncengine.journal.records import (
     FailureRow,
@@ -44,8 +44,7 @@ from syncengine.journal.records import (
 )
 from syncengine.journal.schema import prepare_file, tighten_sidecars
 from syncengine.journal.writes import UPSERT_CHECKPOINT, UPSERT_HIGH_WATER, statement_runs
-from syncengine.model import Change, RecordState
-from syncengine.sources.base import Checkpoint
+from syncengine.model import Change, Checkpoint, RecordState
 
 log = structlog.get_logger(__name__)
 

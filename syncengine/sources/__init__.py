@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 from syncengine.config import Config
-from syncengine.sources.base import BATCH_ITEMS, Checkpoint, Item, Source
+from syncengine.model import Checkpoint
+from syncengine.sources.base import BATCH_ITEMS, Item, Source
 from syncengine.sources.csv_feed import CsvSource
 from syncengine.sources.follow import refuse_follow
 from syncengine.sources.jsonl import JsonlSource

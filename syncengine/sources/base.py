@@ -18,12 +18,11 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from syncengine.errors import ConfigError, FatalError
-from syncengine.model import BadInput, Change, Cursor
+from syncengine.model import BadInput, Change, Checkpoint, Cursor
 
 #: Most items a source puts in one batch: large enough that per-batch async
 #: overhead (an await, a queue put) is negligible per change, small enough that
@@ -32,20 +31,6 @@ BATCH_ITEMS = 500
 
 #: One item read from a feed: a change to send, or a line that cannot be sent.
 Item = Change | BadInput
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """Where a feed resumes: just after the position it names.
-
-    `resume_after` is what the source seeks past (a byte offset for files, a
-    cursor value for tables); `display` is what users see for that position
-    (the 1-based line number for files, the cursor value for tables), and lets
-    a file source continue its line numbering without re-reading.
-    """
-
-    resume_after: Cursor
-    display: int | str
 
 
 class Source(Protocol):

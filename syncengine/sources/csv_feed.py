@@ -28,10 +28,9 @@ from typing import BinaryIO
 import structlog
 
 from syncengine.errors import ConfigError, FatalError
-from syncengine.model import BadInput, Change, SourcePosition
+from syncengine.model import BadInput, Change, Checkpoint, SourcePosition
 from syncengine.sources.base import (
     BATCH_ITEMS,
-    Checkpoint,
     Item,
     file_start,
     open_feed,

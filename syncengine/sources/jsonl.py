@@ -37,10 +37,9 @@ import orjson
 import structlog
 
 from syncengine.errors import ConfigError
-from syncengine.model import BadInput, Change, SourcePosition
+from syncengine.model import BadInput, Change, Checkpoint, SourcePosition
 from syncengine.sources.base import (
     BATCH_ITEMS,
-    Checkpoint,
     Item,
     check_line_number,
     file_start,

@@ -62,8 +62,8 @@ import orjson
 import structlog
 
 from syncengine.errors import ConfigError, FatalError, SyncError
-from syncengine.model import BadInput, Change, Cursor, SourcePosition
-from syncengine.sources.base import BATCH_ITEMS, Checkpoint, Item, cursor_increases
+from syncengine.model import BadInput, Change, Checkpoint, Cursor, SourcePosition
+from syncengine.sources.base import BATCH_ITEMS, Item, cursor_increases
 from syncengine.sources.follow import check_poll_interval, reconnect_delay_s, wait_for_wake
 from syncengine.sources.records import RecordDefaults, from_row
 

@@ -28,8 +28,8 @@ import aiosqlite
 import structlog
 
 from syncengine.errors import ConfigError
-from syncengine.model import BadInput, Change, Cursor, SourcePosition
-from syncengine.sources.base import BATCH_ITEMS, Checkpoint, Item, cursor_increases
+from syncengine.model import BadInput, Change, Checkpoint, Cursor, SourcePosition
+from syncengine.sources.base import BATCH_ITEMS, Item, cursor_increases
 from syncengine.sources.follow import check_poll_interval
 from syncengine.sources.records import RecordDefaults, from_row
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from syncengine.config import Config, load_config
 from syncengine.journal import Journal
-from syncengine.pipeline import run_pass
+from syncengine.runner import run_pass
 from syncengine.sim.server import SimHandle, running_simulator
 from tests.integration.conftest import (
     FIRST_ID,

@@ -15,7 +15,7 @@ import pytest
 from syncengine.config import Config, load_config
 from syncengine.errors import FatalError
 from syncengine.journal import Journal
-from syncengine.pipeline import run_pass
+from syncengine.runner import run_pass
 from syncengine.sim.server import running_simulator
 from tests.integration.conftest import (
     SECRET_ENV,

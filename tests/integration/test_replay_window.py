@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from syncengine.config import load_config
-from syncengine.pipeline import run_pass
+from syncengine.runner import run_pass
 from syncengine.sim.server import SimHandle
 from tests.integration.conftest import (
     FIRST_ID,

@@ -18,7 +18,7 @@ import pytest
 
 from syncengine.config import load_config
 from syncengine.journal import Journal
-from syncengine.pipeline import run_pass
+from syncengine.runner import run_pass
 from syncengine.sim.server import running_simulator
 from tests.integration.conftest import (
     FIRST_ID,

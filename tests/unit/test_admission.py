@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from syncengine.admission import Admission
-from syncengine.chunker import Chunker
+from syncengine.engine.admission import Admission
+from syncengine.engine.chunker import Chunker
+from syncengine.engine.recorder import Recorder
+from syncengine.engine.replay import AlreadySettled
+from syncengine.engine.watermark import Watermark
 from syncengine.journal import Journal
 from syncengine.model import BadInput, Change, Operation, SourcePosition
-from syncengine.recorder import Recorder
-from syncengine.replay import AlreadySettled
-from syncengine.watermark import Watermark
 
 
 def _pos(ordinal: int) -> SourcePosition:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncengine.chunker import Chunker
+from syncengine.engine.chunker import Chunker
 from syncengine.model import Change, Chunk, Operation, SourcePosition
 
 _ordinal = 0

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from syncengine.engine.flusher import Flusher
+from syncengine.engine.recorder import Recorder
+from syncengine.engine.watermark import Watermark
 from syncengine.errors import FatalError
-from syncengine.flusher import Flusher
 from syncengine.journal import Journal
 from syncengine.model import Change, Operation, RecordOutcome, SourcePosition, Verdict
-from syncengine.recorder import Recorder
-from syncengine.watermark import Watermark
 
 
 def _sync(recorder: Recorder, watermark: Watermark, first: int, count: int) -> None:

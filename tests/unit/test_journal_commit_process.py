@@ -17,10 +17,9 @@ import pytest
 
 from syncengine.errors import FatalError
 from syncengine.journal import Journal, RecordUpdate, SyncedRow
-from syncengine.journal.commit_process import CommitProcess, commit_message
 from syncengine.journal.commit_worker import OK, READY, frame, open_journal, serve
-from syncengine.model import Operation, RecordState
-from syncengine.sources.base import Checkpoint
+from syncengine.journal.group_commit import CommitProcess, commit_message
+from syncengine.model import Checkpoint, Operation, RecordState
 
 
 def _synced(n: int) -> SyncedRow:

@@ -30,7 +30,7 @@ import asyncio, sys
 from pathlib import Path
 from syncengine.journal import Journal, RecordUpdate
 from syncengine.model import RecordState
-from syncengine.sources.base import Checkpoint
+from syncengine.model import Checkpoint
 
 def row(n):
     return RecordUpdate(f"k{n}", "Leads", str(n), None, RecordState.FAILED, 1, "C",

@@ -15,8 +15,7 @@ import pytest
 from syncengine.errors import FatalError
 from syncengine.journal import Journal, RecordUpdate, SyncedRow, encode_payload
 from syncengine.journal.writes import SYNCED_STATEMENT_ROWS
-from syncengine.model import Change, Operation, RecordState, SourcePosition
-from syncengine.sources.base import Checkpoint
+from syncengine.model import Change, Checkpoint, Operation, RecordState, SourcePosition
 
 
 @pytest.fixture(params=[False, True], ids=["session-commits", "commit-process"])

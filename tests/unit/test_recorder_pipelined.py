@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from syncengine.engine.recorder import Recorder
+from syncengine.engine.watermark import Watermark
 from syncengine.errors import FatalError
 from syncengine.journal import Journal
-from syncengine.model import Change, Operation, RecordOutcome, SourcePosition, Verdict
-from syncengine.recorder import Recorder
-from syncengine.sources.base import Checkpoint
-from syncengine.watermark import Watermark
+from syncengine.model import Change, Checkpoint, Operation, RecordOutcome, SourcePosition, Verdict
 
 
 def _changes(first: int, count: int) -> list[Change]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from syncengine.engine.recorder import is_past
+from syncengine.engine.replay import _is_settled, _restarted
 from syncengine.model import BadInput, Change, Operation, SourcePosition
-from syncengine.recorder import is_past
-from syncengine.replay import _is_settled, _restarted
 
 
 def change(key: str, ordinal: int, offset: int, line: int) -> Change:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from syncengine.pipeline import exit_status_for
-from syncengine.recorder import PassCounts
+from syncengine.engine.recorder import PassCounts
 from syncengine.reports import format_failures, format_status
+from syncengine.runner import exit_status_for
 
 
 def test_status_lines_show_counts_checkpoint_and_a_killed_run() -> None:

@@ -1,4 +1,4 @@
-"""The backoff schedule and Retry-After parsing (syncengine.retry)."""
+"""The backoff schedule and Retry-After parsing (syncengine.backoff)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncengine.retry import backoff_ceiling_s, backoff_s, parse_retry_after_s
+from syncengine.backoff import backoff_ceiling_s, backoff_s, parse_retry_after_s
 
 attempts = st.integers(min_value=1, max_value=10**6)
 bases = st.floats(min_value=1e-3, max_value=100.0)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from syncengine.lag import ReadTimes
+from syncengine.engine.read_times import ReadTimes
+from syncengine.engine.retry_queue import RetrySchedule
 from syncengine.model import Change, Operation
-from syncengine.retry_schedule import RetrySchedule
 
 
 def change(key: str) -> Change:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from syncengine.crm.client import WriteRequest
+from syncengine.engine.senders import Senders
 from syncengine.errors import FatalError
 from syncengine.model import (
     Change,
@@ -15,7 +16,6 @@ from syncengine.model import (
     SourcePosition,
     Verdict,
 )
-from syncengine.senders import Senders
 
 GROUP = ChunkGroup("Leads", Operation.UPDATE, ("workflow",))
 

@@ -8,8 +8,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncengine.errors import ConfigError, FatalError
-from syncengine.model import BadInput, Change, Operation
-from syncengine.sources.base import Checkpoint, Item
+from syncengine.model import BadInput, Change, Checkpoint, Operation
+from syncengine.sources.base import Item
 from syncengine.sources.csv_feed import CsvSource
 from syncengine.sources.records import RecordDefaults
 

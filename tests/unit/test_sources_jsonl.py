@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from syncengine.errors import ConfigError, FatalError
-from syncengine.model import BadInput, Change, Operation, SourcePosition
-from syncengine.sources.base import Checkpoint, Item
+from syncengine.model import BadInput, Change, Checkpoint, Operation, SourcePosition
+from syncengine.sources.base import Item
 from syncengine.sources.jsonl import JsonlSource
 from syncengine.sources.records import RecordDefaults, from_json
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from syncengine.errors import FatalError
-from syncengine.model import BadInput, Change, Operation
-from syncengine.sources.base import Checkpoint, Item
+from syncengine.model import BadInput, Change, Checkpoint, Operation
+from syncengine.sources.base import Item
 from syncengine.sources.jsonl import JsonlSource
 from syncengine.sources.records import RecordDefaults
 

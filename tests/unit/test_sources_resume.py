@@ -12,8 +12,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncengine.model import BadInput, Operation, SourcePosition
-from syncengine.sources.base import Checkpoint, Item
+from syncengine.model import BadInput, Checkpoint, Operation, SourcePosition
+from syncengine.sources.base import Item
 from syncengine.sources.csv_feed import CsvSource
 from syncengine.sources.jsonl import JsonlSource
 from syncengine.sources.records import RecordDefaults

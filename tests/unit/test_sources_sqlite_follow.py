@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from syncengine.errors import ConfigError
-from syncengine.model import Change, Operation
-from syncengine.sources.base import Checkpoint, Item
+from syncengine.model import Change, Checkpoint, Operation
+from syncengine.sources.base import Item
 from syncengine.sources.records import RecordDefaults
 from syncengine.sources.sqlite_table import SqliteTableSource
 

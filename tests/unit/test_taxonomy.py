@@ -1,4 +1,4 @@
-"""The error taxonomy and response parsing (syncengine.crm.errors, .responses)."""
+"""The error taxonomy and response parsing (syncengine.crm.classification, .responses)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncengine.crm.errors import (
+from syncengine.crm.classification import (
     FATAL_REQUEST_CODES,
     PERMANENT_RECORD_CODES,
     ErrorClass,

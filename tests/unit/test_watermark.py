@@ -6,9 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncengine.model import SourcePosition
-from syncengine.sources.base import Checkpoint
-from syncengine.watermark import Watermark
+from syncengine.engine.watermark import Watermark
+from syncengine.model import Checkpoint, SourcePosition
 
 
 def pos(ordinal: int) -> SourcePosition:

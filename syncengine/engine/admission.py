@@ -10,11 +10,11 @@ re-driven from the journal (it has no feed position) leaves the redrive set.
 
 from __future__ import annotations
 
-from syncengine.chunker import Chunker
+from syncengine.engine.chunker import Chunker
+from syncengine.engine.recorder import Recorder
+from syncengine.engine.replay import AlreadySettled, Batch
+from syncengine.engine.watermark import Watermark
 from syncengine.model import BadInput, Change
-from syncengine.recorder import Recorder
-from syncengine.replay import AlreadySettled, Batch
-from syncengine.watermark import Watermark
 
 
 class Admission:

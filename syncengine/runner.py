@@ -21,26 +21,17 @@ import structlog
 from syncengine.config import Config
 from syncengine.crm.auth import TokenProvider
 from syncengine.crm.client import CrmClient, make_session
-from syncengine.engine import Engine
-from syncengine.engine_settings import EngineSettings
+from syncengine.engine import Engine, EngineSettings, PassCounts
 from syncengine.errors import ConfigError
+from syncengine.exit_status import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
 from syncengine.journal import Journal
 from syncengine.journal.token_cache import JournalTokenStore
 from syncengine.limits import Limiter
 from syncengine.logs import register_secret
 from syncengine.model import MAX_CHUNK_RECORDS
-from syncengine.recorder import PassCounts
 from syncengine.sources import open_source
 
-log = structlog.get_logger("syncengine.pipeline")
-
-#: Exit statuses of interface.md.
-EXIT_OK = 0
-EXIT_SOME_FAILED = 1
-EXIT_USAGE = 2
-EXIT_FATAL = 3
-EXIT_LOCKED = 4
-EXIT_INTERRUPTED = 130
+log = structlog.get_logger("syncengine.runner")
 
 
 @dataclass(frozen=True, slots=True)

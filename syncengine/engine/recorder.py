@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from syncengine.engine.watermark import Watermark
 from syncengine.errors import FatalError
 from syncengine.journal import Journal, RecordUpdate, SyncedRow, encode_payload
 from syncengine.model import (
     BadInput,
     Change,
+    Checkpoint,
     Cursor,
     Operation,
     RecordOutcome,
@@ -25,8 +27,6 @@ from syncengine.model import (
     SourcePosition,
     Verdict,
 )
-from syncengine.sources.base import Checkpoint
-from syncengine.watermark import Watermark
 
 
 @dataclass(slots=True)

@@ -27,13 +27,19 @@ from collections.abc import Callable
 
 import structlog
 
-from syncengine.admission import Admission
-from syncengine.chunker import Chunker
-from syncengine.engine_settings import EngineSettings
-from syncengine.flusher import Flusher, wait_event
-from syncengine.intake import END, Intake
+from syncengine.backoff import backoff_s
+from syncengine.engine.admission import Admission
+from syncengine.engine.chunker import Chunker
+from syncengine.engine.flusher import Flusher, wait_event
+from syncengine.engine.intake import END, Intake
+from syncengine.engine.read_times import ReadTimes
+from syncengine.engine.recorder import PassCounts, Recorder
+from syncengine.engine.replay import ReplayWindow
+from syncengine.engine.retry_queue import RetrySchedule
+from syncengine.engine.senders import Senders, Writer
+from syncengine.engine.settings import EngineSettings
+from syncengine.engine.watermark import Watermark
 from syncengine.journal import Journal
-from syncengine.lag import ReadTimes
 from syncengine.model import (
     MAX_CHUNK_RECORDS,
     Change,
@@ -41,13 +47,7 @@ from syncengine.model import (
     RecordOutcome,
     Verdict,
 )
-from syncengine.recorder import PassCounts, Recorder
-from syncengine.replay import ReplayWindow
-from syncengine.retry import backoff_s
-from syncengine.retry_schedule import RetrySchedule
-from syncengine.senders import Senders, Writer
 from syncengine.sources.base import Source
-from syncengine.watermark import Watermark
 
 log = structlog.get_logger("syncengine.engine")
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from syncengine.engine.recorder import is_past
 from syncengine.journal import Journal
-from syncengine.model import BadInput, Change, Cursor, SourcePosition
-from syncengine.recorder import is_past
-from syncengine.sources.base import Checkpoint
+from syncengine.model import BadInput, Change, Checkpoint, Cursor, SourcePosition
 
 
 @dataclass(frozen=True, slots=True)

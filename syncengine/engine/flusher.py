@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from syncengine.recorder import Recorder
+from syncengine.engine.recorder import Recorder
 
 
 async def wait_event(event: asyncio.Event, timeout_s: float | None) -> None:

@@ -18,12 +18,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 
+from syncengine.engine.replay import Batch, ReplayWindow
 from syncengine.journal import Journal
-from syncengine.model import BadInput, Change
-from syncengine.replay import Batch, ReplayWindow
-from syncengine.sources.base import Checkpoint, Source
+from syncengine.model import BadInput, Change, Checkpoint
+from syncengine.sources.base import Source
 
-log = structlog.get_logger("syncengine.intake")
+log = structlog.get_logger("syncengine.engine.intake")
 
 #: Marks the end of the input in the queue (a pass, not the daemon).
 END = None

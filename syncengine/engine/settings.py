@@ -1,6 +1,6 @@
 """The knobs of one engine pass, in one frozen value.
 
-`pipeline` builds them from the config (`engine_settings`, and
+`runner` builds them from the config (`engine_settings`, and
 `daemon_settings` for follow mode); the engine only reads them. Units are in
 the names; each default says why it is what it is where that is not obvious.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
-    """The knobs of one pass, taken from the config by `pipeline`."""
+    """The knobs of one pass, taken from the config by `runner`."""
 
     module: str
     workers: int = 10

@@ -27,7 +27,7 @@ from syncengine.errors import FatalError
 from syncengine.journal.commit_worker import ERROR_PREFIX, OK, READY, frame
 from syncengine.journal.records import RecordUpdate, SyncedRow
 from syncengine.journal.writes import row_runs
-from syncengine.sources.base import Checkpoint
+from syncengine.model import Checkpoint
 
 #: How long the worker may take to open the journal, and to finish after its input ends.
 _START_TIMEOUT_S = 30.0

@@ -11,8 +11,7 @@ position's outcome (or retry payload) is journaled; the journal then stores
 
 from __future__ import annotations
 
-from syncengine.model import SourcePosition
-from syncengine.sources.base import Checkpoint
+from syncengine.model import Checkpoint, SourcePosition
 
 
 class Watermark:
