@@ -2,11 +2,11 @@
 
 Every `interval_s`, or sooner when woken (rows piled up, or the dispatcher
 is holding chunks back under invariant 6's bound on unjournaled records).
-With a pipelined journal (a pass's commit process) a flush is sent and the
-next one need not wait for it to become durable; each one that does wakes
-the dispatcher, and one that fails ends the pass: nothing is lost, since the
-checkpoint stayed where the last durable commit left it and the next pass
-reads on from there.
+A flush is sent and the next one need not wait for it to become durable;
+each one that does wakes the dispatcher, and one that fails (refused, or
+past its deadline) ends the pass: nothing is lost, since the checkpoint
+stayed where the last durable commit left it and the next pass reads on
+from there.
 """
 
 from __future__ import annotations
@@ -65,16 +65,12 @@ class Flusher:
             await wait_event(self._now, self._interval_s)
             self._now.clear()
             try:
-                if recorder.pipelined:
-                    durable = recorder.flush_soon()
-                    if durable is not None:
-                        durable.add_done_callback(self._settled)
-                    continue
-                await recorder.flush()
+                durable = recorder.flush_soon()
             except Exception as exc:  # noqa: BLE001 - the pass must end, not wait for a flush
                 self._on_failure(exc)
                 return
-            self._on_durable()
+            if durable is not None:
+                durable.add_done_callback(self._settled)
 
     def _settled(self, durable: asyncio.Future[None]) -> None:
         if durable.cancelled():

@@ -69,7 +69,8 @@ class Recorder:
     """Buffers outcomes and commits them with the checkpoint in one transaction.
 
     Not safe to share across event loops; all calls come from the engine's
-    tasks on one loop, and only `flush` awaits.
+    tasks on one loop, and only `flush` awaits. Each flush is one group
+    commit (`Journal.submit`); several may be on their way at once.
     """
 
     def __init__(
@@ -91,7 +92,6 @@ class Recorder:
         self._last_checkpoint: Checkpoint | None = watermark.checkpoint if watermark else None
         self._high = high_water
         self._high_changed = False
-        self._lock = asyncio.Lock()
         self._write_failure: str | None = None
         self._last_durable: asyncio.Future[None] | None = None
         self.counts = PassCounts()
@@ -225,38 +225,30 @@ class Recorder:
             self._high = Checkpoint(resume_after=position.resume_after, display=position.display)
             self._high_changed = True
 
-    @property
-    def pipelined(self) -> bool:
-        """True when `flush_soon` may be called again before the last flush is durable."""
-        return self._journal.pipelines
-
     async def flush(self) -> None:
-        """Write buffered rows and the advanced checkpoint atomically; return once durable.
+        """Send the buffered rows and the advanced checkpoint; return once they, and every
+        flush sent before, are durable.
 
         Shielded: a cancellation during shutdown must not half-record a batch.
-        With a pipelined journal, this also waits for the flushes before it.
+        Raises FatalError when this or an earlier flush failed.
         """
-        if self.pipelined:
-            durable = self.flush_soon()
-            if durable is not None:
-                await asyncio.shield(durable)
-            return
-        async with self._lock:
-            await asyncio.shield(self._flush_locked())
+        durable = self.flush_soon()
+        if durable is not None:
+            await asyncio.shield(durable)
 
     def flush_soon(self) -> asyncio.Future[None] | None:
-        """Pipelined journals: send buffered rows and checkpoint now.
+        """Send the buffered rows and the advanced checkpoint now, as one group commit.
 
         Returns a future that completes once they, and every flush sent
-        before, are durable (None when nothing was ever sent). Raises
-        FatalError when an earlier flush failed.
+        before, are durable (None when nothing was ever sent); the next flush
+        need not wait for it. Raises FatalError when an earlier flush failed.
         """
         self._refuse_after_failure()
         batch = self._take_batch()
         if batch is None:
             return self._last_durable
         updates, checkpoints, high_water = batch
-        durable = self._journal.apply_soon(updates, checkpoints, high_water)
+        durable = self._journal.submit(updates, checkpoints, high_water)
         rows = len(updates)
         self._flushing += rows
 
@@ -270,21 +262,6 @@ class Recorder:
         durable.add_done_callback(settled)
         self._last_durable = durable
         return durable
-
-    async def _flush_locked(self) -> None:
-        self._refuse_after_failure()
-        batch = self._take_batch()
-        if batch is None:
-            return
-        updates, checkpoints, high_water = batch
-        self._flushing = len(updates)
-        try:
-            await self._journal.apply(updates, checkpoints, high_water)
-        except BaseException as exc:
-            self._write_failure = str(exc) or type(exc).__name__
-            raise
-        finally:
-            self._flushing = 0
 
     def _refuse_after_failure(self) -> None:
         if self._write_failure is not None:

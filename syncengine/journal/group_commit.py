@@ -29,6 +29,11 @@ from syncengine.journal.records import RecordUpdate, SyncedRow
 from syncengine.journal.writes import row_runs
 from syncengine.model import Checkpoint
 
+#: How long a group commit may wait for the worker's answer once it is the
+#: worker's to make (`[journal] commit_timeout_s`): far above a healthy
+#: commit's milliseconds, so only a stalled disk or a stopped worker meets it.
+DEFAULT_COMMIT_TIMEOUT_S = 60.0
+
 #: How long the worker may take to open the journal, and to finish after its input ends.
 _START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 15.0
@@ -36,6 +41,45 @@ _KILL_GRACE_S = 2.0
 
 #: Where `syncengine` is imported from here, so the worker imports the same code.
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(syncengine.__file__)))
+
+#: The worker's start: `-I` keeps the working directory, the user's site
+#: folder and every PYTHON* variable off its import path, so nothing planted
+#: beside the user's files runs in it; the package comes from where this
+#: process imported it (the first argument) and its dependencies from this
+#: interpreter's own folders and the ones after it (see `worker_import_folders`).
+_WORKER_BOOT = (
+    "import sys; a = sys.argv; n = int(a[2]); sys.path[:0] = [a[1]]; "
+    "sys.path.extend(a[3 : 3 + n]); del a[1 : 3 + n]; "
+    "from syncengine.journal.commit_worker import main; sys.exit(main(a[1:]))"
+)
+
+#: What the worker may inherit of the environment: what an interpreter needs
+#: to run and name files. Nothing else (the CRM's secrets above all).
+_WORKER_ENV_NAMES = frozenset({"PATH", "LANG", "LANGUAGE", "TMPDIR", "TZ"})
+
+
+def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of `environ` a commit worker gets: locale, PATH, temporary folder."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in _WORKER_ENV_NAMES or name.startswith("LC_")
+    }
+
+
+def worker_import_folders(path: Sequence[str], *, cwd: str) -> list[str]:
+    """The absolute folders of this process's import path, bar the working directory.
+
+    A dependency may live in a folder `-I` leaves out (the user's site
+    folder, a PYTHONPATH entry); the working directory never counts, as it
+    is where a planted package would sit.
+    """
+    return [
+        folder
+        for folder in path
+        if folder and os.path.isabs(folder) and os.path.realpath(folder) != os.path.realpath(cwd)
+    ]
+
 
 #: The pipe size asked for (Linux allows up to 1 MiB without privileges).
 _PIPE_BYTES = 1 << 20
@@ -82,46 +126,57 @@ class CommitProcess:
     of an earlier message.
     """
 
-    def __init__(self, process: asyncio.subprocess.Process, path: Path) -> None:
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        path: Path,
+        *,
+        timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S,
+    ) -> None:
         self.path = path
         self._process = process
+        self._timeout_s = timeout_s
         self._answers: deque[asyncio.Future[None]] = deque()
         self._broken: str | None = None
         self._closing = False
         self._last_complaint = ""
+        self._loop = asyncio.get_running_loop()
+        #: Since when the oldest unanswered commit has been the worker's to make.
+        self._head_since = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
         self._reader = asyncio.create_task(self._read_answers(), name="journal.commit_answers")
         # Read all along, so a worker that writes to standard error never blocks on a full pipe.
         self._complaints = asyncio.create_task(self._read_stderr(), name="journal.commit_stderr")
 
     @classmethod
-    async def start(cls, path: Path) -> Self:
+    async def start(cls, path: Path, *, timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S) -> Self:
         """Starts the worker without waiting for it: messages wait in the pipe meanwhile.
 
         The worker's start-up (an interpreter, its imports, opening the file)
-        then overlaps the pass's own (token, first requests).
+        then overlaps the pass's own (token, first requests). It runs
+        isolated (see `_WORKER_BOOT`) with only `worker_environment`.
         """
-        package_root = _PACKAGE_ROOT
-        inherited = os.environ.get("PYTHONPATH")
-        env = {
-            **os.environ,
-            "PYTHONPATH": package_root if not inherited else package_root + os.pathsep + inherited,
-        }
+        folders = worker_import_folders(sys.path, cwd=os.getcwd())
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
-                "-m",
-                "syncengine.journal.commit_worker",
+                "-I",
+                "-c",
+                _WORKER_BOOT,
+                _PACKAGE_ROOT,
+                str(len(folders)),
+                *folders,
                 str(path),
                 str(os.getpid()),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=env,
+                env=worker_environment(os.environ),
             )
         except OSError as exc:
             raise FatalError(f"cannot start the commit process for journal {path}: {exc}") from exc
         _widen_pipe(process.stdin)
-        return cls(process, path)
+        return cls(process, path, timeout_s=timeout_s)
 
     def send(self, message: bytes) -> asyncio.Future[None]:
         """Sends one message (see `commit_message`) now.
@@ -136,8 +191,58 @@ class CommitProcess:
             future.set_exception(FatalError(self._broken or f"journal {self.path} is closed"))
             return future
         stdin.write(frame(message))
+        if not self._answers:
+            self._head_since = self._loop.time()
+            if self._watchdog is None:
+                self._watchdog = self._loop.call_at(self._head_since + self._timeout_s, self._watch)
         self._answers.append(future)
         return future
+
+    def stall(self) -> str | None:
+        """Why commits are not being made, or None while the worker keeps up.
+
+        A commit that has waited past half its deadline counts as stalled
+        already, so a liveness probe says so before the pass ends on it.
+        """
+        if self._broken is not None:
+            return self._broken
+        if not self._answers:
+            return None
+        waited = self._loop.time() - self._head_since
+        if waited < self._timeout_s / 2:
+            return None
+        return (
+            f"journal {self.path}: a group commit has waited {waited:.0f} s"
+            f" (deadline {self._timeout_s:g} s, journal.commit_timeout_s)"
+        )
+
+    def _watch(self) -> None:
+        """The deadline's timer: re-armed while commits are answered, fatal when none is.
+
+        One timer for all commits, moved on only when it fires, so an answer
+        costs no timer of its own.
+        """
+        self._watchdog = None
+        if not self._answers or self._broken is not None:
+            return
+        due = self._head_since + self._timeout_s
+        if self._loop.time() < due:
+            self._watchdog = self._loop.call_at(due, self._watch)
+            return
+        self._fail_all(
+            f"journal {self.path}: a group commit was not made within {self._timeout_s:g} s"
+            " (journal.commit_timeout_s); the commit process was stopped"
+        )
+        with contextlib.suppress(ProcessLookupError):
+            self._process.kill()  # a stopped process dies of SIGKILL too
+
+    def _fail_all(self, reason: str) -> None:
+        """No commit succeeds after this: fail every message still waiting with `reason`."""
+        self._broken = reason
+        while self._answers:
+            future = self._answers.popleft()
+            if not future.done():
+                future.set_exception(FatalError(reason))
 
     async def commit(self, message: bytes) -> None:
         """`send`, then wait until the message is committed (raises FatalError if not)."""
@@ -162,6 +267,7 @@ class CommitProcess:
                 return
             if self._answers:
                 future = self._answers.popleft()
+                self._head_since = self._loop.time()
                 if not future.done():
                     future.set_result(None)
 
@@ -169,11 +275,11 @@ class CommitProcess:
         """No commit succeeds after this one: fail every message still waiting."""
         if self._closing and not answer:
             return  # the worker ended because it was told to
-        self._broken = await self._reason(answer)
-        while self._answers:
-            future = self._answers.popleft()
-            if not future.done():
-                future.set_exception(FatalError(self._broken))
+        if self._broken is not None:
+            return  # the deadline passed and the worker was killed: that is the reason
+        reason = await self._reason(answer)
+        if self._broken is None:
+            self._fail_all(reason)
 
     async def _reason(self, answer: bytes) -> str:
         """A one-line reason for a refused message or a worker that is gone."""
@@ -217,6 +323,9 @@ class CommitProcess:
             await self._reader
         with contextlib.suppress(asyncio.CancelledError):
             await self._complaints
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
     async def _stop(self, *, kill: bool) -> int | None:
         """Waits for the worker to end; kills it if it has not within a grace period.

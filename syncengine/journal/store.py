@@ -1,19 +1,18 @@
 """The checkpoint journal: what became of every change, and where each feed resumes.
 
-The pipeline's `record_outcomes` stage is its only bulk writer: it calls
-`apply` with a batch of per-record updates and the checkpoints they allow, in
-one transaction, so a checkpoint is never durable without the outcomes (or
-retry payloads) of the changes it moves past (design.md invariant 1). A `run`
-reads its retry queue through `due`; `status`, `failures` and `retry` open the
-same file without the process lock and read (or requeue) beside a live run.
+A pass writes it only through group commits (`submit`): a batch of
+per-record updates and the checkpoints they allow, in one transaction, so a
+checkpoint is never durable without the outcomes (or retry payloads) of the
+changes it moves past (design.md invariant 1). The group commits are made by
+a process of their own (`group_commit`, `commit_worker`), each with a
+deadline, so a stalled disk ends the pass instead of hanging it.
 
-One aiosqlite connection per `Journal`, and for a pass (`commit_process`) a
-worker process that makes its group commits (`commit_process`,
-`commit_worker`): `apply` then hands its rows to the worker and returns once
-they are committed, so nothing changes for its callers. Writes take an
-asyncio lock so that the transactions of concurrent callers never interleave;
-`due` takes it for each page too, so the retry queue never shows rows of an
-`apply` that is still open (and might roll back).
+Everything else goes through one aiosqlite session connection: a `run`
+reads its retry queue through `due`; `status`, `failures` and `retry` open
+the same file without the process lock and read (or requeue) beside a live
+run; runs and the token cache are small writes. Its writes take an asyncio
+lock so that transactions of concurrent callers never interleave, and `due`
+takes it for each page, so it never reads inside one of them.
 """
 
 from __future__ import annotations
@@ -32,7 +31,11 @@ import orjson
 import structlog
 
 from syncengine.errors import FatalError
-from syncengine.journal.group_commit import CommitProcess, commit_message
+from syncengine.journal.group_commit import (
+    DEFAULT_COMMIT_TIMEOUT_S,
+    CommitProcess,
+    commit_message,
+)
 from syncengine.journal.lock import ProcessLock, describe_holder
 from syncengine.journal.records import (
     FailureRow,
@@ -43,7 +46,6 @@ from syncengine.journal.records import (
     decode_payload,
 )
 from syncengine.journal.schema import prepare_file, tighten_sidecars
-from syncengine.journal.writes import UPSERT_CHECKPOINT, UPSERT_HIGH_WATER, statement_runs
 from syncengine.model import Change, Checkpoint, RecordState
 
 log = structlog.get_logger(__name__)
@@ -59,7 +61,7 @@ _NO_CHECKPOINTS: Mapping[str, Checkpoint] = MappingProxyType({})
 
 # Keyset paging on rowid walks the partial index `records_pending` in order:
 # each page costs its own size, and since an upsert keeps a row's rowid, a row
-# that `apply` changes or reschedules between pages is never met twice, while
+# that a group commit changes or reschedules between pages is never met twice, while
 # the rows not yet reached neither shift nor hide.
 _DUE_PAGE = """
 SELECT rowid, payload, attempts, key FROM records
@@ -89,15 +91,21 @@ class Journal:
 
     @classmethod
     async def open(
-        cls, path: Path, *, holder: str | None = None, commit_process: bool = False
+        cls,
+        path: Path,
+        *,
+        holder: str | None = None,
+        commit_process: bool = False,
+        commit_timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S,
     ) -> Journal:
         """Open (creating and upgrading as needed) the journal at `path`.
 
         With `holder` (such as "syncengine run -c cron.toml"), first take the
         process lock, as `run`, `migrate` and `daemon` must. Without it, open
         beside any holder, for reading and small writes. With
-        `commit_process`, group commits (`apply`) go through a process of
-        their own (see `commit_worker`), as a pass's do.
+        `commit_process`, the journal takes group commits (`submit`), made by
+        a process of their own (see `commit_worker`), each of which must be
+        answered within `commit_timeout_s`.
 
         Raises:
             JournalLockedError: `holder` was given and another process holds
@@ -120,7 +128,7 @@ class Journal:
         committer = None
         if commit_process:
             try:
-                committer = await CommitProcess.start(path)
+                committer = await CommitProcess.start(path, timeout_s=commit_timeout_s)
             except BaseException:
                 await db.close()
                 _release(lock)
@@ -151,57 +159,40 @@ class Journal:
     ) -> None:
         await self.close()
 
-    async def apply(
-        self,
-        updates: Sequence[RecordUpdate | SyncedRow],
-        checkpoints: Mapping[str, Checkpoint] = _NO_CHECKPOINTS,
-        high_water: Mapping[str, Checkpoint] = _NO_CHECKPOINTS,
-    ) -> None:
-        """Write record updates and checkpoints in one transaction (the group commit).
-
-        Either all of it is durable or none of it; a later update to the same
-        key in `updates` wins. Cancelling it rolls the transaction back unless
-        the commit was already on its way, so the journal stays consistent
-        either way (the pipeline shields it anyway). `high_water` records, per
-        feed, the furthest position settled so far (see `settled_positions`).
-        `updates` may mix `RecordUpdate`s and lean `SyncedRow` tuples (the
-        bulk of a migration); they are written in their order.
-        """
-        if self._committer is not None:
-            await asyncio.shield(self.apply_soon(updates, checkpoints, high_water))
-            return
-        now = time.time()
-        statements = statement_runs(updates, now)
-        marks = [(sid, cp.resume_after, cp.display, now) for sid, cp in checkpoints.items()]
-        highs = [(sid, cp.resume_after, cp.display, now) for sid, cp in high_water.items()]
-        async with self._transaction():
-            for statement, params in statements:
-                await self._db.execute(statement, params)
-            if marks:
-                await self._db.executemany(UPSERT_CHECKPOINT, marks)
-            if highs:
-                await self._db.executemany(UPSERT_HIGH_WATER, highs)
-
-    @property
-    def pipelines(self) -> bool:
-        """True when `apply_soon` is available: group commits go to a commit process."""
-        return self._committer is not None
-
-    def apply_soon(
+    def submit(
         self,
         updates: Sequence[RecordUpdate | SyncedRow],
         checkpoints: Mapping[str, Checkpoint] = _NO_CHECKPOINTS,
         high_water: Mapping[str, Checkpoint] = _NO_CHECKPOINTS,
     ) -> asyncio.Future[None]:
-        """`apply`, sent now; the future completes once it is durable (FatalError if not).
+        """Sends one group commit now; the future completes once it is durable.
 
-        Only with a commit process (`pipelines`). Group commits are made in
-        the order sent, and after one fails none later is, so the caller may
-        send the next before the last is answered.
+        Record updates and checkpoints are written in one transaction: either
+        all of it is durable or none of it, and a later update to the same
+        key wins. `high_water` records, per feed, the furthest position
+        settled so far (see `settled_positions`). `updates` may mix
+        `RecordUpdate`s and lean `SyncedRow` tuples (the bulk of a
+        migration); they are written in their order.
+
+        Group commits are made in the order sent and after one fails none
+        later is, so a caller may send the next before the last is answered.
+        The future fails with FatalError, naming the journal, when the commit
+        was refused, an earlier one failed, the commit process is gone, or it
+        did not answer within its deadline. It does not depend on anyone
+        awaiting it; shield it where the awaiting task may be cancelled.
+        Only a journal opened with `commit_process` takes group commits.
         """
-        assert self._committer is not None, "apply_soon needs a journal opened with commit_process"
+        if self._committer is None:
+            raise RuntimeError(f"journal {self.path} was opened without a commit process")
         message = commit_message(updates, checkpoints, high_water, time.time())
         return self._committer.send(message)
+
+    def commit_stall(self) -> str | None:
+        """Why group commits are not being made (late or stopped), or None while they are.
+
+        For liveness checks: None too when this journal takes no group commits.
+        """
+        return None if self._committer is None else self._committer.stall()
 
     async def high_water(self, source_id: str) -> Checkpoint | None:
         """The furthest position of `source_id` whose outcome is journaled, or None."""
@@ -250,13 +241,13 @@ class Journal:
 
         Oldest is first journaled (rowid order). Each change is decoded from
         its payload with its stored `attempts` and its journal key as `key`.
-        Reads `page` rows per query; `apply` may run between pages: a row it
+        Reads `page` rows per query; group commits may land between pages: a row it
         updates is not yielded twice in one iteration, and a row it adds is
         yielded at the end if due.
         """
         after = 0
         while True:
-            async with self._write_lock:  # never read half of a concurrent apply
+            async with self._write_lock:  # never inside this connection's own write
                 rows = list(await self._db.execute_fetchall(_DUE_PAGE, (now, after, page)))
             for _rowid, payload, attempts, key in rows:
                 if payload is None:

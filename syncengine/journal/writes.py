@@ -1,9 +1,10 @@
 """The journal's write statements: what one group commit sends to SQLite.
 
-Pure: `statement_runs` turns a flush's record updates into as few statements
-as possible, in order, because each statement costs the journal thread two
-takes of the GIL from a busy event loop (see the notes below); the SQL text
-and its parameters are all that leave this module.
+Pure: `row_runs` turns a flush's record updates into plain rows (the pass's
+side, sent to the commit process) and `statements_for` turns those into as
+few statements as possible, in order (the commit worker's side), because
+each statement has a cost of its own (see the notes below); the SQL text and
+its parameters are all that leave this module.
 """
 
 from __future__ import annotations
@@ -96,13 +97,6 @@ ON CONFLICT (source_id) DO UPDATE SET resume_after = excluded.resume_after,
 #: Consecutive rows of one kind: (True, synced rows) or (False, record rows),
 #: plain JSON values either way, so a run can travel to the commit process.
 RowRun = tuple[bool, list[Any]]
-
-
-def statement_runs(
-    updates: Sequence[RecordUpdate | SyncedRow], now: float
-) -> list[tuple[str, tuple[Any, ...]]]:
-    """Consecutive updates of one kind as statements with their parameters, in order."""
-    return statements_for(row_runs(updates, now), now)
 
 
 def row_runs(updates: Sequence[RecordUpdate | SyncedRow], now: float) -> list[RowRun]:

@@ -7,8 +7,6 @@ import os
 import signal
 from pathlib import Path
 
-import pytest
-
 from syncengine.engine.flusher import Flusher
 from syncengine.engine.recorder import Recorder
 from syncengine.engine.watermark import Watermark
@@ -34,13 +32,8 @@ def _sync(recorder: Recorder, watermark: Watermark, first: int, count: int) -> N
     assert recorder.synced_many(changes, outcomes) == []
 
 
-@pytest.mark.parametrize("commit_process", [False, True], ids=["session", "commit-process"])
-async def test_a_wake_flushes_at_once_and_reports_durability(
-    tmp_path: Path, commit_process: bool
-) -> None:
-    async with await Journal.open(
-        tmp_path / "j.db", holder="t", commit_process=commit_process
-    ) as journal:
+async def test_a_wake_flushes_at_once_and_reports_durability(tmp_path: Path) -> None:
+    async with await Journal.open(tmp_path / "j.db", holder="t", commit_process=True) as journal:
         watermark = Watermark(None)
         recorder = Recorder(journal, source_id="feed", watermark=watermark)
         durable = asyncio.Event()

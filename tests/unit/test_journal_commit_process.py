@@ -116,11 +116,10 @@ async def test_pipelined_commits_are_made_in_order_and_none_after_a_failure(
     path = tmp_path / "j.db"
     async with await Journal.open(path, holder="t", commit_process=True) as journal:
         sent = [
-            journal.apply_soon([_synced(n) for n in range(k * 100, k * 100 + 100)])
-            for k in range(5)
+            journal.submit([_synced(n) for n in range(k * 100, k * 100 + 100)]) for k in range(5)
         ]
-        sent.append(journal.apply_soon([_failed(900, "lost")], {"feed": Checkpoint(9, 9)}))
-        sent.append(journal.apply_soon([_synced(1000)], {"feed": Checkpoint(10, 10)}))
+        sent.append(journal.submit([_failed(900, "lost")], {"feed": Checkpoint(9, 9)}))
+        sent.append(journal.submit([_synced(1000)], {"feed": Checkpoint(10, 10)}))
         outcomes = await asyncio.gather(*sent, return_exceptions=True)
         assert outcomes[:5] == [None] * 5
         assert all(isinstance(outcome, FatalError) for outcome in outcomes[5:])
@@ -128,26 +127,31 @@ async def test_pipelined_commits_are_made_in_order_and_none_after_a_failure(
         assert (await journal.counts())["synced"] == 500
         assert await journal.checkpoint("feed") is None
         with pytest.raises(FatalError):
-            await journal.apply([_synced(2000)])
+            await journal.submit([_synced(2000)])
 
 
-async def test_commit_process_writes_what_the_session_connection_writes(tmp_path: Path) -> None:
-    """The same mixed batches give the same rows whichever path commits them."""
+async def test_mixed_batches_are_written_as_sent(tmp_path: Path) -> None:
+    """Runs of synced and other rows, a key repeated across them: each row as its state
+    keeps it, the later update of a key winning, with the checkpoint and high water."""
     batches: list[list[RecordUpdate | SyncedRow]] = [
         [_synced(n) for n in range(700)] + [_failed(5), _failed(800)] + [_synced(5)],
         [_failed(3, "pending"), _synced(900)],
     ]
-    results = []
-    for commit_process in (False, True):
-        path = tmp_path / f"{commit_process}.db"
-        async with await Journal.open(path, holder="t", commit_process=commit_process) as journal:
-            for batch in batches:
-                await journal.apply(batch, {"feed": Checkpoint(42, 7)}, {"feed": Checkpoint(50, 8)})
-            marks = (await journal.checkpoint("feed"), await journal.high_water("feed"))
-        results.append((_rows(path), marks))
-    assert results[0] == results[1]
-    assert len(results[1][0]) == 702
-    assert results[1][1] == (Checkpoint(42, 7), Checkpoint(50, 8))
+    path = tmp_path / "j.db"
+    async with await Journal.open(path, holder="t", commit_process=True) as journal:
+        for batch in batches:
+            await journal.submit(batch, {"feed": Checkpoint(42, 7)}, {"feed": Checkpoint(50, 8)})
+        marks = (await journal.checkpoint("feed"), await journal.high_water("feed"))
+    rows = {row[0]: row[1:] for row in _rows(path)}
+    assert len(rows) == 702
+    assert marks == (Checkpoint(42, 7), Checkpoint(50, 8))
+    synced = ("Leads", "crm-5", "update", "synced", 1, "SUCCESS", None, None, None, None, 6)
+    assert rows["Leads:5"] == (*synced, "feed")
+    assert rows["Leads:800"] == (
+        "Leads", "800", "update", "failed", 2, "INVALID_DATA", "bad value",
+        '{"api_name":"Email"}', None, b'{"id":"1"}', 801, None,
+    )  # fmt: skip
+    assert rows["Leads:3"][3:4] + rows["Leads:3"][8:10] == ("pending", 100.0, b'{"id":"1"}')
 
 
 async def test_refused_commit_is_fatal_names_the_journal_and_leaves_the_file_usable(
@@ -156,26 +160,26 @@ async def test_refused_commit_is_fatal_names_the_journal_and_leaves_the_file_usa
     path = tmp_path / "j.db"
     async with await Journal.open(path, holder="t", commit_process=True) as journal:
         with pytest.raises(FatalError) as refused:
-            await journal.apply([_synced(1), _failed(2, "lost")], {"feed": Checkpoint(1, 1)})
+            await journal.submit([_synced(1), _failed(2, "lost")], {"feed": Checkpoint(1, 1)})
         message = str(refused.value)
         assert str(path) in message
         assert "\n" not in message
         assert await journal.checkpoint("feed") is None
     async with await Journal.open(path, holder="t", commit_process=True) as journal:
-        await journal.apply([_synced(3)], {"feed": Checkpoint(3, 3)})
+        await journal.submit([_synced(3)], {"feed": Checkpoint(3, 3)})
         assert await journal.checkpoint("feed") == Checkpoint(3, 3)
 
 
 async def test_a_killed_worker_makes_every_later_commit_fatal(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     async with await Journal.open(path, holder="t", commit_process=True) as journal:
-        await journal.apply([_synced(1)])
+        await journal.submit([_synced(1)])
         committer = journal._committer
         assert committer is not None
         os.kill(committer._process.pid, signal.SIGKILL)
         for _ in range(2):
             with pytest.raises(FatalError, match=r"commit process ended \(exit status -9"):
-                await journal.apply([_synced(2)])
+                await journal.submit([_synced(2)])
     assert [row[0] for row in _rows(path)] == ["Leads:1"]
 
 
@@ -184,39 +188,41 @@ async def test_the_worker_outlives_signals_meant_for_the_whole_group(tmp_path: P
     still has outcomes to commit while it stops, so the worker leaves stopping to it."""
     path = tmp_path / "j.db"
     async with await Journal.open(path, holder="t", commit_process=True) as journal:
-        await journal.apply([_synced(1)])
+        await journal.submit([_synced(1)])
         committer = journal._committer
         assert committer is not None
         for signum in (signal.SIGINT, signal.SIGTERM):
             os.kill(committer._process.pid, signum)
         await asyncio.sleep(0.2)
-        await journal.apply([_synced(2)])
+        await journal.submit([_synced(2)])
         assert committer._process.returncode is None
     assert committer._process.returncode == 0
     assert [row[0] for row in _rows(path)] == ["Leads:1", "Leads:2"]
 
 
-async def test_a_cancelled_apply_is_committed_whole_and_the_next_waits_for_it(
+async def test_a_commit_whose_waiter_is_cancelled_is_committed_whole_and_the_next_waits_for_it(
     tmp_path: Path,
 ) -> None:
     """The answer of a commit whose caller gave up is read before the next message goes."""
     path = tmp_path / "j.db"
     async with await Journal.open(path, holder="t", commit_process=True) as journal:
-        task = asyncio.create_task(
-            journal.apply([_synced(n) for n in range(30_000)], {"feed": Checkpoint(1, 1)})
+        task = asyncio.ensure_future(
+            asyncio.shield(
+                journal.submit([_synced(n) for n in range(30_000)], {"feed": Checkpoint(1, 1)})
+            )
         )
         await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await journal.apply([_synced(99_999)], {"feed": Checkpoint(2, 2)})
+        await journal.submit([_synced(99_999)], {"feed": Checkpoint(2, 2)})
         assert await journal.checkpoint("feed") == Checkpoint(2, 2)
         assert (await journal.counts())["synced"] == 30_001
 
 
 async def test_close_ends_the_worker(tmp_path: Path) -> None:
     journal = await Journal.open(tmp_path / "j.db", holder="t", commit_process=True)
-    await journal.apply([_synced(1)])
+    await journal.submit([_synced(1)])
     committer = journal._committer
     assert committer is not None
     await journal.close()
@@ -231,7 +237,7 @@ from syncengine.journal import Journal
 
 async def main():
     journal = await Journal.open(Path(sys.argv[1]), holder="t", commit_process=True)
-    await journal.apply([("Leads:1", "Leads", "1", "update", 1, 1, "feed")])
+    await journal.submit([("Leads:1", "Leads", "1", "update", 1, 1, "feed")])
     print("worker", journal._committer._process.pid, flush=True)
     await asyncio.sleep(60)
 

@@ -37,13 +37,13 @@ def row(n):
                         "m", None, None, b"{}", n)
 
 async def main(path, holder, mode):
-    journal = await Journal.open(Path(path), holder=holder)
+    journal = await Journal.open(Path(path), holder=holder, commit_process=mode == "write")
     batch = 0
     deadline = asyncio.get_running_loop().time() + 60  # never outlive a killed test run
     while asyncio.get_running_loop().time() < deadline:
         if mode == "write":
             rows = [row(batch * 200 + i) for i in range(200)]
-            await journal.apply(rows, {"feed": Checkpoint(batch, batch)})
+            await journal.submit(rows, {"feed": Checkpoint(batch, batch)})
             batch += 1
         if batch <= 1:
             print("ready", flush=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import sqlite3
 import time
@@ -18,19 +17,10 @@ from syncengine.journal.writes import SYNCED_STATEMENT_ROWS
 from syncengine.model import Change, Checkpoint, Operation, RecordState, SourcePosition
 
 
-@pytest.fixture(params=[False, True], ids=["session-commits", "commit-process"])
-async def journal(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Journal]:
-    """An open journal in a fresh file, its group commits on either path."""
-    async with await Journal.open(
-        tmp_path / "j.db", holder="test", commit_process=request.param
-    ) as opened:
-        yield opened
-
-
 @pytest.fixture
-async def session_journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    """A journal whose group commits run on its session connection (tests that watch it)."""
-    async with await Journal.open(tmp_path / "j.db", holder="test") as opened:
+async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
+    """An open journal in a fresh file, taking group commits as a pass's does."""
+    async with await Journal.open(tmp_path / "j.db", holder="test", commit_process=True) as opened:
         yield opened
 
 
@@ -76,9 +66,9 @@ async def _due_ids(journal: Journal, now: float, *, page: int = 1000) -> list[st
     return [change.record_id async for change in journal.due(now, page=page)]
 
 
-async def test_apply_writes_records_and_checkpoint(journal: Journal) -> None:
-    """Records and checkpoints written by one apply are read back as written."""
-    await journal.apply(
+async def test_a_group_commit_writes_records_and_checkpoint(journal: Journal) -> None:
+    """Records and checkpoints written by one group commit are read back as written."""
+    await journal.submit(
         [_update(1, RecordState.SYNCED), _update(2, RecordState.FAILED)],
         {"feed": Checkpoint(resume_after=20, display=2), "table": Checkpoint("0012", "0012")},
     )
@@ -91,23 +81,19 @@ async def test_apply_writes_records_and_checkpoint(journal: Journal) -> None:
     }
 
 
-async def test_apply_is_all_or_nothing(journal: Journal) -> None:
+async def test_a_group_commit_is_all_or_nothing(journal: Journal) -> None:
     """A batch that fails on one row leaves no row and no checkpoint of it behind."""
-    await journal.apply([_update(1)], {"feed": Checkpoint(10, 1)})
+    await journal.submit([_update(1)], {"feed": Checkpoint(10, 1)})
     bad = _update(3, cast(RecordState, _BadState()))
     with pytest.raises((sqlite3.IntegrityError, FatalError), match="CHECK constraint"):
-        await journal.apply([_update(2), bad], {"feed": Checkpoint(30, 3)})
+        await journal.submit([_update(2), bad], {"feed": Checkpoint(30, 3)})
     assert await journal.counts() == {"synced": 0, "pending": 1, "failed": 0}
     assert await journal.checkpoint("feed") == Checkpoint(10, 1)
-    if journal.pipelines:
-        # Later commits may already be on their way, counting on the failed
-        # rows: the commit process makes none after a failure.
-        with pytest.raises(FatalError, match="CHECK constraint"):
-            await journal.apply([_update(2)], {"feed": Checkpoint(20, 2)})
-        assert await journal.checkpoint("feed") == Checkpoint(10, 1)
-        return
-    await journal.apply([_update(2)], {"feed": Checkpoint(20, 2)})  # still usable
-    assert await journal.checkpoint("feed") == Checkpoint(20, 2)
+    # Later commits may already be on their way, counting on the failed
+    # rows: the commit process makes none after a failure.
+    with pytest.raises(FatalError, match="CHECK constraint"):
+        await journal.submit([_update(2)], {"feed": Checkpoint(20, 2)})
+    assert await journal.checkpoint("feed") == Checkpoint(10, 1)
 
 
 class _BadState:
@@ -121,52 +107,32 @@ class _BadState:
     __hash__ = object.__hash__
 
 
-async def test_cancelled_apply_leaves_journal_consistent(session_journal: Journal) -> None:
-    """An apply cancelled mid-way is wholly written or wholly absent, and the journal works on."""
-    journal = session_journal
-    updates = [_update(n) for n in range(30_000)]
-    task = asyncio.create_task(journal.apply(updates, {"feed": Checkpoint(1, 1)}))
-    for _ in range(2000):  # cancel once the transaction is open, mid-write
-        if journal._db.in_transaction:
-            break
-        await asyncio.sleep(0.0005)
-    assert journal._db.in_transaction
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    pending = (await journal.counts())["pending"]
-    checkpoint = await journal.checkpoint("feed")
-    assert (pending, checkpoint) in {(0, None), (30_000, Checkpoint(1, 1))}
-    await journal.apply([_update(99_999)], {"feed": Checkpoint(2, 2)})
-    assert await journal.checkpoint("feed") == Checkpoint(2, 2)
-
-
 async def test_later_update_of_a_key_wins(journal: Journal) -> None:
     """Within a batch and across batches, the last update of a key is what stays."""
-    await journal.apply([_update(1), _update(1, RecordState.FAILED)])
+    await journal.submit([_update(1), _update(1, RecordState.FAILED)])
     assert await journal.counts() == {"synced": 0, "pending": 0, "failed": 1}
-    await journal.apply([_update(1, RecordState.SYNCED)])
+    await journal.submit([_update(1, RecordState.SYNCED)])
     assert await journal.counts() == {"synced": 1, "pending": 0, "failed": 0}
 
 
 async def test_redriven_outcome_keeps_the_feed_position(journal: Journal) -> None:
     """An update without a position (a re-driven change) keeps the line users were shown."""
-    await journal.apply([_update(16, position=17)])
-    await journal.apply([_update(16, RecordState.FAILED, position=None)])
+    await journal.submit([_update(16, position=17)])
+    await journal.submit([_update(16, RecordState.FAILED, position=None)])
     [row] = await journal.failures()
     assert row.position == 17
 
 
 async def test_synced_rows_keep_no_payload(journal: Journal, tmp_path: Path) -> None:
     """A synced row drops its payload and due time even if the update carried them."""
-    await journal.apply([_update(1, RecordState.SYNCED, next_attempt_at=5.0)])
+    await journal.submit([_update(1, RecordState.SYNCED, next_attempt_at=5.0)])
     state, payload, due_at, _ = _row(tmp_path / "j.db", "Leads:1")
     assert (state, payload, due_at) == ("synced", None, None)
 
 
 async def test_failed_rows_keep_payload_but_no_due_time(journal: Journal, tmp_path: Path) -> None:
     """A failed row keeps what `retry` needs to re-send it, and is never due by itself."""
-    await journal.apply([_update(1, RecordState.FAILED, next_attempt_at=5.0)])
+    await journal.submit([_update(1, RecordState.FAILED, next_attempt_at=5.0)])
     state, payload, due_at, _ = _row(tmp_path / "j.db", "Leads:1")
     assert (state, due_at) == ("failed", None)
     assert payload == encode_payload(_change(1))
@@ -175,13 +141,13 @@ async def test_failed_rows_keep_payload_but_no_due_time(journal: Journal, tmp_pa
 
 async def test_pending_without_due_time_is_due_at_once(journal: Journal) -> None:
     """A pending update with no next_attempt_at is due from the moment it is written."""
-    await journal.apply([_update(1, next_attempt_at=None)])
+    await journal.submit([_update(1, next_attempt_at=None)])
     assert await _due_ids(journal, now=time.time() + 1) == ["1"]
 
 
 async def test_due_yields_oldest_first_and_only_what_is_due(journal: Journal) -> None:
     """due() gives pending rows due at or before now, in the order first journaled."""
-    await journal.apply(
+    await journal.submit(
         [
             _update(1, next_attempt_at=30.0),
             _update(2, next_attempt_at=10.0),
@@ -192,7 +158,7 @@ async def test_due_yields_oldest_first_and_only_what_is_due(journal: Journal) ->
             _update(7, next_attempt_at=20.0),
         ]
     )
-    await journal.apply([_update(1, next_attempt_at=5.0)])  # an update keeps its place
+    await journal.submit([_update(1, next_attempt_at=5.0)])  # an update keeps its place
     assert await _due_ids(journal, now=30.0) == ["1", "2", "3", "7"]
     assert await _due_ids(journal, now=math.inf) == ["1", "2", "3", "4", "7"]
     assert await _due_ids(journal, now=4.0) == []
@@ -200,7 +166,7 @@ async def test_due_yields_oldest_first_and_only_what_is_due(journal: Journal) ->
 
 async def test_due_decodes_payload_with_stored_attempts(journal: Journal) -> None:
     """A due change is the stored change, with its attempts and journal key, without positions."""
-    await journal.apply([_update(4, attempts=3, next_attempt_at=1.0)])
+    await journal.submit([_update(4, attempts=3, next_attempt_at=1.0)])
     [change] = [change async for change in journal.due(2.0)]
     assert change.record == {"id": "4", "Last_Name": "n4"}
     assert (change.key, change.attempts, change.positions) == ("Leads:4", 3, [])
@@ -208,50 +174,50 @@ async def test_due_decodes_payload_with_stored_attempts(journal: Journal) -> Non
 
 async def test_due_pages_survive_applies_between_pages(journal: Journal) -> None:
     """Rows resolved or rescheduled during iteration are not repeated and none are skipped."""
-    await journal.apply([_update(n, next_attempt_at=float(n % 4)) for n in range(20)])
+    await journal.submit([_update(n, next_attempt_at=float(n % 4)) for n in range(20)])
     seen: list[str | None] = []
     async for change in journal.due(10.0, page=3):
         seen.append(change.record_id)
         n = int(change.record_id or "0")
         # resolve what was yielded, and reschedule it to after `now`
         state = RecordState.SYNCED if n % 2 else RecordState.PENDING
-        await journal.apply([_update(n, state, next_attempt_at=99.0)])
+        await journal.submit([_update(n, state, next_attempt_at=99.0)])
     assert sorted(seen, key=lambda s: int(s or "0")) == [str(n) for n in range(20)]
     assert len(seen) == len(set(seen)) == 20
 
 
 async def test_rows_rescheduled_during_iteration_are_not_met_again(journal: Journal) -> None:
     """Iterating due(math.inf), a retried row rescheduled to any time is yielded only once."""
-    await journal.apply([_update(n, next_attempt_at=1.0) for n in range(7)])
+    await journal.submit([_update(n, next_attempt_at=1.0) for n in range(7)])
     seen: list[str | None] = []
     async for change in journal.due(math.inf, page=2):
         seen.append(change.record_id)
         n = int(change.record_id or "0")
-        await journal.apply([_update(n, attempts=change.attempts + 1, next_attempt_at=9.0)])
+        await journal.submit([_update(n, attempts=change.attempts + 1, next_attempt_at=9.0)])
     assert seen == [str(n) for n in range(7)]
 
 
 async def test_due_pages_see_rows_added_later_in_order(journal: Journal) -> None:
     """A row that becomes due behind the iteration's position is still yielded once."""
-    await journal.apply([_update(n, next_attempt_at=1.0) for n in range(5)])
+    await journal.submit([_update(n, next_attempt_at=1.0) for n in range(5)])
     seen: list[str | None] = []
     async for change in journal.due(10.0, page=2):
         seen.append(change.record_id)
         if change.record_id == "0":
-            await journal.apply([_update(50, next_attempt_at=5.0)])
+            await journal.submit([_update(50, next_attempt_at=5.0)])
     assert seen == ["0", "1", "2", "3", "4", "50"]
 
 
 async def test_counts_always_have_the_three_states(journal: Journal) -> None:
     """counts() names synced, pending and failed even when the journal is empty."""
     assert await journal.counts() == {"synced": 0, "pending": 0, "failed": 0}
-    await journal.apply([_update(1), _update(2, RecordState.SYNCED), _update(3)])
+    await journal.submit([_update(1), _update(2, RecordState.SYNCED), _update(3)])
     assert await journal.counts() == {"synced": 1, "pending": 2, "failed": 0}
 
 
 async def test_failures_in_feed_order_with_filters(journal: Journal) -> None:
     """failures() sorts numerically by position, filters by code, honours limit, decodes details."""
-    await journal.apply(
+    await journal.submit(
         [
             _update(9, RecordState.FAILED, details={"api_name": "Email"}),
             _update(1, RecordState.FAILED, code="BAD_INPUT", record_id=None, payload=None),
@@ -269,7 +235,7 @@ async def test_failures_in_feed_order_with_filters(journal: Journal) -> None:
 
 async def test_requeue_moves_failed_with_payload_to_pending(journal: Journal) -> None:
     """retry puts re-drivable failures back as due, attempts reset; bad lines are counted apart."""
-    await journal.apply(
+    await journal.submit(
         [
             _update(1, RecordState.FAILED, attempts=8),
             _update(2, RecordState.FAILED, code="BAD_INPUT", payload=None),
@@ -285,7 +251,7 @@ async def test_requeue_moves_failed_with_payload_to_pending(journal: Journal) ->
 
 async def test_requeue_selects_by_code_and_ids(journal: Journal) -> None:
     """--code and --id narrow the requeue, together when both are given."""
-    await journal.apply(
+    await journal.submit(
         [
             _update(1, RecordState.FAILED, code="A"),
             _update(2, RecordState.FAILED, code="A"),
@@ -301,7 +267,7 @@ async def test_requeue_selects_by_code_and_ids(journal: Journal) -> None:
 
 async def test_requeue_many_ids(journal: Journal) -> None:
     """A long --id list (more than one statement holds) requeues every match once."""
-    await journal.apply([_update(n, RecordState.FAILED) for n in range(1200)])
+    await journal.submit([_update(n, RecordState.FAILED) for n in range(1200)])
     ids = [str(n) for n in range(0, 1200, 1)] + ["1", "2", "nope"]
     result = await journal.requeue_failed(ids=ids, now=1.0)
     assert (result.requeued, result.not_redrivable) == (1200, 0)
@@ -345,7 +311,7 @@ async def test_synced_runs_longer_than_one_statement_keep_order(
     updates.insert(5, _update(count, RecordState.FAILED))  # a run of the other kind between
     updates.append(synced(0, 3))  # the first key again, in the last statement
     updates.append(_update(count, RecordState.SYNCED))
-    await journal.apply(updates, {"feed": Checkpoint(1, 1)})
+    await journal.submit(updates, {"feed": Checkpoint(1, 1)})
     assert await journal.counts() == {"synced": count + 1, "pending": 0, "failed": 0}
     assert _row(tmp_path / "j.db", "Leads:0")[3] == 3
     assert _row(tmp_path / "j.db", f"Leads:{count - 1}") == ("synced", None, None, 1)
@@ -356,25 +322,7 @@ async def test_reader_sees_commits_made_after_it_opened(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     async with await Journal.open(path) as reader:
         assert (await reader.counts())["pending"] == 0
-        async with await Journal.open(path, holder="run") as writer:
-            await writer.apply([_update(1)], {"feed": Checkpoint(1, 1)})
+        async with await Journal.open(path, holder="run", commit_process=True) as writer:
+            await writer.submit([_update(1)], {"feed": Checkpoint(1, 1)})
             assert (await reader.counts())["pending"] == 1
             assert await reader.checkpoint("feed") == Checkpoint(1, 1)
-
-
-async def test_due_never_shows_rows_of_an_open_apply(session_journal: Journal) -> None:
-    """due() waits for a running apply: rows it then rolls back are never yielded."""
-    journal = session_journal
-    task = asyncio.create_task(
-        journal.apply([_update(n, next_attempt_at=1.0) for n in range(20_000)])
-    )
-    for _ in range(2000):
-        if journal._db.in_transaction:
-            break
-        await asyncio.sleep(0.0005)
-    listing = asyncio.create_task(_due_ids(journal, now=5.0))
-    await asyncio.sleep(0)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert await listing == []

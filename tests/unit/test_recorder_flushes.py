@@ -1,4 +1,4 @@
-"""The recorder on a pipelined journal: flushes on their way count as not durable."""
+"""The recorder's group commits: flushes on their way count as not durable."""
 
 from __future__ import annotations
 
@@ -46,7 +46,6 @@ def _read(recorder: Recorder, watermark: Watermark, changes: list[Change]) -> No
 async def test_rows_on_their_way_stay_in_the_backlog_until_durable(tmp_path: Path) -> None:
     async with await Journal.open(tmp_path / "j.db", holder="t", commit_process=True) as journal:
         recorder, watermark = _recorder(journal)
-        assert recorder.pipelined
         first, second = _changes(0, 300), _changes(300, 200)
         _read(recorder, watermark, first)
         sent_first = recorder.flush_soon()
