@@ -93,6 +93,7 @@ class JournalConfig:
     """`[journal]`: the SQLite file holding checkpoint, outcomes and token cache."""
 
     path: Path
+    commit_timeout_s: float = 60.0  # a group commit not made by then ends the pass (exit 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +296,10 @@ def _limits(table: ConfigTable) -> LimitsConfig:
 
 def _journal(table: ConfigTable, base: Path) -> JournalConfig:
     # Next to the config by default, so each config gets its own journal.
-    return JournalConfig(path=table.path("path", base) or (base / "syncengine.db").resolve())
+    return JournalConfig(
+        path=table.path("path", base) or (base / "syncengine.db").resolve(),
+        **_present(commit_timeout_s=table.number("commit_timeout_s")),
+    )
 
 
 def _daemon(table: ConfigTable) -> DaemonConfig:

@@ -136,7 +136,10 @@ async def _ops(config: Config, parts: LiveParts) -> AsyncIterator[None]:
         return
     view: EngineView = LiveView(parts)  # checked against the protocol by mypy
     async with serve_ops(
-        port=port, view=view, check_ready=ReadinessChecks(parts, config)
+        port=port,
+        view=view,
+        check_ready=ReadinessChecks(parts, config),
+        check_live=parts.journal.commit_stall,
     ) as server:
         log.info("daemon.ops_listening", url=server.url)
         yield

@@ -6,7 +6,10 @@ engine, and a failing endpoint never stops a sync.
 
 * `GET /metrics`: Prometheus text format rendered by prometheus_client from
   `metrics.build_registry(view)`.
-* `GET /healthz`: 200 `{"status": "ok"}` while the process serves requests.
+* `GET /healthz`: 200 `{"status": "ok"}` while the process serves requests
+  and `check_live` finds nothing stuck; 503 `{"status": "stalled", "reason":
+  ...}` when it does (a group commit the journal has not made for half its
+  deadline), so a probe can tell a hung pass from a working one.
 * `GET /readyz`: 200 when every readiness check passes, else 503; the body
   names each check and why it failed: `{"ready": false, "checks": {"token":
   "refresh refused", "source": null}}`. A check that raises or exceeds its
@@ -35,6 +38,7 @@ __all__ = [
     "DEFAULT_CHECK_TIMEOUT_S",
     "DEFAULT_READY_TIMEOUT_S",
     "READY_CHECK_NAME",
+    "CheckLive",
     "CheckReady",
     "OpsServer",
     "gather_checks",
@@ -56,12 +60,16 @@ DEFAULT_READY_TIMEOUT_S = 3.0
 #: Check name → None when fine, else a short reason (never a secret).
 CheckReady = Callable[[], Awaitable[dict[str, str | None]]]
 
+#: None while nothing is stuck, else a short reason (never a secret); must not block.
+CheckLive = Callable[[], str | None]
+
 #: Name under which a failure of the whole `check_ready` callable is reported.
 READY_CHECK_NAME = "check_ready"
 
 _REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
 _CHECK_READY: web.AppKey[CheckReady] = web.AppKey("check_ready")
 _TIMEOUT_S: web.AppKey[float] = web.AppKey("ready_timeout_s", float)
+_CHECK_LIVE: web.AppKey[CheckLive] = web.AppKey("check_live")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +135,15 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    """Answering at all is the liveness signal."""
+    """Answering is the liveness signal, unless the live check names something stuck."""
+    reason = request.app[_CHECK_LIVE]()
+    if reason is not None:
+        return web.json_response({"status": "stalled", "reason": reason}, status=503)
     return web.json_response({"status": "ok"})
+
+
+def _always_live() -> str | None:
+    return None
 
 
 async def _readyz(request: web.Request) -> web.Response:
@@ -157,9 +172,11 @@ def make_app(
     view: EngineView,
     check_ready: CheckReady,
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+    check_live: CheckLive = _always_live,
 ) -> web.Application:
     """The ops application, unstarted (for embedding or for aiohttp's test tools)."""
     app = web.Application()
+    app[_CHECK_LIVE] = check_live
     app[_REGISTRY] = build_registry(view)
     app[_CHECK_READY] = check_ready
     app[_TIMEOUT_S] = ready_timeout_s
@@ -177,6 +194,7 @@ async def serve_ops(
     check_ready: CheckReady,
     host: str = "127.0.0.1",
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+    check_live: CheckLive = _always_live,
 ) -> AsyncIterator[OpsServer]:
     """Serve the ops endpoints on `host:port` while the body runs.
 
@@ -184,7 +202,9 @@ async def serve_ops(
     the port is taken. On exit the listener closes and open requests are
     given a short moment to finish; safe to cancel.
     """
-    app = make_app(view=view, check_ready=check_ready, ready_timeout_s=ready_timeout_s)
+    app = make_app(
+        view=view, check_ready=check_ready, ready_timeout_s=ready_timeout_s, check_live=check_live
+    )
     # Scrapes every few seconds for months: no access log line per request.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()

@@ -117,7 +117,10 @@ async def open_engine(
         raise ConfigError(f"journal.path: the folder {folder} does not exist")
     async with AsyncExitStack() as stack:
         journal = await Journal.open(
-            config.journal.path, holder=holder_description(command), commit_process=True
+            config.journal.path,
+            holder=holder_description(command),
+            commit_process=True,
+            commit_timeout_s=config.journal.commit_timeout_s,
         )
         stack.push_async_callback(journal.close)
         session = make_session(

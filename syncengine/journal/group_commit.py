@@ -141,8 +141,10 @@ class CommitProcess:
         self._closing = False
         self._last_complaint = ""
         self._loop = asyncio.get_running_loop()
-        #: Since when the oldest unanswered commit has been the worker's to make.
+        #: Since when the oldest unanswered commit has been the worker's to make
+        #: (not before it is ready: its start has a bound of its own).
         self._head_since = 0.0
+        self._ready = False
         self._watchdog: asyncio.TimerHandle | None = None
         self._reader = asyncio.create_task(self._read_answers(), name="journal.commit_answers")
         # Read all along, so a worker that writes to standard error never blocks on a full pipe.
@@ -206,7 +208,7 @@ class CommitProcess:
         """
         if self._broken is not None:
             return self._broken
-        if not self._answers:
+        if not self._answers or not self._ready:
             return None
         waited = self._loop.time() - self._head_since
         if waited < self._timeout_s / 2:
@@ -225,8 +227,12 @@ class CommitProcess:
         self._watchdog = None
         if not self._answers or self._broken is not None:
             return
+        now = self._loop.time()
+        if not self._ready:  # its start has a bound of its own (`_START_TIMEOUT_S`)
+            self._watchdog = self._loop.call_at(now + self._timeout_s, self._watch)
+            return
         due = self._head_since + self._timeout_s
-        if self._loop.time() < due:
+        if now < due:
             self._watchdog = self._loop.call_at(due, self._watch)
             return
         self._fail_all(
@@ -260,6 +266,8 @@ class CommitProcess:
         if answer != READY:
             await self._break(answer)
             return
+        self._ready = True
+        self._head_since = self._loop.time()
         while True:
             answer = await stdout.readline()
             if answer != OK:

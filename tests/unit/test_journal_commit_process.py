@@ -18,7 +18,12 @@ import pytest
 from syncengine.errors import FatalError
 from syncengine.journal import Journal, RecordUpdate, SyncedRow
 from syncengine.journal.commit_worker import OK, READY, frame, open_journal, serve
-from syncengine.journal.group_commit import CommitProcess, commit_message
+from syncengine.journal.group_commit import (
+    CommitProcess,
+    commit_message,
+    worker_environment,
+    worker_import_folders,
+)
 from syncengine.model import Checkpoint, Operation, RecordState
 
 
@@ -302,3 +307,73 @@ async def test_a_worker_is_never_blocked_by_its_own_standard_error(tmp_path: Pat
     with pytest.raises(FatalError, match=r"exit status 7: boom: the last words"):
         await asyncio.wait_for(committer.commit(commit_message([_synced(1)], {}, {}, 1.0)), 10)
     await committer.close()
+
+
+async def test_a_stopped_worker_fails_its_commit_at_the_deadline_and_is_killed(
+    tmp_path: Path,
+) -> None:
+    """A worker that stops answering (SIGSTOP, a hung disk) does not make the pass wait
+    forever: past half the deadline it is reported stalled, at the deadline its commit
+    and every later one fail naming the journal, and the worker is gone."""
+    path = tmp_path / "j.db"
+    async with await Journal.open(
+        path, holder="t", commit_process=True, commit_timeout_s=1.0
+    ) as journal:
+        await journal.submit([_synced(1)], {"feed": Checkpoint(1, 1)})
+        committer = journal._committer
+        assert committer is not None
+        assert journal.commit_stall() is None
+        os.kill(committer._process.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        waiting = journal.submit([_synced(2)], {"feed": Checkpoint(2, 2)})
+        await asyncio.sleep(0.6)
+        stall = journal.commit_stall()
+        assert stall is not None
+        assert str(path) in stall
+        assert "waited" in stall
+        with pytest.raises(FatalError, match=r"not made within 1 s \(journal.commit_timeout_s\)"):
+            await asyncio.wait_for(waiting, 10)
+        assert time.monotonic() - started < 5
+        assert await asyncio.wait_for(committer._process.wait(), 10) == -signal.SIGKILL
+        with pytest.raises(FatalError, match=str(path)):
+            await journal.submit([_synced(3)])
+        assert journal.commit_stall() is not None
+        assert await journal.checkpoint("feed") == Checkpoint(1, 1)
+    assert [row[0] for row in _rows(path)] == ["Leads:1"]
+
+
+async def test_a_slow_run_of_commits_that_keeps_answering_meets_no_deadline(
+    tmp_path: Path,
+) -> None:
+    """The deadline runs from the worker's last answer, not from when a commit was sent:
+    a long queue of commits that are each made in time never trips it."""
+    path = tmp_path / "j.db"
+    async with await Journal.open(
+        path, holder="t", commit_process=True, commit_timeout_s=1.0
+    ) as journal:
+        sent = [
+            journal.submit([_synced(n) for n in range(k * 4000, k * 4000 + 4000)])
+            for k in range(30)
+        ]
+        await asyncio.gather(*sent)
+        assert (await journal.counts())["synced"] == 120_000
+
+
+def test_the_worker_inherits_no_secret_and_no_working_directory() -> None:
+    environ = {
+        "PATH": "/usr/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TMPDIR": "/var/tmp",
+        "ZOHO_CLIENT_SECRET": "s3cret",
+        "PYTHONPATH": "/planted",
+        "HOME": "/home/u",
+    }
+    assert worker_environment(environ) == {
+        "PATH": "/usr/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TMPDIR": "/var/tmp",
+    }
+    folders = ["", "/work/here", "/usr/lib/python3.11", "relative", "/work/here/../here"]
+    assert worker_import_folders(folders, cwd="/work/here") == ["/usr/lib/python3.11"]

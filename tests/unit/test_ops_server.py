@@ -234,3 +234,24 @@ def test_url_brackets_ipv6_hosts() -> None:
     """The handle's URL is usable for IPv4 and IPv6 loopback alike."""
     assert OpsServer(host="127.0.0.1", port=9464).url == "http://127.0.0.1:9464"
     assert OpsServer(host="::1", port=9464).url == "http://[::1]:9464"
+
+
+async def test_healthz_turns_503_while_the_live_check_names_a_stall(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A hung pass answers HTTP but is not alive: the live check's reason makes it 503."""
+    stall: list[str] = []
+    async with serve_ops(
+        port=0,
+        view=FakeView(),
+        check_ready=FakeReadiness(),
+        check_live=lambda: stall[-1] if stall else None,
+    ) as server:
+        before = await get_json(session, server.url + "/healthz")
+        stall.append("journal /j.db: a group commit has waited 31 s")
+        during = await get_json(session, server.url + "/healthz")
+    assert before == (200, {"status": "ok"})
+    assert during == (
+        503,
+        {"status": "stalled", "reason": "journal /j.db: a group commit has waited 31 s"},
+    )
