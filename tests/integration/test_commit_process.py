@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from syncengine.sim.server import running_simulator
+from tests.integration.commit_workers import children, worker_of
 from tests.integration.conftest import (
     REPO,
     cli_env,
@@ -28,34 +29,6 @@ from tests.integration.conftest import (
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 RECORDS = 20_000
-
-
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is `pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-async def _worker_of(pid: int, process: asyncio.subprocess.Process) -> int:
-    """The commit worker of the `syncengine` process `pid`, once it runs."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.returncode is None, "the pass ended before its worker was seen"
-        for child in _children(pid):
-            with open(f"/proc/{child}/cmdline", "rb") as cmdline:
-                if b"commit_worker" in cmdline.read():
-                    return child
-        await asyncio.sleep(0.01)
-    raise AssertionError("no commit worker appeared")
 
 
 async def _start_run(config: Path, cwd: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
@@ -103,7 +76,7 @@ async def test_the_worker_imports_nothing_from_the_working_directory_and_no_secr
         config = write_config(tmp_path, sim)
         process = await _start_run(config, tmp_path, env)
         try:
-            worker = await _worker_of(process.pid, process)
+            worker = await worker_of(process)
             environ = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
             _, stderr = await asyncio.wait_for(process.communicate(), 120)
         finally:
@@ -136,7 +109,7 @@ async def test_a_stopped_worker_ends_the_pass_with_exit_3_and_the_next_finishes(
         journal = tmp_path / "journal.db"
         process = await _start_run(config, tmp_path, cli_env())
         try:
-            worker = await _worker_of(process.pid, process)
+            worker = await worker_of(process)
             while not journal.exists() or _synced(journal) < 1_000:
                 assert process.returncode is None, "the pass ended before the worker stopped"
                 await asyncio.sleep(0.02)
@@ -158,7 +131,7 @@ async def test_a_stopped_worker_ends_the_pass_with_exit_3_and_the_next_finishes(
         assert str(journal) in last
         assert "journal.commit_timeout_s" in last
         assert "Traceback" not in text
-        assert not _children(process.pid)
+        assert not children(process.pid)
         status = Path(f"/proc/{worker}/status")
         assert not status.exists() or "\nState:\tZ" in status.read_text()
         synced_before = _synced(journal)
