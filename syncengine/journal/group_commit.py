@@ -34,8 +34,9 @@ from syncengine.model import Checkpoint
 #: commit's milliseconds, so only a stalled disk or a stopped worker meets it.
 DEFAULT_COMMIT_TIMEOUT_S = 60.0
 
-#: How long the worker may take to open the journal, and to finish after its input ends.
-_START_TIMEOUT_S = 30.0
+#: How long the worker may take to open the journal (at least; the commit
+#: deadline when longer), and to finish after its input ends.
+_START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 15.0
 _KILL_GRACE_S = 2.0
 
@@ -259,7 +260,7 @@ class CommitProcess:
         stdout = self._process.stdout
         assert stdout is not None
         try:
-            async with asyncio.timeout(_START_TIMEOUT_S):
+            async with asyncio.timeout(max(_START_TIMEOUT_S, self._timeout_s)):
                 answer = await stdout.readline()
         except TimeoutError:
             answer = b"error the commit process did not open the journal in time"
