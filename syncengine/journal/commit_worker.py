@@ -26,7 +26,8 @@ parent closed it, or died) ends the worker; a frame cut short by a parent's
 death is never committed. On Linux the worker also asks the kernel to kill it
 when its parent dies, so it never writes after the process that sent it work.
 
-Started as `python -m syncengine.journal.commit_worker JOURNAL PARENT_PID`; it
+Started isolated by `group_commit` (`python -I`, see its `_WORKER_BOOT`), whose
+`main` gets `JOURNAL PARENT_PID`; it
 imports only what a commit needs (see `syncengine.journal`'s lazy names).
 """
 

@@ -63,7 +63,7 @@ def decode_payload(blob: bytes, *, attempts: int) -> Change:
 
 @dataclass(frozen=True, slots=True)
 class RecordUpdate:
-    """The new state of one journal row, written by `Journal.apply`.
+    """The new state of one journal row, written by `Journal.submit`.
 
     `key` is `journal_key(change)`: the change key, or `"@" + str(display)`
     for a record with no identity. `payload` is `encode_payload(change)`
