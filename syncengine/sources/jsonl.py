@@ -53,11 +53,27 @@ from syncengine.sources.base import (
     skip_rest_of_line,
 )
 from syncengine.sources.follow import check_poll_interval
-from syncengine.sources.records import RecordDefaults, from_json
+from syncengine.sources.records import (
+    MAX_NESTING_DEPTH,
+    RecordDefaults,
+    from_json,
+    nested_deeper_than,
+    too_deep_reason,
+)
 
 _BOM = codecs.BOM_UTF8
 
 _log = structlog.get_logger(__name__)
+
+
+def _shallow(raw: bytes, obj: object) -> bool:
+    """True when `obj`, parsed from `raw`, nests at most `MAX_NESTING_DEPTH` levels.
+
+    Every level opens a bracket, so a line with few brackets (nearly all of
+    them) is shallow without walking the value.
+    """
+    brackets = raw.count(b"{") + raw.count(b"[")
+    return brackets <= MAX_NESTING_DEPTH or not nested_deeper_than(obj, MAX_NESTING_DEPTH)
 
 
 class JsonlSource:
@@ -163,7 +179,7 @@ class JsonlSource:
                     obj = loads(raw)
                 except undecodable:
                     obj = None
-                if type(obj) is dict and "record" not in obj:
+                if type(obj) is dict and "record" not in obj and _shallow(raw, obj):
                     record_id = obj.get("id")
                     if type(record_id) is str and record_id and len(obj) > 1:
                         position = SourcePosition(ordinal, offset, line_number)
@@ -182,6 +198,8 @@ class JsonlSource:
             obj = orjson.loads(raw if self._utf8 else raw.decode(self._encoding))
         except (orjson.JSONDecodeError, UnicodeDecodeError):
             return self._parse_slowly(raw, position)
+        if not _shallow(raw, obj):
+            return BadInput(position, too_deep_reason())
         return from_json(obj, position, self._defaults)
 
     def _parse_slowly(self, raw: bytes, position: SourcePosition) -> Change | BadInput:
@@ -200,6 +218,8 @@ class JsonlSource:
             obj = orjson.loads(text.rstrip("\r\n"))
         except orjson.JSONDecodeError as exc:
             return BadInput(position, f"bad JSON at column {exc.colno}: {exc.msg}")
+        if not _shallow(raw, obj):
+            return BadInput(position, too_deep_reason())
         return from_json(obj, position, self._defaults)
 
 
