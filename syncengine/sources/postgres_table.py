@@ -93,6 +93,18 @@ _TRANSIENT = (
     asyncpg.InternalClientError,
 )
 _CLOSE_TIMEOUT_S = 2.0
+#: The column's sequence default (`nextval(...)`) or identity, or NULL.
+_SEQUENCE_DEFAULT_SQL = """
+SELECT CASE WHEN a.attidentity <> '' THEN 'identity'
+            WHEN pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%'
+            THEN pg_get_expr(d.adbin, d.adrelid) END
+FROM pg_attribute a
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = to_regclass(quote_ident(split_part($1, '.', 1))
+                   || CASE WHEN $1 LIKE '%.%' THEN '.' || quote_ident(split_part($1, '.', 2))
+                      ELSE '' END)
+  AND a.attname = $2 AND NOT a.attisdropped
+"""
 
 
 def redact_dsn(dsn: str) -> str:
@@ -236,6 +248,7 @@ class PostgresTableSource:
         defaults: RecordDefaults,
         *,
         channel: str | None = None,
+        cursor_commit_ordered: bool = False,
         batch_items: int = BATCH_ITEMS,
         connect_timeout_s: float = 10.0,
     ) -> None:
@@ -250,6 +263,7 @@ class PostgresTableSource:
         self._table = table
         self._cursor = cursor
         self._channel = channel
+        self._cursor_commit_ordered = cursor_commit_ordered
         self._defaults = defaults
         self._batch_items = batch_items
         self._connect_timeout_s = connect_timeout_s
@@ -274,6 +288,7 @@ class PostgresTableSource:
         connection = None
         try:
             connection = await self._connect()
+            await self._refuse_sequence_cursor(connection)
             while records := await self._fetch(connection, last):
                 batch, last = self._convert(records, ordinal, last)
                 ordinal += len(batch)
@@ -370,12 +385,32 @@ class PostgresTableSource:
         connection = await self._connect()
         try:
             connection.add_termination_listener(lambda *_: wake.set())
+            await self._refuse_sequence_cursor(connection)
             if self._channel is not None:
                 await connection.add_listener(self._channel, lambda *_: wake.set())
         except BaseException:
             await _close(connection)
             raise
         return connection
+
+    async def _refuse_sequence_cursor(self, connection: Any) -> None:
+        """Raise ConfigError for a cursor filled by a sequence, unless stated commit-ordered.
+
+        Sequence values are taken at insert and become visible at commit, in
+        another order: reading by them skips rows for good (see the module
+        docstring). A view's columns have no default and pass.
+        """
+        if self._cursor_commit_ordered:
+            return
+        default = await connection.fetchval(_SEQUENCE_DEFAULT_SQL, self._table, self._cursor)
+        if default:
+            raise ConfigError(
+                f"{self.source_id}: source.cursor: {self._cursor} is filled by a sequence"
+                f" ({default}), whose values commit out of order, so rows would be skipped;"
+                ' see the README, "PostgreSQL change feeds" > "The trap: reading by an'
+                ' increasing sequence", or set cursor_commit_ordered = true if writers'
+                " already commit in cursor order"
+            )
 
     async def _fetch(self, connection: Any, last: Cursor | None) -> list[Sequence[Any]]:
         if last is None:

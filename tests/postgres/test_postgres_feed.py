@@ -325,3 +325,21 @@ async def test_values_json_cannot_carry_fail_their_row_only(
         "at": "2024-05-01T07:30:00+00:00",
         "doc": {"a": {"a": {"a": 1}}},
     }
+
+
+async def test_a_sequence_filled_cursor_is_refused_unless_stated_commit_ordered(
+    pg: asyncpg.Connection, table: str
+) -> None:
+    """bigserial and identity cursors skip rows under concurrent writers: refused, naming why."""
+    await pg.execute(f'CREATE TABLE "{table}" (seq bigserial PRIMARY KEY, id text, n int)')
+    await pg.execute(f"INSERT INTO \"{table}\" (id, n) VALUES ('1', 1)")
+    with pytest.raises(ConfigError, match=r"filled by a sequence .*The trap: reading by an"):
+        await collect(PostgresTableSource(DSN, table, "seq", DEFAULTS))
+    follow = PostgresTableSource(DSN, table, "seq", DEFAULTS).follow(None, poll_interval_s=0.05)
+    with pytest.raises(ConfigError, match="cursor_commit_ordered"):
+        await next_batch(follow)
+    stated = PostgresTableSource(DSN, table, "seq", DEFAULTS, cursor_commit_ordered=True)
+    assert len(await collect(stated)) == 1
+    await pg.execute(f'ALTER TABLE "{table}" ADD COLUMN k bigint GENERATED ALWAYS AS IDENTITY')
+    with pytest.raises(ConfigError, match=r"\(identity\)"):
+        await collect(PostgresTableSource(DSN, f"public.{table}", "k", DEFAULTS))
