@@ -54,6 +54,7 @@ class SourceConfig:
     csv_delimiter: str = ","  # RFC 4180
     dsn: str | None = field(default=None, repr=False)  # postgres only; holds the password
     channel: str | None = None  # postgres only: LISTEN/NOTIFY channel that wakes the daemon
+    cursor_commit_ordered: bool = False  # postgres only: a sequence-filled cursor is commit-ordered
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +196,7 @@ def _source(table: ConfigTable, base: Path) -> SourceConfig:
     kind = table.required("type", table.choice("type", _SOURCE_TYPES))
     if kind == "postgres":
         return _postgres_source(table)
-    for key in ("dsn", "channel"):
+    for key in ("dsn", "channel", "cursor_commit_ordered"):
         if table.get(key) is not None:
             raise table.error(key, "applies only to type 'postgres'")
     table_name = table.matching("table", _IDENTIFIER)
@@ -241,7 +242,10 @@ def _postgres_source(table: ConfigTable) -> SourceConfig:
         table=table.required("table", table.matching("table", _QUALIFIED)),
         cursor=table.required("cursor", table.matching("cursor", _PG_IDENTIFIER)),
         dsn=dsn,
-        **_present(channel=table.matching("channel", _PG_IDENTIFIER)),
+        **_present(
+            channel=table.matching("channel", _PG_IDENTIFIER),
+            cursor_commit_ordered=table.boolean("cursor_commit_ordered"),
+        ),
     )
 
 

@@ -59,7 +59,12 @@ def open_source(config: Config) -> Source:
         assert source.table is not None
         assert source.cursor is not None
         return PostgresTableSource(
-            source.dsn, source.table, source.cursor, defaults, channel=source.channel
+            source.dsn,
+            source.table,
+            source.cursor,
+            defaults,
+            channel=source.channel,
+            cursor_commit_ordered=source.cursor_commit_ordered,
         )
     # The config guarantees a path for every file and SQLite feed.
     assert source.path is not None

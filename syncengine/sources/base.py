@@ -21,8 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+import structlog
+
 from syncengine.errors import ConfigError, FatalError
 from syncengine.model import BadInput, Change, Checkpoint, Cursor
+
+_log = structlog.get_logger(__name__)
 
 #: Most items a source puts in one batch: large enough that per-batch async
 #: overhead (an await, a queue put) is negligible per change, small enough that
@@ -74,10 +78,18 @@ class Source(Protocol):
         ...
 
 
+#: Longest line a file feed reads, its line end included (8 MiB). A longer line
+#: is a `BadInput` naming it, skipped in 1 MiB reads without being held whole,
+#: and reading goes on at the next line: one runaway line must neither exhaust
+#: memory nor stop the feed.
+MAX_LINE_BYTES = 8 * 1024 * 1024
+
 #: Bytes read from the resume point to estimate bytes per line.
 _SAMPLE_BYTES = 1 << 16
 #: Read buffer of file feeds: few system calls per batch.
 _READ_BUFFER_BYTES = 1 << 20
+#: Step in which an oversized line is read past.
+_SKIP_BYTES = 1 << 20
 
 
 def cursor_increases(last: Cursor, value: Cursor) -> bool:
@@ -91,6 +103,54 @@ def cursor_increases(last: Cursor, value: Cursor) -> bool:
     if isinstance(last, str) and isinstance(value, str):
         return value > last
     return False
+
+
+def oversized_reason(length: int, max_line_bytes: int) -> str:
+    """The `BadInput` reason of a line of `length` bytes over `max_line_bytes`."""
+    return f"line too long: {length} bytes, over the limit of {max_line_bytes}; not read"
+
+
+def skip_rest_of_line(handle: BinaryIO) -> tuple[int, bool]:
+    """Read past the current line in 1 MiB steps: (bytes read, True when its end was found).
+
+    The line is never held whole. Without an end, the handle is at the end
+    of the file and the line is unfinished.
+    """
+    skipped = 0
+    while part := handle.readline(_SKIP_BYTES):
+        skipped += len(part)
+        if part.endswith(b"\n"):
+            return skipped, True
+    return skipped, False
+
+
+def complete_lines(
+    handle: BinaryIO, path: Path, line_number: int, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[bytes | int]:
+    """Each complete line from the handle's position: its bytes, or its length when oversized.
+
+    A line over `max_line_bytes` (line end included) comes as an int, the
+    bytes it spans, so the caller reports it bad and counts its offset. A
+    last line without its line end is never consumed: a writer may be in the
+    middle of appending it, and a cut row sent as final would be a wrong
+    value synced for good. The iterator stops before it (logging
+    `source.incomplete_last_line`, with `line_number` counted on to name it)
+    and a later read takes it once finished.
+    """
+    readline = handle.readline
+    while raw := readline(max_line_bytes):
+        line_number += 1
+        if raw.endswith(b"\n"):
+            yield raw
+            continue
+        if len(raw) == max_line_bytes:
+            skipped, ended = skip_rest_of_line(handle)
+            if ended:
+                yield len(raw) + skipped
+                continue
+        if not raw.isspace():
+            _log.warning("source.incomplete_last_line", path=str(path), line=line_number)
+        return
 
 
 def file_start(start: Checkpoint | None) -> tuple[int, int]:

@@ -8,12 +8,12 @@ just past the row) and a 1-based line number (`display`, the row's first
 line; the header is line 1). Cells are strings; an empty cell omits the
 field. `_module` and `_operation` columns override the defaults per row.
 
-A row that cannot be used (wrong number of cells, bad encoding, bad quoting)
-becomes a `BadInput`, except an unusable last row without a line end or
-inside an open quote, which is left for the next read: an appender caught
-mid-row. (A row cut inside its last cell still parses: appenders must write
-whole rows.) The encoding must be ASCII-compatible (the config checks it),
-so line ends are bytes.
+A row that cannot be used (wrong number of cells, bad encoding, bad quoting,
+a line over `MAX_LINE_BYTES`) becomes a `BadInput`. A last line without its
+line end, or a last row inside an open quote, is left for the next read, in
+every mode: an appender caught mid-row (`Johannes` of
+`Johannesburg-Williams`) must not be sent as if final. The encoding must be
+ASCII-compatible (the config checks it), so line ends are bytes.
 """
 
 from __future__ import annotations
@@ -31,16 +31,21 @@ from syncengine.errors import ConfigError, FatalError
 from syncengine.model import BadInput, Change, Checkpoint, SourcePosition
 from syncengine.sources.base import (
     BATCH_ITEMS,
+    MAX_LINE_BYTES,
     Item,
+    complete_lines,
     file_start,
     open_feed,
+    oversized_reason,
     sample_estimate,
     seek_line_start,
 )
 from syncengine.sources.records import RecordDefaults, from_row
 
 _COUNT_CHUNK_BYTES = 1 << 20
-_END_INSIDE_QUOTES = "unexpected end of data"  # csv's strict-mode error at EOF in a quote
+_END_INSIDE_QUOTES = "unexpected end of data"
+#: What csv reads in place of a line too long to read (its row is a `BadInput`).
+_OVERSIZED_STAND_IN = "-"  # csv's strict-mode error at EOF in a quote
 
 _log = structlog.get_logger(__name__)
 
@@ -49,16 +54,26 @@ class _Lines:
     """Decoded lines for `csv.reader`, counting the bytes and lines it consumed.
 
     A line that does not decode is passed on with its bad bytes escaped, and
-    `bad_encoding` says why, so the row holding it becomes a `BadInput`.
+    `bad_encoding` says why, so the row holding it becomes a `BadInput`; an
+    oversized line likewise, as a stand-in of one cell. A last line without
+    its line end is never passed on (see `complete_lines`).
     """
 
-    def __init__(self, handle: BinaryIO, offset: int, line_number: int, encoding: str) -> None:
-        self._lines = iter(handle)
+    def __init__(
+        self,
+        handle: BinaryIO,
+        offset: int,
+        line_number: int,
+        encoding: str,
+        path: Path,
+        max_line_bytes: int = MAX_LINE_BYTES,
+    ) -> None:
+        self._lines = complete_lines(handle, path, line_number, max_line_bytes)
+        self._max_line_bytes = max_line_bytes
         self._encoding = encoding
         self._strip_bom = codecs.lookup(encoding).name == "utf-8" and offset == 0
         self.offset = offset
         self.line_number = line_number
-        self.ended_with_newline = True
         self.bad_encoding: str | None = None
 
     def __iter__(self) -> Iterator[str]:
@@ -66,9 +81,12 @@ class _Lines:
 
     def __next__(self) -> str:
         raw = next(self._lines)
-        self.offset += len(raw)
         self.line_number += 1
-        self.ended_with_newline = raw.endswith(b"\n")
+        if isinstance(raw, int):
+            self.offset += raw
+            self.bad_encoding = oversized_reason(raw, self._max_line_bytes)
+            return _OVERSIZED_STAND_IN
+        self.offset += len(raw)
         if self._strip_bom:
             self._strip_bom = False
             raw = raw.removeprefix(codecs.BOM_UTF8)
@@ -104,6 +122,7 @@ class CsvSource:
         encoding: str = "utf-8",
         delimiter: str = ",",
         batch_items: int = BATCH_ITEMS,
+        max_line_bytes: int = MAX_LINE_BYTES,
     ) -> None:
         self.path = path.absolute()
         self.source_id = f"csv:{self.path}"
@@ -111,6 +130,7 @@ class CsvSource:
         self._encoding = encoding
         self._delimiter = delimiter
         self._batch_items = batch_items
+        self._max_line_bytes = max_line_bytes
 
     async def read(self, start: Checkpoint | None) -> AsyncGenerator[list[Item], None]:
         """Batches of changes after `start`; see `Source.read`.
@@ -120,7 +140,7 @@ class CsvSource:
         """
         offset, _ = file_start(start)
         with open_feed(self.path) as handle:
-            lines = _Lines(handle, 0, 0, self._encoding)
+            lines = _Lines(handle, 0, 0, self._encoding, self.path, self._max_line_bytes)
             rows = csv.reader(lines, delimiter=self._delimiter, strict=True)
             header = self._header(rows, lines)
             if header is None:
@@ -132,7 +152,9 @@ class CsvSource:
                     )
                 line_number = _count_lines(handle, offset)
                 seek_line_start(handle, offset, self.path)
-                lines = _Lines(handle, offset, line_number, self._encoding)
+                lines = _Lines(
+                    handle, offset, line_number, self._encoding, self.path, self._max_line_bytes
+                )
                 rows = csv.reader(lines, delimiter=self._delimiter, strict=True)
             for batch in self._batches(rows, lines, header):
                 yield batch
@@ -177,7 +199,7 @@ class CsvSource:
             item = self._item(cells, lines.bad_encoding, position, header)
             lines.bad_encoding = None
             first_line = lines.line_number + 1
-            if type(item) is BadInput and _is_unfinished(cells, lines):
+            if type(item) is BadInput and _is_unfinished(cells):
                 _log.warning(
                     "source.incomplete_last_line", path=str(self.path), line=position.display
                 )
@@ -220,8 +242,6 @@ def _is_blank(cells: list[str]) -> bool:
     return not cells or (len(cells) == 1 and cells[0].isspace())
 
 
-def _is_unfinished(cells: list[str] | str, lines: _Lines) -> bool:
-    """True for an unusable last row that is probably still being written."""
-    return not lines.ended_with_newline or (
-        isinstance(cells, str) and cells.endswith(_END_INSIDE_QUOTES)
-    )
+def _is_unfinished(cells: list[str] | str) -> bool:
+    """True for a last row inside an open quote: probably still being written."""
+    return isinstance(cells, str) and cells.endswith(_END_INSIDE_QUOTES)

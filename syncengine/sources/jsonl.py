@@ -4,9 +4,10 @@ A position's `resume_after` is the byte offset just past its line and its
 `display` the 1-based line number, so a resume seeks instead of re-reading
 and keeps numbering lines from the checkpoint. Each line is decoded on its
 own, so a bad byte or bad JSON costs that line only (a `BadInput`). Blank
-lines are skipped but counted. A last line without a newline is read when it
-parses, and left for the next read when it does not (an appender caught
-mid-line). Reads are plain blocking reads through a 1 MiB buffer: a local
+lines are skipped but counted. A last line without a newline is never
+consumed until its newline is there (an appender may be mid-line), in `read`
+as in `follow`. A line over `MAX_LINE_BYTES` is a `BadInput`, read past
+without being held whole. Reads are plain blocking reads through a 1 MiB buffer: a local
 file answers in microseconds, far below the cost of the requests it feeds,
 and batching keeps the event loop responsive.
 
@@ -40,30 +41,39 @@ from syncengine.errors import ConfigError
 from syncengine.model import BadInput, Change, Checkpoint, SourcePosition
 from syncengine.sources.base import (
     BATCH_ITEMS,
+    MAX_LINE_BYTES,
     Item,
     check_line_number,
+    complete_lines,
     file_start,
     open_feed,
+    oversized_reason,
     sample_estimate,
     seek_line_start,
+    skip_rest_of_line,
 )
 from syncengine.sources.follow import check_poll_interval
-from syncengine.sources.records import RecordDefaults, from_json
+from syncengine.sources.records import (
+    MAX_NESTING_DEPTH,
+    RecordDefaults,
+    from_json,
+    nested_deeper_than,
+    too_deep_reason,
+)
 
 _BOM = codecs.BOM_UTF8
-_UNPARSABLE = ("bad JSON", "bad encoding")
 
 _log = structlog.get_logger(__name__)
 
 
-def _is_incomplete(raw: bytes, bad: BadInput) -> bool:
-    """True for an unparsable last line with no newline: most likely still being written.
+def _shallow(raw: bytes, obj: object) -> bool:
+    """True when `obj`, parsed from `raw`, nests at most `MAX_NESTING_DEPTH` levels.
 
-    Such a line is left unread (the checkpoint stays before it) rather than
-    failed, so an appender caught mid-line loses nothing; the next read
-    takes the finished line.
+    Every level opens a bracket, so a line with few brackets (nearly all of
+    them) is shallow without walking the value.
     """
-    return not raw.endswith(b"\n") and bad.reason.startswith(_UNPARSABLE)
+    brackets = raw.count(b"{") + raw.count(b"[")
+    return brackets <= MAX_NESTING_DEPTH or not nested_deeper_than(obj, MAX_NESTING_DEPTH)
 
 
 class JsonlSource:
@@ -76,6 +86,7 @@ class JsonlSource:
         *,
         encoding: str = "utf-8",
         batch_items: int = BATCH_ITEMS,
+        max_line_bytes: int = MAX_LINE_BYTES,
     ) -> None:
         self.path = path.absolute()
         self.source_id = f"jsonl:{self.path}"
@@ -83,6 +94,7 @@ class JsonlSource:
         self._encoding = encoding
         self._utf8 = codecs.lookup(encoding).name == "utf-8"
         self._batch_items = batch_items
+        self._max_line_bytes = max_line_bytes
 
     async def read(self, start: Checkpoint | None) -> AsyncGenerator[list[Item], None]:
         """Batches of changes after `start`; see `Source.read`.
@@ -108,13 +120,18 @@ class JsonlSource:
         the file first opened (replaced or truncated while nobody followed).
         """
         check_poll_interval(poll_interval_s)
-        tail = _Tail(self.path, *file_start(start))
+        tail = _Tail(self.path, *file_start(start), max_line_bytes=self._max_line_bytes)
         ordinal = 0
         try:
             while True:
                 batch: list[Item] = []
                 for raw, offset, line_number in tail.lines(self._batch_items):
-                    batch.append(self._parse(raw, SourcePosition(ordinal, offset, line_number)))
+                    position = SourcePosition(ordinal, offset, line_number)
+                    if isinstance(raw, int):
+                        reason = oversized_reason(raw, self._max_line_bytes)
+                        batch.append(BadInput(position, reason))
+                    else:
+                        batch.append(self._parse(raw, position))
                     ordinal += 1
                 if batch:
                     yield batch
@@ -147,7 +164,14 @@ class JsonlSource:
         module, operation = self._defaults.module, self._defaults.operation
         trigger, key_prefix = self._defaults.trigger, self._defaults.module + ":"
         loads, undecodable = orjson.loads, orjson.JSONDecodeError
-        for raw in handle:
+        for raw in complete_lines(handle, self.path, line_number, self._max_line_bytes):
+            if isinstance(raw, int):
+                offset += raw
+                line_number += 1
+                reason = oversized_reason(raw, self._max_line_bytes)
+                yield BadInput(SourcePosition(ordinal, offset, line_number), reason)
+                ordinal += 1
+                continue
             offset += len(raw)
             line_number += 1
             if utf8:
@@ -155,7 +179,7 @@ class JsonlSource:
                     obj = loads(raw)
                 except undecodable:
                     obj = None
-                if type(obj) is dict and "record" not in obj:
+                if type(obj) is dict and "record" not in obj and _shallow(raw, obj):
                     record_id = obj.get("id")
                     if type(record_id) is str and record_id and len(obj) > 1:
                         position = SourcePosition(ordinal, offset, line_number)
@@ -166,11 +190,7 @@ class JsonlSource:
                         continue
             if raw.isspace():
                 continue
-            item = self._parse(raw, SourcePosition(ordinal, offset, line_number))
-            if type(item) is BadInput and _is_incomplete(raw, item):
-                _log.warning("source.incomplete_last_line", path=str(self.path), line=line_number)
-                return
-            yield item
+            yield self._parse(raw, SourcePosition(ordinal, offset, line_number))
             ordinal += 1
 
     def _parse(self, raw: bytes, position: SourcePosition) -> Change | BadInput:
@@ -178,6 +198,8 @@ class JsonlSource:
             obj = orjson.loads(raw if self._utf8 else raw.decode(self._encoding))
         except (orjson.JSONDecodeError, UnicodeDecodeError):
             return self._parse_slowly(raw, position)
+        if not _shallow(raw, obj):
+            return BadInput(position, too_deep_reason())
         return from_json(obj, position, self._defaults)
 
     def _parse_slowly(self, raw: bytes, position: SourcePosition) -> Change | BadInput:
@@ -196,6 +218,8 @@ class JsonlSource:
             obj = orjson.loads(text.rstrip("\r\n"))
         except orjson.JSONDecodeError as exc:
             return BadInput(position, f"bad JSON at column {exc.colno}: {exc.msg}")
+        if not _shallow(raw, obj):
+            return BadInput(position, too_deep_reason())
         return from_json(obj, position, self._defaults)
 
 
@@ -206,8 +230,11 @@ class _Tail:
     truncation when `lines` has nothing more.
     """
 
-    def __init__(self, path: Path, offset: int, line_number: int) -> None:
+    def __init__(
+        self, path: Path, offset: int, line_number: int, *, max_line_bytes: int = MAX_LINE_BYTES
+    ) -> None:
         self.path = path
+        self._max_line_bytes = max_line_bytes
         self.offset = offset
         self.line_number = line_number
         self._handle: BinaryIO | None = None
@@ -215,22 +242,31 @@ class _Tail:
         self._draining = False  # the path holds a new file; finish this one first
         self._waiting_logged = False
 
-    def lines(self, limit: int) -> list[tuple[bytes, int, int]]:
-        """Up to `limit` complete non-blank lines: (raw, offset past it, line number)."""
+    def lines(self, limit: int) -> list[tuple[bytes | int, int, int]]:
+        """Up to `limit` complete non-blank lines: (raw, offset past it, line number).
+
+        An oversized line comes as its length in bytes instead of its bytes
+        (see `complete_lines`); it is read past in steps, never held whole.
+        """
         handle = self._handle or self._open()
-        found: list[tuple[bytes, int, int]] = []
+        found: list[tuple[bytes | int, int, int]] = []
         if handle is None:
             return found
         while len(found) < limit:
-            raw = handle.readline()
-            if not raw:
+            text = handle.readline(self._max_line_bytes)
+            if not text:
                 break
-            if not raw.endswith(b"\n") and not self._draining:
+            raw: bytes | int = text
+            ended = text.endswith(b"\n")
+            if not ended and len(text) == self._max_line_bytes:
+                skipped, ended = skip_rest_of_line(handle)
+                raw = len(text) + skipped
+            if not ended and not self._draining:
                 handle.seek(self.offset)  # a line still being written: wait for its end
                 break
-            self.offset += len(raw)
+            self.offset += raw if isinstance(raw, int) else len(raw)
             self.line_number += 1
-            if not raw.isspace():
+            if isinstance(raw, int) or not raw.isspace():
                 found.append((raw, self.offset, self.line_number))
         return found
 

@@ -49,9 +49,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import math
 import re
 from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
@@ -65,7 +67,13 @@ from syncengine.errors import ConfigError, FatalError, SyncError
 from syncengine.model import BadInput, Change, Checkpoint, Cursor, SourcePosition
 from syncengine.sources.base import BATCH_ITEMS, Item, cursor_increases
 from syncengine.sources.follow import check_poll_interval, reconnect_delay_s, wait_for_wake
-from syncengine.sources.records import RecordDefaults, from_row
+from syncengine.sources.records import (
+    MAX_NESTING_DEPTH,
+    RecordDefaults,
+    from_row,
+    nested_deeper_than,
+    too_deep_reason,
+)
 
 _log = structlog.get_logger(__name__)
 
@@ -85,6 +93,18 @@ _TRANSIENT = (
     asyncpg.InternalClientError,
 )
 _CLOSE_TIMEOUT_S = 2.0
+#: The column's sequence default (`nextval(...)`) or identity, or NULL.
+_SEQUENCE_DEFAULT_SQL = """
+SELECT CASE WHEN a.attidentity <> '' THEN 'identity'
+            WHEN pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%'
+            THEN pg_get_expr(d.adbin, d.adrelid) END
+FROM pg_attribute a
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = to_regclass(quote_ident(split_part($1, '.', 1))
+                   || CASE WHEN $1 LIKE '%.%' THEN '.' || quote_ident(split_part($1, '.', 2))
+                      ELSE '' END)
+  AND a.attname = $2 AND NOT a.attisdropped
+"""
 
 
 def redact_dsn(dsn: str) -> str:
@@ -125,6 +145,23 @@ def quote_name(name: str) -> str:
     return ".".join(f'"{part}"' for part in parts)
 
 
+#: Integers JSON carries to the journal and the CRM: 64 bits (signed or unsigned).
+_INT_RANGE = (-(1 << 63), (1 << 64) - 1)
+#: What PostgreSQL writes for the ends of time (DateStyle ISO) and what they become.
+_ENDS_OF_TIME = {"infinity": "9999-12-31", "-infinity": "0001-01-01"}
+
+
+class UnencodableValue(ValueError):
+    """A column value JSON cannot carry as it is: its row becomes a `BadInput`."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Undecodable:
+    """A column value the driver could not turn into a Python value, and why."""
+
+    reason: str
+
+
 def to_json_value(value: object) -> object:
     """A column value as JSON can carry it, in the formats Zoho expects.
 
@@ -132,13 +169,14 @@ def to_json_value(value: object) -> object:
     with seconds and offset (`2024-05-01T09:30:00+00:00`; a timestamp without
     time zone is taken as UTC); dates `2024-05-01`; UUIDs and any other type
     their text. Arrays convert element by element; json/jsonb arrive decoded.
+    Raises UnencodableValue for what JSON cannot carry faithfully: NaN and
+    infinite numbers (the encoder would write null, clearing the field),
+    integers beyond 64 bits, dates outside years 1 to 9999.
     """
-    if value is None or isinstance(value, str | bool | int | float):
+    if value is None or isinstance(value, str | bool):
         return value
-    if isinstance(value, Decimal):
-        if value.is_finite() and value == value.to_integral_value():
-            return int(value)
-        return float(value)
+    if isinstance(value, int | float | Decimal):
+        return _json_number(value)
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=datetime.UTC)
@@ -149,9 +187,54 @@ def to_json_value(value: object) -> object:
         return [to_json_value(item) for item in value]
     if isinstance(value, dict):
         return {str(key): to_json_value(item) for key, item in value.items()}
+    if isinstance(value, _Undecodable):
+        raise UnencodableValue(value.reason)
     if isinstance(value, UUID):
         return str(value)
     return str(value)
+
+
+def _json_number(value: int | float | Decimal) -> int | float:
+    """A number as JSON carries it; raises UnencodableValue when it cannot."""
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise UnencodableValue(f"the number {value} is not finite")
+        value = int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UnencodableValue(f"the number {value} is not finite")
+    if isinstance(value, int) and not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+        shown = (
+            str(value)
+            if len(str(value)) <= 30
+            else f"{str(value)[:12]}...({len(str(value))} digits)"
+        )
+        raise UnencodableValue(f"the number {shown} is beyond 64 bits")
+    return value
+
+
+def _decode_json(text: str) -> object:
+    """A json/jsonb value decoded, or `_Undecodable` (too deep for the decoder)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return _Undecodable(f"json value cannot be decoded: {exc}")
+
+
+def _decode_time(text: str) -> object:
+    """A date or timestamp from PostgreSQL's ISO text, or `_Undecodable` outside years 1-9999.
+
+    Read as text because the driver's own conversion raises for such values,
+    which would fail the whole page instead of the one row.
+    """
+    try:
+        return datetime.datetime.fromisoformat(_ENDS_OF_TIME.get(text, text))
+    except ValueError:
+        return _Undecodable(f"the time {text} is outside years 1 to 9999")
+
+
+def _decode_date(text: str) -> object:
+    value = _decode_time(text)
+    return value.date() if isinstance(value, datetime.datetime) else value
 
 
 class PostgresTableSource:
@@ -165,6 +248,7 @@ class PostgresTableSource:
         defaults: RecordDefaults,
         *,
         channel: str | None = None,
+        cursor_commit_ordered: bool = False,
         batch_items: int = BATCH_ITEMS,
         connect_timeout_s: float = 10.0,
     ) -> None:
@@ -179,6 +263,7 @@ class PostgresTableSource:
         self._table = table
         self._cursor = cursor
         self._channel = channel
+        self._cursor_commit_ordered = cursor_commit_ordered
         self._defaults = defaults
         self._batch_items = batch_items
         self._connect_timeout_s = connect_timeout_s
@@ -203,6 +288,7 @@ class PostgresTableSource:
         connection = None
         try:
             connection = await self._connect()
+            await self._refuse_sequence_cursor(connection)
             while records := await self._fetch(connection, last):
                 batch, last = self._convert(records, ordinal, last)
                 ordinal += len(batch)
@@ -277,11 +363,17 @@ class PostgresTableSource:
             await _close(connection)
 
     async def _connect(self) -> Any:
-        connection = await asyncpg.connect(self._dsn, timeout=self._connect_timeout_s)
+        connection = await asyncpg.connect(
+            self._dsn, timeout=self._connect_timeout_s, server_settings=_SESSION
+        )
         try:
             for kind in ("json", "jsonb"):
                 await connection.set_type_codec(
-                    kind, schema="pg_catalog", encoder=_dumps, decoder=orjson.loads
+                    kind, schema="pg_catalog", encoder=_dumps, decoder=_decode_json
+                )
+            for kind, decode in _TIME_DECODERS.items():
+                await connection.set_type_codec(
+                    kind, schema="pg_catalog", encoder=str, decoder=decode, format="text"
                 )
         except BaseException:
             await _close(connection)
@@ -293,12 +385,32 @@ class PostgresTableSource:
         connection = await self._connect()
         try:
             connection.add_termination_listener(lambda *_: wake.set())
+            await self._refuse_sequence_cursor(connection)
             if self._channel is not None:
                 await connection.add_listener(self._channel, lambda *_: wake.set())
         except BaseException:
             await _close(connection)
             raise
         return connection
+
+    async def _refuse_sequence_cursor(self, connection: Any) -> None:
+        """Raise ConfigError for a cursor filled by a sequence, unless stated commit-ordered.
+
+        Sequence values are taken at insert and become visible at commit, in
+        another order: reading by them skips rows for good (see the module
+        docstring). A view's columns have no default and pass.
+        """
+        if self._cursor_commit_ordered:
+            return
+        default = await connection.fetchval(_SEQUENCE_DEFAULT_SQL, self._table, self._cursor)
+        if default:
+            raise ConfigError(
+                f"{self.source_id}: source.cursor: {self._cursor} is filled by a sequence"
+                f" ({default}), whose values commit out of order, so rows would be skipped;"
+                ' see the README, "PostgreSQL change feeds" > "The trap: reading by an'
+                ' increasing sequence", or set cursor_commit_ordered = true if writers'
+                " already commit in cursor order"
+            )
 
     async def _fetch(self, connection: Any, last: Cursor | None) -> list[Sequence[Any]]:
         if last is None:
@@ -330,9 +442,27 @@ class PostgresTableSource:
                 f"column {blobs[0]} holds bytea, which JSON cannot carry",
                 record_id=None if record_id is None else str(record_id),
             )
-        return from_row(
-            {name: to_json_value(value) for name, value in row.items()}, position, self._defaults
-        )
+        record_id = row.get("id")
+        try:
+            record = {name: self._column_value(name, value) for name, value in row.items()}
+        except UnencodableValue as exc:
+            shown_id = (
+                None if record_id is None or isinstance(record_id, _Undecodable) else record_id
+            )
+            return BadInput(
+                position, str(exc), record_id=None if shown_id is None else str(shown_id)
+            )
+        return from_row(record, position, self._defaults)
+
+    @staticmethod
+    def _column_value(name: str, value: object) -> object:
+        """`to_json_value`, with the column named in its error and a nesting limit."""
+        if isinstance(value, dict | list) and nested_deeper_than(value, MAX_NESTING_DEPTH - 1):
+            raise UnencodableValue(f"column {name}: {too_deep_reason()}")
+        try:
+            return to_json_value(value)
+        except UnencodableValue as exc:
+            raise UnencodableValue(f"column {name}: {exc}") from None
 
     def _check_cursor(self, value: object, last: Cursor | None) -> None:
         if not isinstance(value, int | str):
@@ -361,6 +491,15 @@ class PostgresTableSource:
         if isinstance(exc, _TRANSIENT) or lost:
             return FatalError(f"PostgreSQL feed {where}: connection failed: {text}")
         return ConfigError(f"PostgreSQL feed {where}: cannot read: {text}")
+
+
+#: Session settings that fix the text form of times: ISO, and UTC offsets.
+_SESSION = {"DateStyle": "ISO, YMD", "TimeZone": "UTC"}
+_TIME_DECODERS = {
+    "date": _decode_date,
+    "timestamp": _decode_time,
+    "timestamptz": _decode_time,
+}
 
 
 def _dumps(value: object) -> str:

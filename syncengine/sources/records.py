@@ -34,6 +34,13 @@ SYSTEM_DUPLICATE_FIELDS: Mapping[str, str] = {
     "Price_Books": "Price_Book_Name",
 }
 
+#: Deepest nesting a record may have, the record's own object being level 1.
+#: The journal stores payloads as JSON, whose encoder gives up at 255 levels;
+#: a deeper value is a `BadInput` when it is read, so one hostile or broken
+#: row costs that row only and never stops the journal. No CRM field nests
+#: anywhere near this deep.
+MAX_NESTING_DEPTH = 64
+
 #: Per-row columns of table and CSV feeds that override the defaults instead of being fields.
 MODULE_COLUMN = "_module"
 OPERATION_COLUMN = "_operation"
@@ -57,6 +64,31 @@ class RecordDefaults:
     def from_config(cls, crm: CrmConfig) -> RecordDefaults:
         """The defaults a `[crm]` table sets."""
         return cls(crm.module, crm.operation, crm.trigger, crm.duplicate_check_fields)
+
+
+def nested_deeper_than(value: object, limit: int) -> bool:
+    """True when `value` (dicts, lists, tuples) nests more than `limit` levels.
+
+    A scalar is level 0, `{}` or `[]` level 1. Walks without recursion, so a
+    value nested thousands of levels deep is measured, not a RecursionError.
+    """
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if not isinstance(item, list | tuple):
+            continue
+        depth += 1
+        if depth > limit:
+            return True
+        stack.extend((child, depth) for child in item)
+    return False
+
+
+def too_deep_reason(limit: int = MAX_NESTING_DEPTH) -> str:
+    """The `BadInput` reason of a record nested deeper than `limit`."""
+    return f"nested deeper than {limit} levels"
 
 
 def json_type(value: object) -> str:

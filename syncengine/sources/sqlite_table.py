@@ -3,16 +3,18 @@
 Pages of `SELECT * ... WHERE cursor > ? ORDER BY cursor LIMIT ?` run on a
 read-only connection (`mode=ro`), each page its own short statement, so
 other processes keep writing while the feed is read. The cursor column must
-be unique, increasing, and hold integers or text (an `INTEGER PRIMARY KEY`
-or an AUTOINCREMENT sequence); it should be indexed, or every page scans the
-table. Every other column is a field (NULL sends JSON null, which clears the
-field), except `_module` and `_operation`, which override the defaults per
-row. A position's `resume_after` and `display` are both the cursor value.
-Rows whose cursor is NULL cannot be positioned: they are counted and logged,
-not read. Follow mode runs the same page query every poll interval on one
-connection; it sees rows as soon as their transaction commits. A cursor
-filled by an AUTOINCREMENT or INTEGER PRIMARY KEY is safe to follow: SQLite
-has one writer at a time, so rows commit in cursor order.
+be unique, increasing, and hold integers or text; it should be indexed, or
+every page scans the table. A rowid cursor (`INTEGER PRIMARY KEY`) must be
+AUTOINCREMENT, else SQLite reuses values after the newest rows are deleted
+(an outbox pruned up to the checkpoint) and those rows are never read: the
+feed refuses to start on one (`reuses_rowids`). Every other column is a
+field (NULL sends JSON null, which clears the field), except `_module` and
+`_operation`, which override the defaults per row. A position's
+`resume_after` and `display` are both the cursor value. Rows whose cursor is
+NULL cannot be positioned: they are counted and logged, not read. Follow
+mode runs the same page query every poll interval on one connection; it sees
+rows as soon as their transaction commits. An AUTOINCREMENT cursor is safe
+to follow: SQLite has one writer at a time, so rows commit in cursor order.
 """
 
 from __future__ import annotations
@@ -34,6 +36,29 @@ from syncengine.sources.follow import check_poll_interval
 from syncengine.sources.records import RecordDefaults, from_row
 
 _log = structlog.get_logger(__name__)
+
+
+_ROWID_NAMES = frozenset({"rowid", "_rowid_", "oid"})
+
+
+def reuses_rowids(cursor: str, columns: list[tuple[str, str, int]], create_sql: str) -> bool:
+    """True when `cursor` is the table's rowid and the table lacks AUTOINCREMENT.
+
+    `columns` are (name, declared type, primary-key index) from `table_info`.
+    A column is the rowid when it is the table's only primary key column and
+    declared exactly INTEGER; `rowid`, `_rowid_` and `oid` name it when no
+    column takes the name. A WITHOUT ROWID table has no rowid to reuse.
+    """
+    sql = create_sql.upper()
+    if "WITHOUT ROWID" in sql or "AUTOINCREMENT" in sql:
+        return False
+    keys = [(name, kind) for name, kind, key in columns if key]
+    by_name = {name.lower(): (kind, key) for name, kind, key in columns}
+    wanted = cursor.lower()
+    if wanted not in by_name:
+        return wanted in _ROWID_NAMES
+    kind, key = by_name[wanted]
+    return bool(key) and len(keys) == 1 and kind.upper() == "INTEGER"
 
 
 class SqliteTableSource:
@@ -94,6 +119,7 @@ class SqliteTableSource:
         ordinal = 0
         try:
             async with aiosqlite.connect(self._uri, uri=True) as db:
+                await self._refuse_reused_cursor(db)
                 await self._warn_null_cursors(db)
                 while True:
                     rows, columns = await self._page(db, last)
@@ -168,6 +194,30 @@ class SqliteTableSource:
             raise ConfigError(
                 f"{self.path}: source.cursor: {self._cursor} values are not unique and"
                 f" increasing integers or text (at {value!r})"
+            )
+
+    async def _refuse_reused_cursor(self, db: aiosqlite.Connection) -> None:
+        """Raise ConfigError when the cursor is a rowid SQLite may hand out again.
+
+        Without AUTOINCREMENT, a new row takes the largest rowid + 1: once the
+        rows at the top are deleted (an outbox pruned up to the checkpoint),
+        new rows reuse values at or below the checkpoint and are never read.
+        """
+        async with db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
+            (self._table,),
+        ) as result:
+            found = await result.fetchone()
+        if found is None:
+            return  # a view: its cursor's origin cannot be told here
+        async with db.execute(f'PRAGMA table_info("{self._table}")') as result:
+            columns = [(str(row[1]), str(row[2]), int(row[5])) for row in await result.fetchall()]
+        if reuses_rowids(self._cursor, columns, str(found[0] or "")):
+            raise ConfigError(
+                f"{self.path}: source.cursor: {self._table}.{self._cursor} is a rowid without"
+                " AUTOINCREMENT; SQLite reuses its values once the newest rows are deleted"
+                " (pruning), and such rows would never be read; declare it"
+                f' "{self._cursor} INTEGER PRIMARY KEY AUTOINCREMENT"'
             )
 
     async def _warn_null_cursors(self, db: aiosqlite.Connection) -> None:

@@ -274,3 +274,72 @@ async def test_password_never_appears_in_errors_or_logs(table: str) -> None:
     assert logs[0]["event"] == "source.reconnect"
     assert PASSWORD not in repr(logs)
     assert PASSWORD not in repr(source)
+
+
+def nested_json(levels: int) -> str:
+    return '{"a": ' * levels + "1" + "}" * levels
+
+
+async def test_values_json_cannot_carry_fail_their_row_only(
+    pg: asyncpg.Connection, table: str
+) -> None:
+    """Big numerics, NaN, infinities, far dates and deep jsonb are BAD_INPUT; the feed goes on."""
+    await pg.execute(
+        f'CREATE TABLE "{table}" (seq bigint PRIMARY KEY, id text, n numeric, f float8,'
+        " day date, at timestamptz, doc jsonb)"
+    )
+    rows = [
+        (1, "ok1", "1", None, None, None, None),
+        (2, "big", str(2**70), None, None, None, None),
+        (3, "nan", "NaN", None, None, None, None),
+        (4, "inf", None, "Infinity", None, None, None),
+        (5, "far", None, None, "10000-01-01", None, None),
+        (6, "bc", None, None, None, "4713-01-01 00:00+00 BC", None),
+        (7, "deep", None, None, None, None, nested_json(300)),
+        (8, "deeper", None, None, None, None, nested_json(1100)),
+        (9, "ok9", "2", "1.5", "infinity", "2024-05-01 09:30+02", nested_json(3)),
+    ]
+    for row in rows:
+        await pg.execute(
+            f'INSERT INTO "{table}" VALUES ($1, $2, $3::text::numeric, $4::text::float8,'
+            " $5::text::date, $6::text::timestamptz, $7::text::jsonb)",
+            *row,
+        )
+    items = await collect(PostgresTableSource(DSN, table, "seq", DEFAULTS))
+    bad = {item.position.display: item.reason for item in items if isinstance(item, BadInput)}
+    assert sorted(bad) == [2, 3, 4, 5, 6, 7, 8]
+    assert "column n" in bad[2]
+    assert "beyond 64 bits" in bad[2]
+    assert "column f" in bad[4]
+    assert "column day" in bad[5]
+    assert "column at" in bad[6]
+    assert "nested deeper than 64 levels" in bad[7]
+    assert "column doc" in bad[8]
+    good = [item for item in items if isinstance(item, Change)]
+    assert [item.record["id"] for item in good] == ["ok1", "ok9"]
+    assert good[1].record == {
+        "id": "ok9",
+        "n": 2,
+        "f": 1.5,
+        "day": "9999-12-31",
+        "at": "2024-05-01T07:30:00+00:00",
+        "doc": {"a": {"a": {"a": 1}}},
+    }
+
+
+async def test_a_sequence_filled_cursor_is_refused_unless_stated_commit_ordered(
+    pg: asyncpg.Connection, table: str
+) -> None:
+    """bigserial and identity cursors skip rows under concurrent writers: refused, naming why."""
+    await pg.execute(f'CREATE TABLE "{table}" (seq bigserial PRIMARY KEY, id text, n int)')
+    await pg.execute(f"INSERT INTO \"{table}\" (id, n) VALUES ('1', 1)")
+    with pytest.raises(ConfigError, match=r"filled by a sequence .*The trap: reading by an"):
+        await collect(PostgresTableSource(DSN, table, "seq", DEFAULTS))
+    follow = PostgresTableSource(DSN, table, "seq", DEFAULTS).follow(None, poll_interval_s=0.05)
+    with pytest.raises(ConfigError, match="cursor_commit_ordered"):
+        await next_batch(follow)
+    stated = PostgresTableSource(DSN, table, "seq", DEFAULTS, cursor_commit_ordered=True)
+    assert len(await collect(stated)) == 1
+    await pg.execute(f'ALTER TABLE "{table}" ADD COLUMN k bigint GENERATED ALWAYS AS IDENTITY')
+    with pytest.raises(ConfigError, match=r"\(identity\)"):
+        await collect(PostgresTableSource(DSN, f"public.{table}", "k", DEFAULTS))

@@ -12,6 +12,7 @@ import pytest
 from syncengine.model import Operation
 from syncengine.sources.postgres_table import (
     PostgresTableSource,
+    UnencodableValue,
     quote_name,
     redact_dsn,
     to_json_value,
@@ -67,7 +68,6 @@ def test_quote_name_quotes_each_part_and_refuses_anything_else() -> None:
     [
         (Decimal("12.50"), 12.5),
         (Decimal("3.000"), 3),
-        (Decimal("NaN"), "nan"),
         (
             datetime.datetime(2024, 5, 1, 9, 30, 15, 900, tzinfo=datetime.UTC),
             "2024-05-01T09:30:15+00:00",
@@ -91,9 +91,28 @@ def test_quote_name_quotes_each_part_and_refuses_anything_else() -> None:
 def test_to_json_value_converts_to_zoho_formats(value: object, expected: object) -> None:
     """Decimals, timestamps, dates, UUIDs and other types become JSON values Zoho accepts."""
     result = to_json_value(value)
-    if expected == "nan":
-        assert isinstance(result, float)
-        assert result != result
-    else:
-        assert result == expected
-        assert type(result) is type(expected)
+    assert result == expected
+    assert type(result) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (Decimal("NaN"), "not finite"),
+        (Decimal("Infinity"), "not finite"),
+        (float("-inf"), "not finite"),
+        (Decimal(2**70), "beyond 64 bits"),
+        (-(2**63) - 1, "beyond 64 bits"),
+        (Decimal("1e400"), r"100000000000\.\.\.\(401 digits\) is beyond 64 bits"),
+        ([1, Decimal("NaN")], "not finite"),
+    ],
+)
+def test_values_json_cannot_carry_are_refused_not_nulled(value: object, reason: str) -> None:
+    """NaN would be written as null (clearing the field) and big integers crash the encoder."""
+    with pytest.raises(UnencodableValue, match=reason):
+        to_json_value(value)
+
+
+def test_64_bit_edges_are_kept() -> None:
+    assert to_json_value(Decimal(2**64 - 1)) == 2**64 - 1
+    assert to_json_value(-(2**63)) == -(2**63)

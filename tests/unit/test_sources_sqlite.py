@@ -25,7 +25,9 @@ def database(path: Path, *rows: tuple[object, ...]) -> Iterator[sqlite3.Connecti
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("CREATE TABLE changes (seq INTEGER PRIMARY KEY, id, Company, Rating)")
+        db.execute(
+            "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, id, Company, Rating)"
+        )
         db.executemany("INSERT INTO changes VALUES (?, ?, ?, ?)", rows)
         yield db
     finally:
@@ -96,7 +98,10 @@ async def test_override_columns_steer_the_row(tmp_path: Path) -> None:
     path = tmp_path / "feed.db"
     db = sqlite3.connect(path)
     with contextlib.closing(db), db:
-        db.execute("CREATE TABLE changes (seq INTEGER PRIMARY KEY, _module, _operation, Deal_Name)")
+        db.execute(
+            "CREATE TABLE changes"
+            " (seq INTEGER PRIMARY KEY AUTOINCREMENT, _module, _operation, Deal_Name)"
+        )
         db.execute("INSERT INTO changes VALUES (1, 'Deals', 'upsert', 'Big'), (2, NULL, NULL, 'x')")
     items = await collect(source(path))
     assert isinstance(items[0], Change)

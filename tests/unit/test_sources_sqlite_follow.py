@@ -30,7 +30,7 @@ def database(path: Path, *rows: tuple[object, ...]) -> Iterator[sqlite3.Connecti
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("CREATE TABLE changes (seq INTEGER PRIMARY KEY, id, Company)")
+        db.execute("CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, id, Company)")
         db.executemany("INSERT INTO changes VALUES (?, ?, ?)", rows)
         yield db
     finally:
