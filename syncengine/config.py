@@ -294,8 +294,16 @@ def _limits(table: ConfigTable) -> LimitsConfig:
 
 
 def _journal(table: ConfigTable, base: Path) -> JournalConfig:
+    """The journal's path with its folder resolved but its last part kept as written.
+
+    Resolving the last part would turn a link planted at the journal's name
+    into its target, and the journal would silently be opened there; kept,
+    the journal's own open sees the link and refuses it.
+    """
     # Next to the config by default, so each config gets its own journal.
-    return JournalConfig(path=table.path("path", base) or (base / "syncengine.db").resolve())
+    written = Path(table.string("path") or "syncengine.db").expanduser()
+    path = base / written
+    return JournalConfig(path=path.parent.resolve() / path.name)
 
 
 def _daemon(table: ConfigTable) -> DaemonConfig:
