@@ -40,6 +40,7 @@ _DSN_SCHEMES = ("postgres", "postgresql")
 _API_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _TABLES = ("source", "crm", "limits", "journal", "daemon")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PASSWORD_PARAMETER = re.compile(r"(?i)([?&]password=)[^&]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +229,10 @@ def _postgres_source(table: ConfigTable) -> SourceConfig:
         if table.get(key) is not None:
             raise table.error(key, "does not apply to type 'postgres'")
     dsn = table.required("dsn", table.string("dsn"))
-    parts = urlsplit(dsn)
+    try:
+        parts = urlsplit(dsn)
+    except ValueError as exc:  # an unclosed [IPv6] bracket, for one
+        raise table.error("dsn", f"is not a valid URL ({exc}): {mask_dsn(dsn)}") from None
     if parts.scheme not in _DSN_SCHEMES:
         raise table.error("dsn", "must be a postgresql:// URL (the value is not shown)")
     try:
@@ -242,6 +246,24 @@ def _postgres_source(table: ConfigTable) -> SourceConfig:
         dsn=dsn,
         **_present(channel=table.matching("channel", _PG_IDENTIFIER)),
     )
+
+
+def mask_dsn(dsn: str) -> str:
+    """`dsn` with everything that may be a password shown as `***`, even when it does not parse.
+
+    Masks from the first `:` after the user name to the last `@` (a password
+    may hold `@` or `/` unescaped, so over-masking is the safe error), and
+    every `password=` parameter. Pure text work: no URL parser to trip over.
+    """
+    scheme, separator, rest = dsn.partition("://")
+    if not separator:
+        return "***"
+    authority_end = rest.rfind("@")
+    user, colon, _password = rest[: max(authority_end, 0)].partition(":")
+    if authority_end >= 0 and colon:
+        rest = f"{user}:***{rest[authority_end:]}"
+    masked = _PASSWORD_PARAMETER.sub(lambda match: f"{match.group(1)}***", rest)
+    return f"{scheme}://{masked}"
 
 
 def _check_encoding(table: ConfigTable, encoding: str) -> None:
