@@ -291,8 +291,7 @@ async def serve(config: SimConfig) -> None:
 @click.option(
     "--admin-on-network",
     is_flag=True,
-    help="Allow --admin on an address other than loopback (the endpoints have no "
-    "authentication).",
+    help="Allow --admin on an address other than loopback (the endpoints have no authentication).",
 )
 def sim(admin_on_network: bool, **options: Any) -> None:
     """Start the bundled CRM simulator (records API and token endpoint) on loopback."""
