@@ -73,6 +73,14 @@ class Source(Protocol):
         """About how many items remain after `start`, for a progress bar; None if unknown."""
         ...
 
+    async def check_reachable(self, *, timeout_s: float = 2.0) -> str | None:
+        """Readiness: None when the feed can be reached now, else a short reason (no secret).
+
+        Cheap and bounded by `timeout_s`; the daemon's `/readyz` asks it, at
+        most once at a time.
+        """
+        ...
+
 
 #: Bytes read from the resume point to estimate bytes per line.
 _SAMPLE_BYTES = 1 << 16
