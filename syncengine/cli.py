@@ -26,6 +26,7 @@ from syncengine.errors import ConfigError, FatalError, JournalLockedError, SyncE
 from syncengine.exit_status import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_USAGE
 from syncengine.journal import Journal
 from syncengine.logs import LogFormat, configure_logging, scrub
+from syncengine.process_hardening import disable_core_dumps
 from syncengine.progress import progress_bar
 from syncengine.reports import (
     failure_documents,
@@ -75,6 +76,7 @@ def fail(message: str, status: int) -> NoReturn:
 
 
 def _load(config_path: Path, *, needs_secrets: bool = True) -> Config:
+    disable_core_dumps()  # from here on the process holds secrets (and the journal's token)
     try:
         return load_config(config_path, environ=None if needs_secrets else _EnvironWithoutSecrets())
     except ConfigError as exc:

@@ -40,6 +40,7 @@ _DSN_SCHEMES = ("postgres", "postgresql")
 _API_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _TABLES = ("source", "crm", "limits", "journal", "daemon")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PASSWORD_PARAMETER = re.compile(r"(?i)([?&]password=)[^&]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +231,10 @@ def _postgres_source(table: ConfigTable) -> SourceConfig:
         if table.get(key) is not None:
             raise table.error(key, "does not apply to type 'postgres'")
     dsn = table.required("dsn", table.string("dsn"))
-    parts = urlsplit(dsn)
+    try:
+        parts = urlsplit(dsn)
+    except ValueError as exc:  # an unclosed [IPv6] bracket, for one
+        raise table.error("dsn", f"is not a valid URL ({exc}): {mask_dsn(dsn)}") from None
     if parts.scheme not in _DSN_SCHEMES:
         raise table.error("dsn", "must be a postgresql:// URL (the value is not shown)")
     try:
@@ -247,6 +251,24 @@ def _postgres_source(table: ConfigTable) -> SourceConfig:
             cursor_commit_ordered=table.boolean("cursor_commit_ordered"),
         ),
     )
+
+
+def mask_dsn(dsn: str) -> str:
+    """`dsn` with everything that may be a password shown as `***`, even when it does not parse.
+
+    Masks from the first `:` after the user name to the last `@` (a password
+    may hold `@` or `/` unescaped, so over-masking is the safe error), and
+    every `password=` parameter. Pure text work: no URL parser to trip over.
+    """
+    scheme, separator, rest = dsn.partition("://")
+    if not separator:
+        return "***"
+    authority_end = rest.rfind("@")
+    user, colon, _password = rest[: max(authority_end, 0)].partition(":")
+    if authority_end >= 0 and colon:
+        rest = f"{user}:***{rest[authority_end:]}"
+    masked = _PASSWORD_PARAMETER.sub(lambda match: f"{match.group(1)}***", rest)
+    return f"{scheme}://{masked}"
 
 
 def _check_encoding(table: ConfigTable, encoding: str) -> None:
@@ -299,9 +321,17 @@ def _limits(table: ConfigTable) -> LimitsConfig:
 
 
 def _journal(table: ConfigTable, base: Path) -> JournalConfig:
+    """The journal's path with its folder resolved but its last part kept as written.
+
+    Resolving the last part would turn a link planted at the journal's name
+    into its target, and the journal would silently be opened there; kept,
+    the journal's own open sees the link and refuses it.
+    """
     # Next to the config by default, so each config gets its own journal.
+    written = Path(table.string("path") or "syncengine.db").expanduser()
+    path = base / written
     return JournalConfig(
-        path=table.path("path", base) or (base / "syncengine.db").resolve(),
+        path=path.parent.resolve() / path.name,
         **_present(commit_timeout_s=table.number("commit_timeout_s")),
     )
 

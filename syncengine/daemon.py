@@ -19,14 +19,14 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
 
-import asyncpg
 import structlog
 
 from syncengine.config import Config
 from syncengine.exit_status import EXIT_FATAL, EXIT_OK
 from syncengine.metrics import EngineView
-from syncengine.ops_server import serve_ops
+from syncengine.ops_server import SharedCheck, serve_ops
 from syncengine.runner import LiveParts, daemon_settings, open_engine
+from syncengine.sources import Source, open_source
 
 log = structlog.get_logger("syncengine.daemon")
 
@@ -91,26 +91,21 @@ class LiveView:
 
 
 class ReadinessChecks:
-    """`/readyz`: is the token usable and the feed reachable?"""
+    """`/readyz`: is the token usable and the feed reachable?
+
+    The feed is asked through its own `check_reachable` (a PostgreSQL feed
+    opens one connection, a file feed looks at its folder). The daemon wraps
+    this in `SharedCheck`, so those connections are one at a time, at most
+    one per `READY_CACHE_S`, however many probes arrive.
+    """
 
     def __init__(self, parts: LiveParts, config: Config) -> None:
         self._parts = parts
-        source = config.source
-        self._feed = source.path if source.type in ("jsonl", "csv", "sqlite") else None
-        self._dsn = source.dsn if source.type == "postgres" else None
+        self._source: Source = open_source(config)  # opens nothing until asked
 
     async def __call__(self) -> dict[str, str | None]:
         """Check name → None when fine, else a short reason (never a secret)."""
-        source = await self._database() if self._dsn else self._source()
-        return {"token": await self._token(), "source": source}
-
-    async def _database(self) -> str | None:
-        try:
-            connection = await asyncpg.connect(self._dsn, timeout=2)
-        except Exception as exc:  # noqa: BLE001 - any failure is a reason; its text may hold the DSN
-            return f"PostgreSQL unreachable: {type(exc).__name__}"
-        await connection.close()
-        return None
+        return {"token": await self._token(), "source": await self._source.check_reachable()}
 
     async def _token(self) -> str | None:
         left_s = self._parts.tokens.valid_for_s()
@@ -121,11 +116,6 @@ class ReadinessChecks:
         except Exception as exc:  # noqa: BLE001 - readiness reports any failure as a reason
             return f"no valid access token: {type(exc).__name__}"
         return None
-
-    def _source(self) -> str | None:
-        if self._feed is None or self._feed.parent.is_dir():
-            return None
-        return f"feed folder {self._feed.parent} does not exist"
 
 
 @contextlib.asynccontextmanager
@@ -138,7 +128,7 @@ async def _ops(config: Config, parts: LiveParts) -> AsyncIterator[None]:
     async with serve_ops(
         port=port,
         view=view,
-        check_ready=ReadinessChecks(parts, config),
+        check_ready=SharedCheck(ReadinessChecks(parts, config)),
         check_live=parts.journal.commit_stall,
     ) as server:
         log.info("daemon.ops_listening", url=server.url)

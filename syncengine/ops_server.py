@@ -16,7 +16,9 @@ engine, and a failing endpoint never stops a sync.
   timeout fails with a reason naming only the exception type or the timeout,
   never the exception text (it may hold a DSN or a token). `gather_checks`
   bounds each named check; `serve_ops` bounds the whole call, reported as
-  `check_ready` when it fails.
+  `check_ready` when it fails. `SharedCheck` makes readiness cheap to ask
+  for: one check at a time, its answer kept for a few seconds, so a burst of
+  probes (or a hostile client) costs the source one connection, not one each.
 
 Binds 127.0.0.1 by default: the endpoints have no authentication.
 """
@@ -24,6 +26,7 @@ Binds 127.0.0.1 by default: the endpoints have no authentication.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -37,10 +40,12 @@ from syncengine.metrics import EngineView, build_registry
 __all__ = [
     "DEFAULT_CHECK_TIMEOUT_S",
     "DEFAULT_READY_TIMEOUT_S",
+    "READY_CACHE_S",
     "READY_CHECK_NAME",
     "CheckLive",
     "CheckReady",
     "OpsServer",
+    "SharedCheck",
     "gather_checks",
     "make_app",
     "serve_ops",
@@ -62,6 +67,11 @@ CheckReady = Callable[[], Awaitable[dict[str, str | None]]]
 
 #: None while nothing is stuck, else a short reason (never a secret); must not block.
 CheckLive = Callable[[], str | None]
+
+#: How long a readiness answer is served again before the checks run anew:
+#: short beside any probe period worth having, long enough that a burst of
+#: requests reaches the source once.
+READY_CACHE_S = 5.0
 
 #: Name under which a failure of the whole `check_ready` callable is reported.
 READY_CHECK_NAME = "check_ready"
@@ -126,6 +136,52 @@ def gather_checks(
         return dict(zip(named, reasons, strict=True))
 
     return check_ready
+
+
+class SharedCheck:
+    """A `check_ready` run at most once at a time, its answer kept for `cache_s`.
+
+    Callers that arrive while a check is in flight await that same check;
+    callers within `cache_s` of its end get its answer (or its exception)
+    without running it. The check runs in a task of its own, shielded, so a
+    caller that times out or disconnects does not cancel it for the others;
+    `timeout_s` bounds it, so a stuck dependency cannot hold every later
+    caller. `clock` is monotonic seconds, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        check: CheckReady,
+        *,
+        cache_s: float = READY_CACHE_S,
+        timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._check = check
+        self._cache_s = cache_s
+        self._timeout_s = timeout_s
+        self._clock = clock
+        self._current: asyncio.Task[dict[str, str | None]] | None = None
+        self._finished_at = 0.0
+
+    async def __call__(self) -> dict[str, str | None]:
+        """The answer of the check in flight or of the last one, if fresh; else a new check."""
+        task = self._current
+        stale = task is None or (task.done() and self._clock() - self._finished_at >= self._cache_s)
+        if stale:
+            task = self._current = asyncio.create_task(self._run())
+            # Its exception is read here too, so a check every caller gave up on is not
+            # reported as "never retrieved".
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        assert task is not None
+        return dict(await asyncio.shield(task))
+
+    async def _run(self) -> dict[str, str | None]:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await self._check()
+        finally:
+            self._finished_at = self._clock()
 
 
 async def _metrics(request: web.Request) -> web.Response:

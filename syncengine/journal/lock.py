@@ -8,6 +8,10 @@ process refused can name it. Readers (`status`, `failures`, `retry`) never
 take this lock: SQLite's WAL lets them read, and make small writes, beside
 the holder.
 
+The file is opened without following links and must be the user's own
+regular file (`private_file.open_private`): the lock is truncated on every
+acquire, and through a link it would empty whatever the link points at.
+
 POSIX only (fcntl). Calls here are plain system calls that do not block:
 safe to make from the event loop.
 """
@@ -21,9 +25,7 @@ import socket
 from pathlib import Path
 
 from syncengine.errors import JournalLockedError
-
-#: The lock file holds no secret, but only its owner has any business with it.
-_LOCK_FILE_MODE = 0o600
+from syncengine.journal.private_file import open_private
 
 
 def lock_path(journal_path: Path) -> Path:
@@ -57,8 +59,10 @@ class ProcessLock:
         Raises:
             JournalLockedError: another open holds it; the message names the
                 holder as its process wrote it.
+            ConfigError: the lock file is a link, not a regular file, or not
+                the user's; nothing was written to it.
         """
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _LOCK_FILE_MODE)
+        fd = open_private(self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -2,7 +2,9 @@
 
 The file holds the cached access token, so it is created 0600 before SQLite
 ever sees it (SQLite would honour the umask), and its -wal/-shm companions
-are checked too.
+are checked too. None of them is ever opened or changed through a symbolic
+link, and each must be the user's own regular file (`private_file`): a
+refusal is a ConfigError naming the path.
 
 The version lives in `PRAGMA user_version`; `MIGRATIONS[i]` upgrades a file
 from version `i` to `i + 1`, so a newer engine can open an older journal and a
@@ -18,7 +20,6 @@ transaction.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import stat
@@ -29,6 +30,7 @@ from pathlib import Path
 import structlog
 
 from syncengine.errors import FatalError
+from syncengine.journal.private_file import PRIVATE_MODE, check_existing, open_private
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +38,10 @@ log = structlog.get_logger(__name__)
 _WAL_RETRY_PAUSE_S = 0.01
 
 #: The journal holds the cached access token: owner read/write only.
-FILE_MODE = 0o600
+FILE_MODE = PRIVATE_MODE
+
+#: SQLite's companions of a WAL-mode database file.
+_SIDECAR_SUFFIXES = ("-wal", "-shm")
 
 #: "SYNC" in ASCII: identifies a syncengine journal among SQLite files.
 APPLICATION_ID = 0x53594E43
@@ -127,10 +132,13 @@ SCHEMA_VERSION = len(MIGRATIONS)
 def prepare_file(path: Path, *, busy_timeout_s: float) -> int:
     """Create `path` 0600 if needed, switch it to WAL, migrate it; return the version found.
 
-    Raises OSError (cannot create), sqlite3.Error (not a database, busy past
-    `busy_timeout_s`) and the FatalError of `migrate`.
+    Raises OSError (cannot create), ConfigError (the file or a companion is
+    a link or not the user's own regular file), sqlite3.Error (not a
+    database, busy past `busy_timeout_s`) and the FatalError of `migrate`.
     """
     create_private_file(path)
+    for sidecar in sidecar_paths(path):
+        check_existing(sidecar)  # SQLite would follow a planted link
     conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_s)
     try:
         _switch_to_wal(conn, busy_timeout_s)
@@ -168,9 +176,10 @@ def create_private_file(path: Path) -> None:
     """Create `path` with mode 0600 whatever the umask, or tighten an existing file.
 
     SQLite would create it 0644 under a usual umask; `os.open(..., 0o600)`
-    first closes that window (a umask can only remove bits). Raises OSError.
+    first closes that window (a umask can only remove bits). Raises OSError,
+    or ConfigError for a link or a file that is not the user's own.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    fd = open_private(path)
     try:
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
         if mode & 0o077:
@@ -184,15 +193,29 @@ def tighten_sidecars(path: Path) -> None:
     """Make the -wal and -shm files 0600 if they are laxer.
 
     SQLite gives them the main file's mode, so this only acts on files left
-    by another tool; it costs two stats per open.
+    by another tool; it costs two stats per open. Never through a link:
+    raises ConfigError for a companion that is a link or not the user's own.
     """
-    for suffix in ("-wal", "-shm"):
-        sidecar = path.with_name(path.name + suffix)
-        with contextlib.suppress(FileNotFoundError):
-            mode = stat.S_IMODE(sidecar.stat().st_mode)
-            if mode & 0o077:
-                sidecar.chmod(FILE_MODE)
-                log.warning("journal.mode_tightened", path=str(sidecar), was=oct(mode))
+    for sidecar in sidecar_paths(path):
+        try:
+            info = os.lstat(sidecar)
+        except FileNotFoundError:
+            continue
+        mode = stat.S_IMODE(info.st_mode)
+        if not mode & 0o077:
+            check_existing(sidecar)
+            continue
+        fd = open_private(sidecar, create=False)
+        try:
+            os.fchmod(fd, FILE_MODE)
+        finally:
+            os.close(fd)
+        log.warning("journal.mode_tightened", path=str(sidecar), was=oct(mode))
+
+
+def sidecar_paths(path: Path) -> tuple[Path, ...]:
+    """The -wal and -shm companions SQLite keeps beside the journal at `path`."""
+    return tuple(path.with_name(path.name + suffix) for suffix in _SIDECAR_SUFFIXES)
 
 
 def migrate(

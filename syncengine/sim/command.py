@@ -4,11 +4,16 @@ Every knob of `SimConfig` is an option named as in interface.md (`--fault-500`
 for `fault_500`). The command prints the values to put in a config's `[crm]`
 table (the demo credentials are the simulator's own fixed values, so printing
 them leaks nothing), serves until SIGINT or SIGTERM, and then exits 0.
+
+The admin endpoints (reset, seed, config) have no authentication, so
+`--admin` is refused on an address other than loopback unless
+`--admin-on-network` says so, and then a warning says who can reach them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -206,6 +211,36 @@ def _with_options(func: Callable[..., None]) -> Callable[..., None]:
     return func
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for an address only this machine can reach: 127.0.0.0/8, ::1, `localhost`.
+
+    Any other name counts as the network: it may resolve to anything.
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def admin_exposure(host: str, *, admin: bool, on_network: bool) -> str | None:
+    """The warning to print for these options, or None; UsageError when they must be refused."""
+    if not admin or is_loopback_host(host):
+        return None
+    if not on_network:
+        raise click.UsageError(
+            f"--admin on {host!r} would let anyone who can reach this port reset, seed and "
+            "reconfigure the simulator without authentication; listen on 127.0.0.1, or add "
+            "--admin-on-network if that is really meant"
+        )
+    return (
+        f"WARNING: the simulator's admin endpoints (/__admin/: reset, seed, config) are served "
+        f"WITHOUT AUTHENTICATION on {host}: anyone who can reach this port can change or wipe "
+        "its data"
+    )
+
+
 def build_config(options: dict[str, Any]) -> SimConfig:
     """A `SimConfig` from the parsed options (choices arrive as strings)."""
     knobs = dict(options)
@@ -253,8 +288,16 @@ async def serve(config: SimConfig) -> None:
 
 @click.command("sim")
 @_with_options
-def sim(**options: Any) -> None:
+@click.option(
+    "--admin-on-network",
+    is_flag=True,
+    help="Allow --admin on an address other than loopback (the endpoints have no authentication).",
+)
+def sim(admin_on_network: bool, **options: Any) -> None:
     """Start the bundled CRM simulator (records API and token endpoint) on loopback."""
+    warning = admin_exposure(options["host"], admin=options["admin"], on_network=admin_on_network)
+    if warning is not None:
+        click.secho(warning, err=True, fg="red", bold=True)
     try:
         config = build_config(options)
         asyncio.run(serve(config))

@@ -77,6 +77,14 @@ class Source(Protocol):
         """About how many items remain after `start`, for a progress bar; None if unknown."""
         ...
 
+    async def check_reachable(self, *, timeout_s: float = 2.0) -> str | None:
+        """Readiness: None when the feed can be reached now, else a short reason (no secret).
+
+        Cheap and bounded by `timeout_s`; the daemon's `/readyz` asks it, at
+        most once at a time.
+        """
+        ...
+
 
 #: Longest line a file feed reads, its line end included (8 MiB). A longer line
 #: is a `BadInput` naming it, skipped in 1 MiB reads without being held whole,

@@ -226,6 +226,12 @@ class CsvSource:
         row = {name: cell for name, cell in zip(header, cells, strict=True) if cell}
         return from_row(row, position, self._defaults)
 
+    async def check_reachable(self, *, timeout_s: float = 2.0) -> str | None:
+        """Readiness: None while the feed's folder exists (the file itself may come later)."""
+        if self.path.parent.is_dir():
+            return None
+        return f"feed folder {self.path.parent} does not exist"
+
 
 def _rows_or_errors(rows: Iterator[list[str]]) -> Iterator[list[str] | str]:
     """Each row's cells, or the reason (a str) csv could not parse it; csv resumes after it."""

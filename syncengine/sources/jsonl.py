@@ -222,6 +222,12 @@ class JsonlSource:
             return BadInput(position, too_deep_reason())
         return from_json(obj, position, self._defaults)
 
+    async def check_reachable(self, *, timeout_s: float = 2.0) -> str | None:
+        """Readiness: None while the feed's folder exists (the file itself may come later)."""
+        if self.path.parent.is_dir():
+            return None
+        return f"feed folder {self.path.parent} does not exist"
+
 
 class _Tail:
     """The followed file: its open handle, the offset and line number read so far.

@@ -492,6 +492,21 @@ class PostgresTableSource:
             return FatalError(f"PostgreSQL feed {where}: connection failed: {text}")
         return ConfigError(f"PostgreSQL feed {where}: cannot read: {text}")
 
+    async def check_reachable(self, *, timeout_s: float = 2.0) -> str | None:
+        """Readiness: None when the server accepts a connection now, else a reason.
+
+        One plain connection, opened and closed (no codecs: nothing is read).
+        The reason names the exception type only: its text may hold the DSN.
+        """
+        connection = None
+        try:
+            connection = await asyncpg.connect(self._dsn, timeout=timeout_s)
+        except Exception as exc:  # noqa: BLE001 - any failure is a reason, whatever it is
+            return f"PostgreSQL unreachable: {type(exc).__name__}"
+        finally:
+            await _close(connection)
+        return None
+
 
 #: Session settings that fix the text form of times: ISO, and UTC offsets.
 _SESSION = {"DateStyle": "ISO, YMD", "TimeZone": "UTC"}

@@ -231,3 +231,9 @@ class SqliteTableSource:
         return ConfigError(
             f"{self.path}: cannot read table {self._table!r} by {self._cursor!r}: {exc}"
         )
+
+    async def check_reachable(self, *, timeout_s: float = 2.0) -> str | None:
+        """Readiness: None while the feed's folder exists (the file itself may come later)."""
+        if self.path.parent.is_dir():
+            return None
+        return f"feed folder {self.path.parent} does not exist"
