@@ -19,14 +19,13 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
 
-import asyncpg
 import structlog
 
 from syncengine.config import Config
 from syncengine.exit_status import EXIT_FATAL, EXIT_OK
 from syncengine.metrics import EngineView
 from syncengine.ops_server import serve_ops
-from syncengine.runner import LiveParts, daemon_settings, open_engine
+from syncengine.runner import LiveParts, daemon_settings, open_engine, record_end
 
 log = structlog.get_logger("syncengine.daemon")
 
@@ -105,6 +104,8 @@ class ReadinessChecks:
         return {"token": await self._token(), "source": source}
 
     async def _database(self) -> str | None:
+        import asyncpg  # only a PostgreSQL feed needs it; others never pay for the import
+
         try:
             connection = await asyncpg.connect(self._dsn, timeout=2)
         except Exception as exc:  # noqa: BLE001 - any failure is a reason; its text may hold the DSN
@@ -158,14 +159,18 @@ async def run_daemon(config: Config, *, stop: asyncio.Event) -> int:
                 await parts.engine.run(stop)
             exit_status = EXIT_OK
         finally:
-            counts = parts.engine.counts.as_dict()
-            await journal.finish_run(
-                run_id, now=time.time(), exit_status=exit_status, counts=counts
+            counts = parts.engine.counts
+            await record_end(
+                journal,
+                run_id,
+                exit_status=exit_status,
+                counts=counts,
+                failing=exit_status != EXIT_OK,
             )
             log.info(
                 "daemon.stopped",
                 exit_status=exit_status,
                 uptime_s=round(time.monotonic() - started, 3),
-                **counts,
+                **counts.as_dict(),
             )
     return exit_status
