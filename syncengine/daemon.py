@@ -25,7 +25,7 @@ from syncengine.config import Config
 from syncengine.exit_status import EXIT_FATAL, EXIT_OK
 from syncengine.metrics import EngineView
 from syncengine.ops_server import SharedCheck, serve_ops
-from syncengine.runner import LiveParts, daemon_settings, open_engine
+from syncengine.runner import LiveParts, daemon_settings, open_engine, record_end
 from syncengine.sources import Source, open_source
 
 log = structlog.get_logger("syncengine.daemon")
@@ -151,14 +151,18 @@ async def run_daemon(config: Config, *, stop: asyncio.Event) -> int:
                 await parts.engine.run(stop)
             exit_status = EXIT_OK
         finally:
-            counts = parts.engine.counts.as_dict()
-            await journal.finish_run(
-                run_id, now=time.time(), exit_status=exit_status, counts=counts
+            counts = parts.engine.counts
+            await record_end(
+                journal,
+                run_id,
+                exit_status=exit_status,
+                counts=counts,
+                failing=exit_status != EXIT_OK,
             )
             log.info(
                 "daemon.stopped",
                 exit_status=exit_status,
                 uptime_s=round(time.monotonic() - started, 3),
-                **counts,
+                **counts.as_dict(),
             )
     return exit_status

@@ -161,6 +161,25 @@ async def open_engine(
         yield LiveParts(engine, journal, client, tokens, limiter)
 
 
+async def record_end(
+    journal: Journal, run_id: int, *, exit_status: int, counts: PassCounts, failing: bool
+) -> None:
+    """Records the end of run `run_id` in the runs table.
+
+    When the pass already failed (`failing`), a journal that cannot take even
+    this row must not hide that failure behind its own traceback: it is
+    logged, and the run stays unfinished in the table, as a killed one does.
+    """
+    try:
+        await journal.finish_run(
+            run_id, now=time.time(), exit_status=exit_status, counts=counts.as_dict()
+        )
+    except Exception as exc:
+        if not failing:
+            raise
+        log.warning("run.end_not_recorded", error=f"{type(exc).__name__}: {exc}"[:300])
+
+
 def exit_status_for(counts: PassCounts, *, interrupted: bool) -> int:
     """interface.md: 130 when interrupted, 1 when this pass failed records, else 0."""
     if interrupted:
@@ -187,12 +206,14 @@ async def run_pass(
         if on_engine is not None:
             on_engine(engine)
         exit_status = EXIT_FATAL
+        failing = True
         try:
             counts = await engine.run(stop)
             exit_status = exit_status_for(counts, interrupted=engine.stopped_early)
+            failing = False
         finally:
-            await journal.finish_run(
-                run_id, now=time.time(), exit_status=exit_status, counts=engine.counts.as_dict()
+            await record_end(
+                journal, run_id, exit_status=exit_status, counts=engine.counts, failing=failing
             )
     elapsed_s = time.monotonic() - started
     result = PassResult(counts, engine.stopped_early, exit_status, elapsed_s)

@@ -14,6 +14,7 @@ from syncengine.engine.chunker import Chunker
 from syncengine.engine.recorder import Recorder
 from syncengine.engine.replay import AlreadySettled, Batch
 from syncengine.engine.watermark import Watermark
+from syncengine.keys import position_key
 from syncengine.model import BadInput, Change
 
 
@@ -71,7 +72,7 @@ class Admission:
         if isinstance(item, BadInput):
             self._watermark.note_read(item.position)
             counts.read += 1
-            key = f"@{self._source_id}#{item.position.display}"
+            key = position_key(self._source_id, item.position.display)
             self._recorder.bad_input(item, key=key, module=self._module)
             return
         if item.positions:
@@ -79,7 +80,7 @@ class Admission:
                 self._watermark.note_read(position)
             counts.read += 1
             if item.key is None:
-                item.key = f"@{self._source_id}#{item.positions[0].display}"
+                item.key = position_key(self._source_id, item.positions[0].display)
         else:
             counts.redriven += 1
             if item.key is not None:

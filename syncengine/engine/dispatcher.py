@@ -15,22 +15,30 @@ the recorder only writes the journal. A stop request (signal) stops intake at
 a batch boundary, lets the chunks already handed out finish within the grace
 period and journals their outcomes; changes not yet sent stay before the
 checkpoint and are read again by the next pass.
+
+`Engine` is what the rest of syncengine holds; each `run` builds a complete
+`Pass` (everything it needs made before it starts) and runs its tasks in one
+`asyncio.TaskGroup`. Every stage task is guarded: an exception nobody
+expected becomes the pass's `StageFailed`, which ends the dispatcher's loop;
+the answers already in are journaled and the pass raises it, naming the
+stage, instead of waiting forever on a chunk that will never be answered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 import structlog
 
 from syncengine.backoff import backoff_s
+from syncengine.clock import SYSTEM_CLOCK, Clock
 from syncengine.engine.admission import Admission
 from syncengine.engine.chunker import Chunker
-from syncengine.engine.flusher import Flusher, wait_event
+from syncengine.engine.flusher import Flusher
 from syncengine.engine.intake import END, Intake
 from syncengine.engine.read_times import ReadTimes
 from syncengine.engine.recorder import PassCounts, Recorder
@@ -39,10 +47,12 @@ from syncengine.engine.retry_queue import RetrySchedule
 from syncengine.engine.senders import Senders, Writer
 from syncengine.engine.settings import EngineSettings
 from syncengine.engine.watermark import Watermark
+from syncengine.errors import StageFailed, SyncError
 from syncengine.journal import Journal
 from syncengine.model import (
     MAX_CHUNK_RECORDS,
     Change,
+    Checkpoint,
     Chunk,
     RecordOutcome,
     Verdict,
@@ -50,6 +60,47 @@ from syncengine.model import (
 from syncengine.sources.base import Source
 
 log = structlog.get_logger("syncengine.engine")
+
+
+class PassView(Protocol):
+    """What the progress bar, the metrics and the runner read of a pass, live."""
+
+    @property
+    def counts(self) -> PassCounts:
+        """Live counts of the pass."""
+        ...
+
+    @property
+    def in_flight(self) -> int:
+        """Chunks handed to senders and not yet answered."""
+        ...
+
+    @property
+    def queue_depth(self) -> int:
+        """Changes read and not yet handed to a sender."""
+        ...
+
+    @property
+    def stopped_early(self) -> bool:
+        """True when a stop request ended the pass before its input did."""
+        ...
+
+    def sync_lag_s(self) -> float:
+        """Age of the oldest change read from the feed and not yet settled."""
+        ...
+
+
+class _NotStarted:
+    """The view before the first pass starts: nothing read, nothing in flight."""
+
+    def __init__(self) -> None:
+        self.counts = PassCounts()
+        self.in_flight = 0
+        self.queue_depth = 0
+        self.stopped_early = False
+
+    def sync_lag_s(self) -> float:
+        return 0.0
 
 
 class Engine:
@@ -62,23 +113,97 @@ class Engine:
         writer: Writer,
         settings: EngineSettings,
         source: Source | None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> None:
         self._journal = journal
+        self._writer = writer
         self._settings = settings
         self._source = source
         self._clock = clock
         self._rng = rng or random.Random()
-        self._chunker = Chunker(max_records=100)
+        self._current: PassView = _NotStarted()
+
+    @property
+    def counts(self) -> PassCounts:
+        """Live counts of the current pass (the progress bar reads them)."""
+        return self._current.counts
+
+    @property
+    def in_flight(self) -> int:
+        """Chunks handed to senders and not yet answered."""
+        return self._current.in_flight
+
+    @property
+    def queue_depth(self) -> int:
+        """Changes read and not yet handed to a sender."""
+        return self._current.queue_depth
+
+    @property
+    def stopped_early(self) -> bool:
+        """True when a stop request ended the pass before its input did."""
+        return self._current.stopped_early
+
+    def sync_lag_s(self) -> float:
+        """Age of the oldest change read from the feed and not yet settled (0 when none)."""
+        return self._current.sync_lag_s()
+
+    async def run(self, stop: asyncio.Event) -> PassCounts:
+        """Drain pending records and the feed; returns the counts of this pass.
+
+        Raises FatalError when the CRM or the accounts server refuses the run,
+        StageFailed when a stage raised something unexpected; the journal is
+        consistent either way.
+        """
+        source_id = self._source.source_id if self._source else None
+        start = await self._journal.checkpoint(source_id) if source_id else None
+        high_water = await self._journal.high_water(source_id) if source_id else None
+        one_pass = Pass(
+            journal=self._journal,
+            writer=self._writer,
+            settings=self._settings,
+            source=self._source,
+            start=start,
+            high_water=high_water,
+            stop=stop,
+            clock=self._clock,
+            rng=self._rng,
+        )
+        self._current = one_pass
+        return await one_pass.run()
+
+
+class Pass:
+    """One pass, complete from the start: every stage is built in `__init__`."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        writer: Writer,
+        settings: EngineSettings,
+        source: Source | None,
+        start: Checkpoint | None,
+        high_water: Checkpoint | None,
+        stop: asyncio.Event,
+        clock: Clock,
+        rng: random.Random,
+    ) -> None:
+        source_id = source.source_id if source else None
+        self._settings = settings
+        self._start = start
+        self._stop = stop
+        self._clock = clock
+        self._rng = rng
         self._wake = asyncio.Event()
+        self._chunker = Chunker(max_records=MAX_CHUNK_RECORDS)
         self._intake = Intake(
             journal,
             source,
             batches=settings.intake_batches,
             follow_poll_interval_s=settings.follow_poll_interval_s,
             wake=self._wake.set,
-            fail=self._fail,
+            clock=clock,
         )
         self._senders = Senders(
             writer,
@@ -86,50 +211,16 @@ class Engine:
             apply_feature_execution=settings.apply_feature_execution,
             duplicate_check_fields=settings.duplicate_check_fields,
             on_answer=self._wake.set,
-            on_fatal=self._fail_and_wake,
+            on_fatal=lambda error: self._fail("sender", error),
         )
-        self._ready: deque[Chunk] = deque()
-        self._flusher: Flusher | None = None
-        self._retries = RetrySchedule()
-        self._fatal: BaseException | None = None
-        self._watermark: Watermark | None = None
-        self._recorder: Recorder | None = None
-        self._admission: Admission | None = None
-        self._replay = ReplayWindow(journal, None, None)
-        self._read_times = ReadTimes()
-        self._drain_deadline: float | None = None
-        #: At most this many records are ever sent-but-not-journaled: one full
-        #: round in flight and one round of answers waiting for the group commit.
-        self._max_unjournaled = 2 * settings.workers * MAX_CHUNK_RECORDS
-        self.stopped_early = False
-
-    @property
-    def counts(self) -> PassCounts:
-        """Live counts of this pass (the progress bar reads them)."""
-        return self._recorder.counts if self._recorder else PassCounts()
-
-    @property
-    def in_flight(self) -> int:
-        """Chunks handed to senders and not yet answered."""
-        return self._senders.handed_out
-
-    async def run(self, stop: asyncio.Event) -> PassCounts:
-        """Drain pending records and the feed; returns the counts of this pass.
-
-        Raises FatalError when the CRM or the accounts server refuses the run;
-        the journal is consistent either way.
-        """
-        source_id = self._source.source_id if self._source else None
-        start = await self._journal.checkpoint(source_id) if source_id else None
-        high_water = await self._journal.high_water(source_id) if source_id else None
-        self._replay = ReplayWindow(self._journal, source_id, high_water)
+        self._replay = ReplayWindow(journal, source_id, high_water)
         self._watermark = Watermark(start)
         self._recorder = Recorder(
-            self._journal,
+            journal,
             source_id=source_id,
             watermark=self._watermark,
             high_water=high_water,
-            flush_rows=max(100, self._settings.workers * 50),
+            flush_rows=max(100, settings.workers * 50),
         )
         self._admission = Admission(
             watermark=self._watermark,
@@ -137,52 +228,105 @@ class Engine:
             chunker=self._chunker,
             redriving=self._intake.redriving,
             source_id=source_id or "journal",
-            module=self._settings.module,
+            module=settings.module,
         )
-        reader = asyncio.create_task(
-            self._intake.read(start, self._replay, stop), name="engine.read"
-        )
-        workers = self._senders.start()
         self._flusher = Flusher(
             self._recorder,
-            interval_s=self._settings.flush_interval_s,
+            interval_s=settings.flush_interval_s,
             on_durable=self._wake.set,  # the dispatcher may be holding chunks back for it
-            on_failure=self._fail_and_wake,
+            on_failure=lambda error: self._fail("flusher", error),
         )
-        flusher = asyncio.create_task(self._flusher.run(), name="engine.flush")
-        stop_watch = asyncio.create_task(self._wake_on(stop), name="engine.stop_watch")
-        if self._settings.follow_poll_interval_s is not None:
-            redrive = self._intake.redrive(
-                stop,
-                interval_s=self._settings.redrive_interval_s,
-                is_held=self._holds,
-                settle=self._recorder.flush,
-            )
-            workers.append(asyncio.create_task(redrive, name="engine.redrive"))
-        try:
-            await self._dispatch(stop)
-        finally:
-            stop_watch.cancel()
-            await self._shutdown(reader, workers, flusher)
-        if self._fatal is not None:
-            raise self._fatal
+        self._ready: deque[Chunk] = deque()
+        self._retries = RetrySchedule()
+        self._read_times = ReadTimes()
+        #: The first failure of a stage; it ends the pass.
+        self._failure: SyncError | None = None
+        #: At most this many records are ever sent-but-not-journaled: one full
+        #: round in flight and one round of answers waiting for the group commit.
+        self._max_unjournaled = 2 * settings.workers * MAX_CHUNK_RECORDS
+        self.stopped_early = False
+
+    # -- the public face ------------------------------------------------------
+
+    @property
+    def counts(self) -> PassCounts:
+        """Live counts of this pass."""
         return self._recorder.counts
 
-    def _fail(self, error: BaseException) -> None:
-        self._fatal = self._fatal or error
+    @property
+    def in_flight(self) -> int:
+        """Chunks handed to senders and not yet answered."""
+        return self._senders.handed_out
+
+    @property
+    def queue_depth(self) -> int:
+        """Changes read and not yet handed to a sender."""
+        return self._buffered() + self._intake.items
+
+    def sync_lag_s(self) -> float:
+        """Age of the oldest change read from the feed and not yet settled (0 when none)."""
+        return self._read_times.age_s(self._watermark.lowest_unfinished, self._clock.monotonic())
+
+    # -- the tasks ------------------------------------------------------------
+
+    async def run(self) -> PassCounts:
+        """Runs every task of the pass in one task group; raises the first stage failure."""
+        async with asyncio.TaskGroup() as group:
+            reader = self._spawn(
+                group, "reader", self._intake.read(self._start, self._replay, self._stop)
+            )
+            workers = self._senders.start(group)
+            if self._settings.follow_poll_interval_s is not None:
+                redrive = self._intake.redrive(
+                    self._stop,
+                    interval_s=self._settings.redrive_interval_s,
+                    is_held=self._holds,
+                    settle=self._recorder.flush,
+                )
+                workers.append(self._spawn(group, "redrive", redrive))
+            flusher = self._spawn(group, "flusher", self._flusher.run())
+            stop_watch = group.create_task(self._wake_on_stop(), name="engine.stop_watch")
+            try:
+                await self._guarded("dispatcher", self._dispatch())
+            finally:
+                stop_watch.cancel()
+                await self._guarded("dispatcher", self._shutdown(reader, workers, flusher))
+        if self._failure is not None:
+            raise self._failure
+        return self._recorder.counts
+
+    def _spawn(
+        self, group: asyncio.TaskGroup, stage: str, work: Coroutine[Any, Any, None]
+    ) -> asyncio.Task[None]:
+        return group.create_task(self._guarded(stage, work), name=f"engine.{stage}")
+
+    async def _guarded(self, stage: str, work: Coroutine[Any, Any, None]) -> None:
+        """Runs one stage; what it raises becomes the pass's failure instead of vanishing."""
+        try:
+            await work
+        except Exception as exc:  # noqa: BLE001 - any stage failure must end the pass, named
+            self._fail(stage, exc)
+
+    def _fail(self, stage: str, error: BaseException) -> None:
+        """Records the first failure (our own errors as they are) and wakes the dispatcher."""
+        if self._failure is None:
+            self._failure = error if isinstance(error, SyncError) else StageFailed(stage, error)
+            if not isinstance(error, SyncError):
+                log.debug("engine.stage_failed", stage=stage, error=repr(error), exc_info=error)
+        self._wake.set()
 
     def _holds(self, key: str) -> bool:
         """True while the engine itself will still send (or is sending) `key`."""
         return self._chunker.holds(key) or key in self._retries.held_keys()
 
-    async def _wake_on(self, stop: asyncio.Event) -> None:
+    async def _wake_on_stop(self) -> None:
         """A stop request must reach a dispatcher that sleeps with nothing to do."""
-        await stop.wait()
+        await self._stop.wait()
         self._wake.set()
 
     # -- dispatcher -----------------------------------------------------------
 
-    async def _dispatch(self, stop: asyncio.Event) -> None:
+    async def _dispatch(self) -> None:
         """The loop that owns chunker, watermark and retry schedule.
 
         A partial chunk waits at most `linger_s` from the moment its first
@@ -191,17 +335,23 @@ class Engine:
         """
         end_of_input = False
         partial_since: float | None = None
-        while self._fatal is None:
+        drain_deadline: float | None = None
+        while self._failure is None:
             self._wake.clear()
             self._take_results()
-            if stop.is_set():
+            now = self._clock.monotonic()
+            if self._stop.is_set():
                 self.stopped_early = True
-                if await self._drained_after_stop():
+                if not self._settings.drain_on_stop:
+                    return  # what was read and not sent is read again next time
+                if drain_deadline is None:
+                    drain_deadline = now + self._settings.grace_s
+                if self._drained_after_stop(now, drain_deadline):
                     return
+                await self._sleep_until_woken(drain_deadline - now)
                 continue
             end_of_input = self._take_intake(end_of_input)
-            self._release_due_retries()
-            now = time.monotonic()
+            self._release_due_retries(now)
             if partial_since is None and self._chunker.buffered:
                 partial_since = now
             flush = end_of_input or (
@@ -217,23 +367,11 @@ class Engine:
             )
             await self._sleep_until_woken(linger_left)
 
-    async def _drained_after_stop(self) -> bool:
-        """After a stop: True to end the loop now, False to go on draining.
-
-        A pass (`run`) ends at once: what was read and not sent is read again
-        next time. The daemon (`drain_on_stop`) first sends what it has read,
-        within the grace period, so a clean stop leaves little for later.
-        """
-        if not self._settings.drain_on_stop:
-            return True
-        now = time.monotonic()
-        if self._drain_deadline is None:
-            self._drain_deadline = now + self._settings.grace_s
+    def _drained_after_stop(self, now: float, deadline: float) -> bool:
+        """Daemon (`drain_on_stop`): sends what it has read, within the grace period,
+        so a clean stop leaves little for later; True once that is done or too late."""
         self._hand_out(flush=True)
-        if (not self._ready and self._senders.handed_out == 0) or now >= self._drain_deadline:
-            return True
-        await self._sleep_until_woken(self._drain_deadline - now)
-        return False
+        return (not self._ready and self._senders.handed_out == 0) or now >= deadline
 
     def _is_drained(self) -> bool:
         return (
@@ -245,15 +383,13 @@ class Engine:
 
     async def _sleep_until_woken(self, timeout_s: float | None) -> None:
         """Sleeps until a stage wakes the dispatcher, the timeout or the next retry is due."""
-        due_in = self._retries.due_in(time.monotonic())
+        due_in = self._retries.due_in(self._clock.monotonic())
         if due_in is not None:
             timeout_s = due_in if timeout_s is None else min(timeout_s, due_in)
-        await wait_event(self._wake, None if timeout_s is None else max(0.0, timeout_s))
+        await self._clock.wait(self._wake, None if timeout_s is None else max(0.0, timeout_s))
 
     def _take_intake(self, end_of_input: bool) -> bool:
         """Moves feed batches into the chunker while it has room."""
-        assert self._watermark is not None
-        assert self._recorder is not None
         while not end_of_input and self._buffered() < self._settings.max_buffered:
             try:
                 batch = self._intake.take()
@@ -261,33 +397,16 @@ class Engine:
                 break
             if batch is END:
                 return True
-            assert self._admission is not None
             self._admission.take(batch)
-            self._mark_read_time()
+            # When the feed's latest position was read, for `sync_lag_s`.
+            self._read_times.mark(self._watermark.next_ordinal - 1, self._clock.monotonic())
         return end_of_input
-
-    def _mark_read_time(self) -> None:
-        """Remembers when the feed's latest position was read, for `sync_lag_s`."""
-        assert self._watermark is not None
-        self._read_times.mark(self._watermark.next_ordinal - 1, time.monotonic())
-
-    def sync_lag_s(self) -> float:
-        """Age of the oldest change read from the feed and not yet settled (0 when none)."""
-        if self._watermark is None:
-            return 0.0
-        return self._read_times.age_s(self._watermark.lowest_unfinished, time.monotonic())
-
-    @property
-    def queue_depth(self) -> int:
-        """Changes read and not yet handed to a sender."""
-        return self._buffered() + self._intake.items
 
     def _buffered(self) -> int:
         """Changes read and not yet handed to a sender (invariant 4's bound)."""
         return self._chunker.buffered + sum(len(chunk.changes) for chunk in self._ready)
 
-    def _release_due_retries(self) -> None:
-        now = time.monotonic()
+    def _release_due_retries(self, now: float) -> None:
         for change in self._retries.pop_due(now):
             self._chunker.retry(change)
 
@@ -297,7 +416,6 @@ class Engine:
         Chunks are taken from the chunker only when a sender is free: a chunk
         still in the chunker can absorb later changes to its records.
         """
-        assert self._recorder is not None
         while self._senders.has_room:
             if not self._ready:
                 self._ready.extend(self._chunker.pop_ready(flush=flush))
@@ -308,12 +426,11 @@ class Engine:
             if undurable and undurable + len(chunk.changes) > self._max_unjournaled:
                 # Records sent or answered but not yet journaled are what a
                 # crash would make us send again: keep them under the bound.
-                self._wake_flusher()
+                self._flusher.wake()
                 return
             self._senders.hand(self._ready.popleft())
 
     def _take_results(self) -> None:
-        assert self._recorder is not None
         for chunk, outcomes in self._senders.take_answered():
             others = self._recorder.synced_many(chunk.changes, outcomes)
             if not others:  # the common case: the whole chunk synced
@@ -326,11 +443,10 @@ class Engine:
                 for change, outcome in others:
                     self._settle(change, outcome)
             if self._recorder.should_flush:
-                self._wake_flusher()
+                self._flusher.wake()
 
     def _settle(self, change: Change, outcome: RecordOutcome) -> None:
         """A change whose answer was not SYNCED: failed for good, or sent again later."""
-        assert self._recorder is not None
         if outcome.verdict is Verdict.REJECT or change.attempts >= self._settings.max_attempts:
             self._recorder.failed(change, outcome)
         else:
@@ -338,29 +454,20 @@ class Engine:
             return
         self._chunker.complete(change)
         if self._recorder.should_flush:
-            self._wake_flusher()
+            self._flusher.wake()
 
     def _schedule_retry(self, change: Change, outcome: RecordOutcome) -> None:
-        assert self._recorder is not None
         delay_s = backoff_s(
             change.attempts,
             base_s=self._settings.retry_base_s,
             cap_s=self._settings.retry_cap_s,
             rng=self._rng,
         )
-        self._recorder.pending(change, outcome, next_attempt_at=self._clock() + delay_s)
+        self._recorder.pending(change, outcome, next_attempt_at=self._clock.wall() + delay_s)
         log.debug(
             "engine.retry_scheduled", key=change.key, code=outcome.code, delay_s=round(delay_s, 3)
         )
-        self._retries.push(change, due_at=time.monotonic() + delay_s)
-
-    def _wake_flusher(self) -> None:
-        if self._flusher is not None:
-            self._flusher.wake()
-
-    def _fail_and_wake(self, error: BaseException) -> None:
-        self._fail(error)
-        self._wake.set()
+        self._retries.push(change, due_at=self._clock.monotonic() + delay_s)
 
     # -- shutdown -------------------------------------------------------------
 
@@ -371,31 +478,26 @@ class Engine:
         flusher: asyncio.Task[None],
     ) -> None:
         """Stop intake, let handed-out chunks finish within the grace period, journal them."""
-        assert self._recorder is not None
         reader.cancel()
         self._senders.stop()
-        if self._senders.handed_out and self._fatal is None:
+        if self._senders.handed_out and self._failure is None:
             await self._await_in_flight()
         for task in workers:
             task.cancel()
-        await asyncio.gather(reader, *workers, return_exceptions=True)
-        self._take_results_after_stop()
-        assert self._flusher is not None
+        await asyncio.wait([reader, *workers])
+        # Journal what came back; retries become durable pending rows, not resent now.
+        self._take_results()
+        self._retries.clear()
         self._flusher.close()
-        await asyncio.gather(flusher, return_exceptions=True)
-        await self._recorder.flush()
+        await asyncio.wait([flusher])
+        await self._guarded("recorder", self._recorder.flush())
 
     async def _await_in_flight(self) -> None:
-        deadline = time.monotonic() + self._settings.grace_s
+        deadline = self._clock.monotonic() + self._settings.grace_s
         while self._senders.unanswered:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 log.warning("engine.grace_expired", in_flight=self._senders.unanswered)
                 return
             self._wake.clear()
-            await wait_event(self._wake, remaining)
-
-    def _take_results_after_stop(self) -> None:
-        """Journal what came back; retries become durable pending rows, not resent now."""
-        self._take_results()
-        self._retries.clear()
+            await self._clock.wait(self._wake, remaining)

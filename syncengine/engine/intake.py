@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 
+from syncengine.clock import Clock
 from syncengine.engine.replay import Batch, ReplayWindow
 from syncengine.journal import Journal
 from syncengine.model import BadInput, Change, Checkpoint
@@ -35,8 +35,8 @@ _PENDING_BATCH = 500
 class Intake:
     """Reads into a bounded queue of batches that the dispatcher drains.
 
-    `wake` is called whenever something was queued; `fail` receives the
-    exception that ended the reader, so the pass ends instead of hanging.
+    `wake` is called whenever something was queued. What the reader or the
+    redrive raise is left to the pass, which ends on it instead of hanging.
     """
 
     def __init__(
@@ -47,7 +47,7 @@ class Intake:
         batches: int,
         follow_poll_interval_s: float | None,
         wake: Callable[[], None],
-        fail: Callable[[BaseException], None],
+        clock: Clock,
     ) -> None:
         self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(batches)
         #: Items queued and not yet taken (the daemon's queue-depth gauge).
@@ -58,7 +58,7 @@ class Intake:
         self._source = source
         self._poll_s = follow_poll_interval_s
         self._wake = wake
-        self._fail = fail
+        self._clock = clock
 
     def take(self) -> Batch | None:
         """The next batch, `END`, or raises `asyncio.QueueEmpty`."""
@@ -71,15 +71,10 @@ class Intake:
         self, start: Checkpoint | None, replay: ReplayWindow, stop: asyncio.Event
     ) -> None:
         """The reader task: pending records, then the feed; `END` when a pass is done."""
-        try:
-            async for batch in self._batches(start, replay):
-                if stop.is_set():
-                    break
-                await self._put(batch)
-        except Exception as exc:  # noqa: BLE001 - a reader failure must end the pass, not vanish
-            self._fail(exc)
-            self._wake()
-            return
+        async for batch in self._batches(start, replay):
+            if stop.is_set():
+                break
+            await self._put(batch)
         await self.queue.put(END)
         self._wake()
 
@@ -99,14 +94,12 @@ class Intake:
         makes buffered outcomes durable first, so no stale pending row shows.
         """
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval_s):
-                    await stop.wait()
+            await self._clock.wait(stop, interval_s)
             if stop.is_set():
                 return
             await settle()
             batch: list[Change | BadInput] = []
-            async for change in self._journal.due(time.time()):
+            async for change in self._journal.due(self._clock.wall()):
                 key = change.key
                 if key is not None and key not in self.redriving and not is_held(key):
                     batch.append(change)

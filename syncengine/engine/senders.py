@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from syncengine.crm.client import WriteRequest
-from syncengine.errors import FatalError
 from syncengine.model import Chunk, RecordOutcome
 
 
@@ -53,12 +52,11 @@ class Senders:
         #: Records in those chunks.
         self.records = 0
 
-    def start(self) -> list[asyncio.Task[None]]:
-        """The sender tasks; they end after `stop`, or at a fatal error."""
-        return [
-            asyncio.create_task(self._loop(), name=f"engine.send.{index}")
-            for index in range(self.workers)
-        ]
+    def start(self, group: asyncio.TaskGroup | None = None) -> list[asyncio.Task[None]]:
+        """The sender tasks (in `group` when given); they end after `stop`, or when the
+        writer raises: a `FatalError`, or anything unexpected, goes to `on_fatal`."""
+        spawn = asyncio.create_task if group is None else group.create_task
+        return [spawn(self._loop(), name=f"engine.send.{index}") for index in range(self.workers)]
 
     @property
     def has_room(self) -> bool:
@@ -96,7 +94,7 @@ class Senders:
         while (chunk := await self._queue.get()) is not None:
             try:
                 outcomes = await self._writer.write(self._request(chunk))
-            except FatalError as exc:
+            except Exception as exc:  # noqa: BLE001 - FatalError or a bug: the pass must end on it
                 self._on_fatal(exc)
                 return
             self._answered.append((chunk, outcomes))

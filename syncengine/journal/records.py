@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from syncengine.keys import position_key
 from syncengine.model import Change, Operation, RecordState
 
 
@@ -24,7 +25,7 @@ def journal_key(change: Change) -> str:
         return change.key
     if not change.positions:
         raise ValueError("a change without key or position has no journal row")
-    return f"@{change.positions[0].display}"
+    return position_key(None, change.positions[0].display)
 
 
 def encode_payload(change: Change) -> bytes:

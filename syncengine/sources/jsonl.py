@@ -38,6 +38,7 @@ import orjson
 import structlog
 
 from syncengine.errors import ConfigError
+from syncengine.keys import record_key
 from syncengine.model import BadInput, Change, Checkpoint, SourcePosition
 from syncengine.sources.base import (
     BATCH_ITEMS,
@@ -162,7 +163,8 @@ class JsonlSource:
         ordinal = 0
         utf8 = self._utf8
         module, operation = self._defaults.module, self._defaults.operation
-        trigger, key_prefix = self._defaults.trigger, self._defaults.module + ":"
+        # record_key(module, record_id) as prefix + id: one concatenation per line
+        trigger, key_prefix = self._defaults.trigger, record_key(self._defaults.module, "")
         loads, undecodable = orjson.loads, orjson.JSONDecodeError
         for raw in complete_lines(handle, self.path, line_number, self._max_line_bytes):
             if isinstance(raw, int):

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from syncengine.config import CrmConfig
+from syncengine.keys import duplicate_key, record_key
 from syncengine.model import BadInput, Change, Operation, Record, SourcePosition
 
 #: The field upsert matches on when `duplicate_check_fields` is not given (crm-api.md §1.8).
@@ -119,7 +120,7 @@ def from_json(obj: object, position: SourcePosition, defaults: RecordDefaults) -
         record_id = obj.get("id")
         if type(record_id) is str and record_id and len(obj) > 1:
             module = defaults.module
-            key = f"{module}:{record_id}"
+            key = record_key(module, record_id)
             return Change(module, defaults.operation, obj, key, [position], defaults.trigger)
     if not isinstance(obj, dict):
         return BadInput(position, f"not a JSON object but {json_type(obj)}")
@@ -175,7 +176,7 @@ def build_change(
     if len(record) <= (record_id is not None):
         return BadInput(position, "empty record", record_id=record_id, module=module)
     if record_id is not None:
-        key: str | None = f"{module}:{record_id}"
+        key: str | None = record_key(module, record_id)
     elif operation is Operation.UPDATE:
         return BadInput(position, "no id for an update", module=module)
     elif operation is Operation.UPSERT:
@@ -194,7 +195,7 @@ def _duplicate_key(record: Record, module: str, defaults: RecordDefaults) -> str
     for name in fields:
         value = record.get(name)
         if value is not None:
-            return f"{module}:{name}={value}"
+            return duplicate_key(module, name, value)
     return None
 
 
