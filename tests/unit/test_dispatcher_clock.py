@@ -102,7 +102,9 @@ def engine(
 
 async def test_a_partial_chunk_waits_exactly_linger_s_of_clock_time(tmp_path: Path) -> None:
     clock, writer = FakeClock(), ScriptedWriter()
-    async with await Journal.open(tmp_path / "journal.db") as journal:
+    async with await Journal.open(
+        tmp_path / "journal.db", holder="test", commit_process=True
+    ) as journal:
         pass_ = engine(journal, MemoryFeed(3, ends=False), writer, clock, linger_s=5.0)
         stop = asyncio.Event()
         running = asyncio.create_task(pass_.run(stop))
@@ -120,7 +122,9 @@ async def test_a_partial_chunk_waits_exactly_linger_s_of_clock_time(tmp_path: Pa
 
 async def test_a_stop_waits_grace_s_of_clock_time_for_chunks_in_flight(tmp_path: Path) -> None:
     clock, writer = FakeClock(), ScriptedWriter(gated=True)
-    async with await Journal.open(tmp_path / "journal.db") as journal:
+    async with await Journal.open(
+        tmp_path / "journal.db", holder="test", commit_process=True
+    ) as journal:
         pass_ = engine(journal, MemoryFeed(3, ends=True), writer, clock, grace_s=30.0)
         stop = asyncio.Event()
         running = asyncio.create_task(pass_.run(stop))
@@ -139,7 +143,9 @@ async def test_a_stop_waits_grace_s_of_clock_time_for_chunks_in_flight(tmp_path:
 async def test_a_retry_goes_out_when_its_backoff_has_passed_on_the_clock(tmp_path: Path) -> None:
     clock, writer = FakeClock(), ScriptedWriter(Verdict.RETRY)
     delay_s = backoff_s(1, base_s=10.0, cap_s=60.0, rng=random.Random(7))
-    async with await Journal.open(tmp_path / "journal.db") as journal:
+    async with await Journal.open(
+        tmp_path / "journal.db", holder="test", commit_process=True
+    ) as journal:
         pass_ = engine(
             journal, MemoryFeed(1, ends=True), writer, clock, retry_base_s=10.0, retry_cap_s=60.0
         )
@@ -158,7 +164,9 @@ async def test_sync_lag_is_the_clock_time_since_the_oldest_unsettled_read(
     tmp_path: Path,
 ) -> None:
     clock, writer = FakeClock(), ScriptedWriter(gated=True)
-    async with await Journal.open(tmp_path / "journal.db") as journal:
+    async with await Journal.open(
+        tmp_path / "journal.db", holder="test", commit_process=True
+    ) as journal:
         pass_ = engine(journal, MemoryFeed(2, ends=False), writer, clock, linger_s=0.0)
         assert pass_.sync_lag_s() == 0.0  # before the pass: nothing read
         stop = asyncio.Event()
