@@ -38,11 +38,16 @@ ways out (the README gives the SQL):
   that took a smaller value has committed or rolled back before any larger
   value can be taken: the cursor order is the commit order. Cost: writers of
   changes serialize from their first change to their commit.
-- Visibility horizon: record `pg_current_xact_id()` in each row, cursor on
-  (xact id, sequence), and expose through a view only the rows whose xact id
-  is below `pg_snapshot_xmin(pg_current_snapshot())`: every transaction
-  below that horizon has ended, so no row can later appear behind the cursor.
-  Cost: any long transaction in the cluster holds the feed back.
+- An outbox of keys read behind the transaction horizon: the trigger
+  records only the changed row's key, with `pg_current_xact_id()` and an
+  identity; a view exposes, cursor on (xact id, identity), only the key rows
+  whose xact id is below `pg_snapshot_xmin(pg_current_snapshot())` (every
+  transaction below that horizon has ended, so no row can later appear
+  behind the cursor), joined to the live row. The join matters: xact ids are
+  fixed at a transaction's first write, not its commit, so an outbox of
+  copied values read in this order could end on an older value; the live row
+  is always the latest committed one. Cost: any long transaction in the
+  cluster holds the feed back.
 
 A settle delay (read only rows older than N seconds) narrows the window but
 does not close it: a transaction may stay open longer than any delay.
