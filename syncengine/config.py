@@ -56,6 +56,7 @@ class SourceConfig:
     dsn: str | None = field(default=None, repr=False)  # postgres only; holds the password
     channel: str | None = None  # postgres only: LISTEN/NOTIFY channel that wakes the daemon
     cursor_commit_ordered: bool = False  # postgres only: a sequence-filled cursor is commit-ordered
+    exclude_columns: tuple[str, ...] = ()  # sqlite and postgres: columns not sent as fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,11 +203,15 @@ def _source(table: ConfigTable, base: Path) -> SourceConfig:
             raise table.error(key, "applies only to type 'postgres'")
     table_name = table.matching("table", _IDENTIFIER)
     cursor = table.matching("cursor", _IDENTIFIER)
+    excluded: tuple[str, ...] | None = None
     if kind == "sqlite":
         table.required("table", table_name)
-        table.required("cursor", cursor)
+        cursor = table.required("cursor", cursor)
+        excluded = _exclude_columns(table, _IDENTIFIER, cursor, fold_case=True)
     elif table_name is not None or cursor is not None:
         raise table.error("table" if table_name else "cursor", "applies only to type 'sqlite'")
+    elif table.get("exclude_columns") is not None:
+        raise table.error("exclude_columns", "applies only to types 'sqlite' and 'postgres'")
     encoding = table.string("encoding")
     if encoding is not None:
         _check_encoding(table, encoding)
@@ -216,7 +221,13 @@ def _source(table: ConfigTable, base: Path) -> SourceConfig:
     return SourceConfig(
         type=cast(SourceType, kind),
         path=table.required("path", table.path("path", base)),
-        **_present(table=table_name, cursor=cursor, encoding=encoding, csv_delimiter=delimiter),
+        **_present(
+            table=table_name,
+            cursor=cursor,
+            encoding=encoding,
+            csv_delimiter=delimiter,
+            exclude_columns=excluded,
+        ),
     )
 
 
@@ -241,14 +252,16 @@ def _postgres_source(table: ConfigTable) -> SourceConfig:
         parts.port  # noqa: B018 - parsing the port is the check
     except ValueError:
         raise table.error("dsn", "has an invalid port (the value is not shown)") from None
+    cursor = table.required("cursor", table.matching("cursor", _PG_IDENTIFIER))
     return SourceConfig(
         type="postgres",
         table=table.required("table", table.matching("table", _QUALIFIED)),
-        cursor=table.required("cursor", table.matching("cursor", _PG_IDENTIFIER)),
+        cursor=cursor,
         dsn=dsn,
         **_present(
             channel=table.matching("channel", _PG_IDENTIFIER),
             cursor_commit_ordered=table.boolean("cursor_commit_ordered"),
+            exclude_columns=_exclude_columns(table, _PG_IDENTIFIER, cursor, fold_case=False),
         ),
     )
 
@@ -269,6 +282,28 @@ def mask_dsn(dsn: str) -> str:
         rest = f"{user}:***{rest[authority_end:]}"
     masked = _PASSWORD_PARAMETER.sub(lambda match: f"{match.group(1)}***", rest)
     return f"{scheme}://{masked}"
+
+
+def _exclude_columns(
+    table: ConfigTable, pattern: re.Pattern[str], cursor: str, *, fold_case: bool
+) -> tuple[str, ...] | None:
+    """`exclude_columns`: column names a table feed reads but does not send as fields.
+
+    The cursor and the `_module`/`_operation` columns are never sent as
+    fields, and they keep their meaning, so naming one is an error rather than
+    a silent no-op. SQLite names are compared without case, PostgreSQL names
+    (quoted) exactly. Whether each name is a column is checked when the feed
+    is opened: only the database knows.
+    """
+    names = table.string_list("exclude_columns", pattern=pattern)
+    for name in names or ():
+        if name == cursor or (fold_case and name.lower() == cursor.lower()):
+            raise table.error("exclude_columns", f"{name!r} is the cursor, which is never sent")
+        if name in ("_module", "_operation"):
+            raise table.error(
+                "exclude_columns", f"{name!r} overrides [crm] per row and is never sent"
+            )
+    return names
 
 
 def _check_encoding(table: ConfigTable, encoding: str) -> None:

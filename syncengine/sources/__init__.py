@@ -65,6 +65,7 @@ def open_source(config: Config) -> Source:
             defaults,
             channel=source.channel,
             cursor_commit_ordered=source.cursor_commit_ordered,
+            exclude_columns=source.exclude_columns,
         )
     # The config guarantees a path for every file and SQLite feed.
     assert source.path is not None
@@ -76,4 +77,10 @@ def open_source(config: Config) -> Source:
         )
     assert source.table is not None
     assert source.cursor is not None
-    return SqliteTableSource(source.path, source.table, source.cursor, defaults)
+    return SqliteTableSource(
+        source.path,
+        source.table,
+        source.cursor,
+        defaults,
+        exclude_columns=source.exclude_columns,
+    )

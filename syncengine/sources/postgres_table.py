@@ -11,7 +11,10 @@ nothing is lost, since the next page starts after the last cursor yielded.
 The cursor column must be unique, increasing, integers or text, and indexed.
 Every other column is a field: NULL sends JSON null (clears the field),
 `_module` and `_operation` override the defaults per row, and values JSON
-cannot carry are converted (`to_json_value`). A position's `resume_after`
+cannot carry are converted (`to_json_value`). Columns named in
+`exclude_columns` are read but never sent (nor converted, so they cannot fail
+a row); each must be a column of the table or view, checked when the feed is
+opened. A position's `resume_after`
 and `display` are both the cursor value. Table, cursor and channel are
 identifiers checked against a strict pattern and double-quoted, so they are
 case-sensitive: `Changes` is not `changes`.
@@ -35,11 +38,16 @@ ways out (the README gives the SQL):
   that took a smaller value has committed or rolled back before any larger
   value can be taken: the cursor order is the commit order. Cost: writers of
   changes serialize from their first change to their commit.
-- Visibility horizon: record `pg_current_xact_id()` in each row, cursor on
-  (xact id, sequence), and expose through a view only the rows whose xact id
-  is below `pg_snapshot_xmin(pg_current_snapshot())`: every transaction
-  below that horizon has ended, so no row can later appear behind the cursor.
-  Cost: any long transaction in the cluster holds the feed back.
+- An outbox of keys read behind the transaction horizon: the trigger
+  records only the changed row's key, with `pg_current_xact_id()` and an
+  identity; a view exposes, cursor on (xact id, identity), only the key rows
+  whose xact id is below `pg_snapshot_xmin(pg_current_snapshot())` (every
+  transaction below that horizon has ended, so no row can later appear
+  behind the cursor), joined to the live row. The join matters: xact ids are
+  fixed at a transaction's first write, not its commit, so an outbox of
+  copied values read in this order could end on an older value; the live row
+  is always the latest committed one. Cost: any long transaction in the
+  cluster holds the feed back.
 
 A settle delay (read only rows older than N seconds) narrows the window but
 does not close it: a transaction may stay open longer than any delay.
@@ -249,6 +257,7 @@ class PostgresTableSource:
         *,
         channel: str | None = None,
         cursor_commit_ordered: bool = False,
+        exclude_columns: Sequence[str] = (),
         batch_items: int = BATCH_ITEMS,
         connect_timeout_s: float = 10.0,
     ) -> None:
@@ -264,6 +273,7 @@ class PostgresTableSource:
         self._cursor = cursor
         self._channel = channel
         self._cursor_commit_ordered = cursor_commit_ordered
+        self._excluded = tuple(exclude_columns)
         self._defaults = defaults
         self._batch_items = batch_items
         self._connect_timeout_s = connect_timeout_s
@@ -289,6 +299,7 @@ class PostgresTableSource:
         try:
             connection = await self._connect()
             await self._refuse_sequence_cursor(connection)
+            await self._refuse_unknown_exclusions(connection)
             while records := await self._fetch(connection, last):
                 batch, last = self._convert(records, ordinal, last)
                 ordinal += len(batch)
@@ -386,6 +397,7 @@ class PostgresTableSource:
         try:
             connection.add_termination_listener(lambda *_: wake.set())
             await self._refuse_sequence_cursor(connection)
+            await self._refuse_unknown_exclusions(connection)
             if self._channel is not None:
                 await connection.add_listener(self._channel, lambda *_: wake.set())
         except BaseException:
@@ -412,6 +424,23 @@ class PostgresTableSource:
                 " already commit in cursor order"
             )
 
+    async def _refuse_unknown_exclusions(self, connection: Any) -> None:
+        """Raise ConfigError naming the first excluded name that is not a column.
+
+        A misspelt name would otherwise leave the column it meant in every
+        record sent. Names are quoted identifiers, so case matters.
+        """
+        if not self._excluded:
+            return
+        statement = await connection.prepare(f"SELECT * FROM {self._table_sql} LIMIT 0")
+        columns = {attribute.name for attribute in statement.get_attributes()}
+        for name in self._excluded:
+            if name not in columns:
+                raise ConfigError(
+                    f"{self.source_id}: source.exclude_columns: {name!r} is not a column of"
+                    f" {self._table}"
+                )
+
     async def _fetch(self, connection: Any, last: Cursor | None) -> list[Sequence[Any]]:
         if last is None:
             records = await connection.fetch(self._first_page, self._batch_items)
@@ -427,6 +456,8 @@ class PostgresTableSource:
         for record in records:
             row = dict(cast(Any, record).items())
             value = row.pop(self._cursor)
+            for name in self._excluded:
+                row.pop(name, None)
             self._check_cursor(value, last)
             last = value
             batch.append(self._item(row, SourcePosition(ordinal + len(batch), value, value)))

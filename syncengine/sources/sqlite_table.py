@@ -9,7 +9,9 @@ AUTOINCREMENT, else SQLite reuses values after the newest rows are deleted
 (an outbox pruned up to the checkpoint) and those rows are never read: the
 feed refuses to start on one (`reuses_rowids`). Every other column is a
 field (NULL sends JSON null, which clears the field), except `_module` and
-`_operation`, which override the defaults per row. A position's
+`_operation`, which override the defaults per row, and the columns named in
+`exclude_columns` (read, never sent; each must be a column of the table or
+view, checked when the feed is opened). A position's
 `resume_after` and `display` are both the cursor value. Rows whose cursor is
 NULL cannot be positioned: they are counted and logged, not read. Follow
 mode runs the same page query every poll interval on one connection; it sees
@@ -71,15 +73,18 @@ class SqliteTableSource:
         cursor: str,
         defaults: RecordDefaults,
         *,
+        exclude_columns: Sequence[str] = (),
         batch_items: int = BATCH_ITEMS,
     ) -> None:
-        """`table` and `cursor` must be SQL identifiers (the config checks them)."""
+        """`table`, `cursor` and excluded columns must be SQL identifiers (the config checks)."""
         self.path = path.absolute()
         self.source_id = f"sqlite:{self.path}#{table}.{cursor}"
         self._uri = f"{self.path.as_uri()}?mode=ro"
         self._table = table
         self._cursor = cursor
         self._defaults = defaults
+        self._excluded = tuple(exclude_columns)
+        self._excluded_folded = frozenset(name.lower() for name in exclude_columns)
         self._batch_items = batch_items
         self._first_page = (
             f'SELECT * FROM "{table}" WHERE "{cursor}" IS NOT NULL ORDER BY "{cursor}" LIMIT ?'
@@ -120,6 +125,7 @@ class SqliteTableSource:
         try:
             async with aiosqlite.connect(self._uri, uri=True) as db:
                 await self._refuse_reused_cursor(db)
+                await self._refuse_unknown_exclusions(db)
                 await self._warn_null_cursors(db)
                 while True:
                     rows, columns = await self._page(db, last)
@@ -167,7 +173,11 @@ class SqliteTableSource:
     ) -> tuple[list[Item], Cursor]:
         """Rows to items; checks that cursor values are unique integers or text."""
         index = [name.lower() for name in columns].index(self._cursor.lower())
-        fields = [(i, name) for i, name in enumerate(columns) if i != index]
+        fields = [
+            (i, name)
+            for i, name in enumerate(columns)
+            if i != index and name.lower() not in self._excluded_folded
+        ]
         batch: list[Item] = []
         for row in rows:
             value = row[index]
@@ -219,6 +229,23 @@ class SqliteTableSource:
                 " (pruning), and such rows would never be read; declare it"
                 f' "{self._cursor} INTEGER PRIMARY KEY AUTOINCREMENT"'
             )
+
+    async def _refuse_unknown_exclusions(self, db: aiosqlite.Connection) -> None:
+        """Raise ConfigError naming the first excluded name that is not a column.
+
+        A misspelt name would otherwise leave the column it meant in every
+        record sent. SQLite compares column names without case, so this does.
+        """
+        if not self._excluded:
+            return
+        async with db.execute(f'SELECT * FROM "{self._table}" LIMIT 0') as result:
+            columns = {column[0].lower() for column in result.description}
+        for name in self._excluded:
+            if name.lower() not in columns:
+                raise ConfigError(
+                    f"{self.path}: source.exclude_columns: {name!r} is not a column of"
+                    f" {self._table!r}"
+                )
 
     async def _warn_null_cursors(self, db: aiosqlite.Connection) -> None:
         sql = f'SELECT COUNT(*) FROM "{self._table}" WHERE "{self._cursor}" IS NULL'

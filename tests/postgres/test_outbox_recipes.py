@@ -1,16 +1,20 @@
-"""The README's outbox recipes, run as written against a real server.
+"""The README's outbox recipes, taken from the README and run against a real server.
 
 Each test creates the recipe in a schema of its own (through `search_path`),
-then checks the property the README promises: rows reach the feed in commit
-order, so a transaction that took a smaller cursor and commits later is not
-skipped.
+then checks the property the README promises. The counter recipe: rows reach
+the feed in commit order, so a transaction that took a smaller cursor and
+commits later is not skipped. The keys recipe: whatever order transactions
+take their ids and commit in, the last change read for every customer
+carries its latest committed values, and nothing is shown before it is safe.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -25,63 +29,25 @@ pytestmark = pytest.mark.postgres
 DEFAULTS = RecordDefaults("Contacts", Operation.UPSERT, ())
 WAIT_S = 3.0
 
-#: Recommended: a commit-ordered cursor from a single-row counter (README text).
-COUNTER_RECIPE = """
-CREATE TABLE customers (
-    customer_id bigint PRIMARY KEY,
-    crm_id      text,
-    email       text NOT NULL,
-    last_name   text NOT NULL
-);
+README = Path(__file__).resolve().parents[2] / "README.md"
 
-CREATE TABLE crm_outbox (
-    seq         bigint PRIMARY KEY,
-    id          text,
-    "Email"     text,
-    "Last_Name" text,
-    created_at  timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE crm_outbox_counter (value bigint NOT NULL);
-INSERT INTO crm_outbox_counter VALUES (0);
 
-CREATE FUNCTION crm_outbox_capture() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    next_seq bigint;
-BEGIN
-    UPDATE crm_outbox_counter SET value = value + 1 RETURNING value INTO next_seq;
-    INSERT INTO crm_outbox (seq, id, "Email", "Last_Name")
-    VALUES (next_seq, NEW.crm_id, NEW.email, NEW.last_name);
-    RETURN NULL;
-END $$;
-CREATE TRIGGER customers_to_crm AFTER INSERT OR UPDATE ON customers
-    FOR EACH ROW EXECUTE FUNCTION crm_outbox_capture();
+def readme_sql(heading: str) -> str:
+    """The first SQL block after `heading` in the README: the recipe exactly as a user reads it."""
+    text = README.read_text(encoding="utf-8")
+    found = re.search(r"```sql\n(.*?)```", text[text.index(heading) :], re.DOTALL)
+    assert found is not None, f"no SQL block after {heading!r} in the README"
+    return found.group(1)
 
-CREATE FUNCTION crm_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('crm_changes', '');
-    RETURN NULL;
-END $$;
-CREATE TRIGGER crm_outbox_notify AFTER INSERT ON crm_outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION crm_outbox_notify();
-"""
 
-#: Alternative: writers never wait; the view shows rows below the xact horizon (README text).
-HORIZON_RECIPE = """
-CREATE TABLE crm_outbox (
-    xact        xid8   NOT NULL DEFAULT pg_current_xact_id(),
-    n           bigint GENERATED ALWAYS AS IDENTITY,
-    id          text,
-    "Email"     text,
-    "Last_Name" text
-);
-CREATE INDEX crm_outbox_cursor ON crm_outbox
-    (((lpad(xact::text, 20, '0') || lpad(n::text, 19, '0')) COLLATE "C"));
-CREATE VIEW crm_outbox_feed AS
-    SELECT (lpad(xact::text, 20, '0') || lpad(n::text, 19, '0')) COLLATE "C" AS cursor,
-           id, "Email", "Last_Name"
-    FROM crm_outbox
-    WHERE xact < pg_snapshot_xmin(pg_current_snapshot());
-"""
+#: Recommended: a commit-ordered cursor from a single-row counter.
+COUNTER_RECIPE = readme_sql("**Recommended: a commit-ordered cursor")
+#: Writers never wait: an outbox of keys, its view joining the live row.
+KEYS_RECIPE = readme_sql("**When writers must never wait: an outbox of keys")
+#: The keys recipe reuses the counter recipe's customers table.
+_CUSTOMERS = re.search(r"CREATE TABLE customers \(.*?\n\);", COUNTER_RECIPE, re.DOTALL)
+assert _CUSTOMERS is not None
+CUSTOMERS = _CUSTOMERS.group(0)
 
 
 @pytest.fixture
@@ -113,7 +79,12 @@ async def test_counter_recipe_feeds_changes_in_commit_order(
     try:
         await first.execute(COUNTER_RECIPE)
         source = PostgresTableSource(
-            DSN, f"{schema}.crm_outbox", "seq", DEFAULTS, channel="crm_changes"
+            DSN,
+            f"{schema}.crm_outbox",
+            "seq",
+            DEFAULTS,
+            channel="crm_changes",
+            exclude_columns=("created_at",),
         )
         feed = source.follow(None, poll_interval_s=30.0)
         async with contextlib.aclosing(feed):
@@ -139,34 +110,66 @@ async def test_counter_recipe_feeds_changes_in_commit_order(
     assert emails(changes) == ["a@x.io", "b@x.io"]
     assert [c.positions[0].resume_after for batch in changes for c in batch] == [1, 2]
     assert changes[0][0].key == "Contacts:Email=a@x.io"
+    assert changes[0][0].record == {"Email": "a@x.io", "Last_Name": "A"}  # created_at not sent
 
 
-async def test_horizon_recipe_holds_back_rows_until_older_writers_end(
+async def read_all(source: PostgresTableSource, expected: int) -> list[Change]:
+    """The whole feed once `expected` changes show (another session may hold the horizon)."""
+    changes: list[Change] = []
+    for _ in range(100):
+        changes = [
+            item async for batch in source.read(None) for item in batch if isinstance(item, Change)
+        ]
+        if len(changes) >= expected:
+            break
+        await asyncio.sleep(0.03)
+    return changes
+
+
+async def source_count(source: PostgresTableSource) -> int:
+    """How many changes the feed shows now."""
+    return sum([len(batch) async for batch in source.read(None)])
+
+
+async def test_keys_recipe_ends_every_customer_on_its_latest_committed_values(
     pg: asyncpg.Connection, schema: str
 ) -> None:
-    """A committed row stays out of the view while an older transaction is open, then both come."""
-    older, newer = await writer(schema), await writer(schema)
+    """A updates 1, B updates 2 and commits, A updates 2 and commits: A's value for 2 wins.
+
+    A takes its transaction id before B, so B's change is read after A's
+    though A committed last: the view joins the live row, so every change
+    read for customer 2 carries A's committed value. A's uncommitted
+    transaction holds the horizon, so B's committed change waits for it.
+    """
+    a, b = await writer(schema), await writer(schema)
     try:
-        await older.execute(HORIZON_RECIPE)
-        source = PostgresTableSource(DSN, f"{schema}.crm_outbox_feed", "cursor", DEFAULTS)
-        slow = older.transaction()
+        await a.execute(f"{CUSTOMERS}\n{KEYS_RECIPE}")
+        await a.execute(
+            "INSERT INTO customers VALUES"
+            " (1, NULL, 'one@x.io', 'One'), (2, NULL, 'two@x.io', 'Two')"
+        )
+        source = PostgresTableSource(DSN, f"{schema}.crm_changes_feed", "cursor", DEFAULTS)
+        inserted = await read_all(source, 2)
+        slow = a.transaction()
         await slow.start()
-        await older.execute("""INSERT INTO crm_outbox (id, "Email") VALUES (NULL, 'a@x.io')""")
-        await newer.execute("""INSERT INTO crm_outbox (id, "Email") VALUES (NULL, 'b@x.io')""")
-        held_back = [item async for batch in source.read(None) for item in batch]
+        await a.execute("UPDATE customers SET last_name = 'A1' WHERE customer_id = 1")
+        await b.execute("UPDATE customers SET last_name = 'B2' WHERE customer_id = 2")
+        held_back = await source_count(source)
+        await a.execute("UPDATE customers SET last_name = 'A2' WHERE customer_id = 2")
         await slow.commit()
-        after = []
-        for _ in range(100):  # another session's open transaction may hold the horizon briefly
-            after = [item async for batch in source.read(None) for item in batch]
-            if len(after) == 2:
-                break
-            await asyncio.sleep(0.03)
+        changes = await read_all(source, 5)
+        committed = {
+            row["email"]: row["last_name"] for row in await a.fetch("SELECT * FROM customers")
+        }
     finally:
-        await older.close()
-        await newer.close()
-    assert held_back == []
-    changes = [item for item in after if isinstance(item, Change)]
-    assert emails([changes]) == ["a@x.io", "b@x.io"]
+        await a.close()
+        await b.close()
+    assert len(inserted) == 2
+    assert held_back == 2  # B committed, but A (older) is still open: B's change is not shown
+    assert committed == {"one@x.io": "A1", "two@x.io": "A2"}
+    assert len(changes) == 5
+    last_read = {change.record["Email"]: change.record["Last_Name"] for change in changes}
+    assert last_read == committed
     cursors = [str(change.positions[0].resume_after) for change in changes]
     assert cursors == sorted(cursors)
     assert all(len(cursor) == 39 for cursor in cursors)

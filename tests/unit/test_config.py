@@ -300,3 +300,78 @@ def test_bad_postgres_source_keys_are_reported(
     message = error_of(tmp_path, POSTGRES.replace(old, new), PG_ENV)
     assert expected in message
     assert "pg-pass-w0rd" not in message
+
+
+SQLITE = MINIMAL.replace(
+    'type = "jsonl"\npath = "feed/changes.jsonl"',
+    'type = "sqlite"\npath = "app.db"\ntable = "outbox"\ncursor = "seq"',
+)
+
+
+def with_source_line(text: str, line: str) -> str:
+    """`text` with `line` added to its [source] table."""
+    return text.replace("[source]\n", f"[source]\n{line}\n", 1)
+
+
+def test_exclude_columns_loads_for_table_feeds(tmp_path: Path) -> None:
+    """A list of column names for sqlite and postgres; absent, nothing is left out."""
+    sqlite = load(tmp_path, with_source_line(SQLITE, 'exclude_columns = ["created_at", "Note"]\n'))
+    assert sqlite.source.exclude_columns == ("created_at", "Note")
+    assert load(tmp_path, SQLITE).source.exclude_columns == ()
+    postgres = POSTGRES.replace('channel = "crm_changes"', 'exclude_columns = ["created_at"]')
+    loaded = load_config(write(tmp_path, postgres), environ=PG_ENV)
+    assert loaded.source.exclude_columns == ("created_at",)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            with_source_line(SQLITE, 'exclude_columns = "created_at"'),
+            "source.exclude_columns: must be a list of",
+        ),
+        (
+            with_source_line(SQLITE, "exclude_columns = [1]"),
+            "source.exclude_columns: must be a list of strings",
+        ),
+        (
+            with_source_line(SQLITE, 'exclude_columns = ["a b"]'),
+            "source.exclude_columns: 'a b' is not allowed",
+        ),
+        (
+            with_source_line(SQLITE, 'exclude_columns = ["a", "a"]'),
+            "source.exclude_columns: must not repeat",
+        ),
+        (
+            with_source_line(SQLITE, 'exclude_columns = ["SEQ"]'),
+            "source.exclude_columns: 'SEQ' is the cursor",
+        ),
+        (
+            with_source_line(SQLITE, 'exclude_columns = ["_module"]'),
+            "source.exclude_columns: '_module' overrides",
+        ),
+        (
+            with_source_line(MINIMAL, 'exclude_columns = ["x"]'),
+            "source.exclude_columns: applies only to types",
+        ),
+        (
+            POSTGRES.replace('channel = "crm_changes"', 'exclude_columns = ["seq"]'),
+            "source.exclude_columns: 'seq' is the cursor",
+        ),
+        (
+            POSTGRES.replace('channel = "crm_changes"', 'exclude_columns = ["_operation"]'),
+            "source.exclude_columns: '_operation' overrides",
+        ),
+    ],
+)
+def test_bad_exclude_columns_are_reported(tmp_path: Path, text: str, expected: str) -> None:
+    """Wrong types, bad names, the cursor and the override columns are one-line errors."""
+    assert expected in error_of(tmp_path, text, PG_ENV)
+
+
+def test_a_postgres_exclusion_differing_from_the_cursor_only_in_case_is_a_column(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL names are quoted, so "Seq" is another column than seq."""
+    text = POSTGRES.replace('channel = "crm_changes"', 'exclude_columns = ["Seq"]')
+    assert load_config(write(tmp_path, text), environ=PG_ENV).source.exclude_columns == ("Seq",)
