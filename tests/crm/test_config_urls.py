@@ -90,7 +90,7 @@ def test_proxy_key_is_read_and_checked(tmp_path: Path) -> None:
     bad = config_text(
         "https://www.zohoapis.com", "https://accounts.zoho.com", 'proxy = "socks5://u:pw@proxy:1"'
     )
-    with pytest.raises(ConfigError, match="crm.proxy: must be an http://host:port") as caught:
+    with pytest.raises(ConfigError, match=r"crm\.proxy: must be an http://host:port") as caught:
         load_config(write(tmp_path, bad), environ=ENV)
     assert "pw" not in str(caught.value)
 
@@ -99,5 +99,6 @@ def test_origin_normalizes_scheme_host_and_default_port() -> None:
     assert origin("https://WWW.zohoapis.com/") == origin("https://www.zohoapis.com:443")
     assert origin("http://127.0.0.1:8000") != origin("http://127.0.0.1:8001")
     assert origin("https://www.zohoapis.eu") != origin("https://www.zohoapis.com")
-    assert is_loopback_host("::1") and is_loopback_host("localhost")
+    assert is_loopback_host("::1")
+    assert is_loopback_host("localhost")
     assert not is_loopback_host("localhost.example.com")
