@@ -33,6 +33,7 @@ import aiohttp
 import orjson
 import structlog
 
+from syncengine.crm.responses import REDIRECTED
 from syncengine.crm.token_store import TokenState, TokenStore
 from syncengine.errors import AuthenticationError, TransportError
 from syncengine.logs import register_secret
@@ -300,7 +301,12 @@ class TokenProvider:
         """
         try:
             async with self._session.post(
-                self._token_url, data=self._form, timeout=self._timeout
+                self._token_url,
+                data=self._form,
+                timeout=self._timeout,
+                # aiohttp drops the Authorization header on a redirect, not the form
+                # body: following one would post the secret and refresh token elsewhere.
+                allow_redirects=False,
             ) as response:
                 status = response.status
                 body = await response.read()
@@ -308,6 +314,11 @@ class TokenProvider:
             raise TransportError("timeout") from exc
         except aiohttp.ClientError as exc:
             raise TransportError(type(exc).__name__) from exc
+        if 300 <= status < 400:
+            raise self._fail(
+                f"the accounts server answered HTTP {status} {REDIRECTED}; redirects are "
+                "not followed: check crm.accounts_url"
+            )
         try:
             answer = orjson.loads(body)
         except orjson.JSONDecodeError:

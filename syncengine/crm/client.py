@@ -262,6 +262,8 @@ class CrmClient:
                     headers=headers,
                     timeout=self._timeout,
                     trace_request_ctx=trace,
+                    # A redirect would send the records and the token elsewhere.
+                    allow_redirects=False,
                 ) as response:
                     status = response.status
                     payload = await response.read()
