@@ -37,6 +37,7 @@ import yarl
 from syncengine.backoff import backoff_s, parse_retry_after_s
 from syncengine.crm.auth import TokenProvider
 from syncengine.crm.classification import ErrorClass
+from syncengine.crm.origin import check_api_domain
 from syncengine.crm.responses import (
     ParsedResponse,
     RecordResults,
@@ -103,7 +104,10 @@ class CrmClient:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._session = session
+        self._api_domain = api_domain
         self._base = yarl.URL(api_domain.rstrip("/"))
+        #: The token answer's api_domain last compared with ours (compared once per value).
+        self._checked_api_domain: str | None = None
         self._tokens = tokens
         self._limiter = limiter
         self._timeout = aiohttp.ClientTimeout(
@@ -221,6 +225,7 @@ class CrmClient:
                 token = await self._tokens.token()
             except TransportError as exc:
                 return RequestFailure(ErrorClass.TRANSIENT_REQUEST, 0, CONNECTION_ERROR, str(exc))
+            self._check_data_centre()
             parsed, retry_after = await self._send_once(request, records, count, token)
             if isinstance(parsed, RecordResults):
                 return parsed
@@ -237,6 +242,19 @@ class CrmClient:
             if parsed.error_class in (ErrorClass.TOKEN, ErrorClass.FATAL):
                 raise self._fatal(request, parsed)
             return parsed
+
+    def _check_data_centre(self) -> None:
+        """Stop before writing when the token answer names another data centre.
+
+        Records sent to the wrong data centre meet a run of confusing
+        failures (INVALID_TOKEN, INVALID_URL_PATTERN); the mismatch itself is
+        the config error to report (exit 2, both values named).
+        """
+        answered = self._tokens.api_domain
+        if answered is None or answered == self._checked_api_domain:
+            return
+        check_api_domain(self._api_domain, answered)
+        self._checked_api_domain = answered
 
     async def _send_once(
         self, request: WriteRequest, records: bytes, count: int, token: str

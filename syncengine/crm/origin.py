@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
+from syncengine.errors import ConfigError, FatalError
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -38,3 +40,27 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+class ApiDomainMismatchError(ConfigError, FatalError):
+    """The configured `crm.api_domain` is not the org's data centre the token answer names.
+
+    A config error (exit 2) found only once a token is in hand, so it is also
+    a FatalError: the senders stop the pass the way they stop it for any
+    fatal answer, and the command line reports it as the config error it is.
+    """
+
+
+def check_api_domain(configured: str, answered: str | None) -> None:
+    """Raise ApiDomainMismatchError when the token answer names another data centre.
+
+    `answered` is the token answer's `api_domain` (None: the answer named
+    none, so there is nothing to compare). Compared by origin, so a trailing
+    slash, letter case or an explicit default port is no mismatch.
+    """
+    if answered is None or origin(configured) == origin(answered):
+        return
+    raise ApiDomainMismatchError(
+        f"crm.api_domain: {configured} is not the org's data centre; the token answer "
+        f'names {answered}: set crm.api_domain = "{answered.rstrip("/")}"'
+    )

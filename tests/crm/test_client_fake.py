@@ -20,7 +20,7 @@ from syncengine.model import Operation, Verdict
 from tests.crm.conftest import crm_stack
 
 Script = Callable[[int], web.Response]
-TOKEN = {"access_token": "1000.fake", "api_domain": "http://unused", "expires_in": 3600}
+TOKEN = {"access_token": "1000.fake", "expires_in": 3600}
 
 
 @asynccontextmanager
