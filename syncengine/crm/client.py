@@ -25,7 +25,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeGuard
 
@@ -39,6 +39,7 @@ from syncengine.crm.auth import TokenProvider
 from syncengine.crm.classification import ErrorClass
 from syncengine.crm.origin import check_api_domain
 from syncengine.crm.responses import (
+    BAD_RESPONSE,
     ParsedResponse,
     RecordResults,
     RequestFailure,
@@ -48,7 +49,7 @@ from syncengine.crm.session import SendTrace, make_session
 from syncengine.crm.write_request import WriteRequest, build_body, encode_record, method_and_path
 from syncengine.errors import FatalError, TransportError
 from syncengine.limits import Limiter, SlotTicket
-from syncengine.model import RecordOutcome, Verdict
+from syncengine.model import Operation, RecordOutcome, Verdict
 
 __all__ = ["ClientStats", "CrmClient", "WriteRequest", "make_session"]
 
@@ -138,7 +139,7 @@ class CrmClient:
             whole = None
         first: ParsedResponse | None = None
         if whole is not None:
-            first = await self._exchange(request, whole, count)
+            first = await self._exchange(request, whole, range(count))
             if not _is_poison(first):
                 return _outcomes(first, count)
         # A record JSON cannot carry, or a record the CRM chokes on: work
@@ -167,7 +168,7 @@ class CrmClient:
         outcomes: list[RecordOutcome | None],
     ) -> None:
         """Send the records at `indices` and fill their outcomes."""
-        parsed = await self._exchange(request, _array(encoded, indices), len(indices))
+        parsed = await self._exchange(request, _array(encoded, indices), indices)
         if _is_poison(parsed):
             await self._isolate(request, encoded, indices, parsed, outcomes)
         else:
@@ -181,24 +182,27 @@ class CrmClient:
         failure: RequestFailure,
         outcomes: list[RecordOutcome | None],
     ) -> None:
-        """`suspects` failed as a whole: find the bad record by halving.
+        """`suspects`, sent together, failed as a whole: find the bad record by halving.
 
         Each round sends the smaller half only: if it fails as a whole, the
         other half is set aside; if it gets per-record answers, the bad record
         is in the other half. The set-aside records go out together at the end
-        (isolated again if they hold another bad record). One bad record in n
-        costs ⌈log2 n⌉ + 1 extra requests. The last suspect is rejected with
-        the error of the smallest failed request that held it (it may never
-        have been sent alone: its companion was answered on its own).
+        (isolated again if they hold another bad record). A record is rejected
+        only after it was sent alone and refused: when no single record is at
+        fault (the body was too large together, 413, or only a combination is
+        refused), the last suspect is sent alone and answered like any other.
+        One bad record in n costs about ⌈log2 n⌉ + 2 extra requests.
         """
         set_aside: list[int] = []
         while len(suspects) > 1:
             half, rest = suspects[: len(suspects) // 2], suspects[len(suspects) // 2 :]
             self.stats.split_requests += 1
-            parsed = await self._exchange(request, _array(encoded, half), len(half))
+            parsed = await self._exchange(request, _array(encoded, half), half)
             if _is_poison(parsed):
                 suspects, failure = half, parsed
                 set_aside.extend(rest)
+                if len(half) == 1:
+                    break  # refused alone: this one is bad
                 continue
             _fill(outcomes, half, parsed)
             if isinstance(parsed, RequestFailure):
@@ -207,6 +211,15 @@ class CrmClient:
                 suspects = []
                 break
             suspects = rest
+            if len(suspects) == 1:
+                # Never sent alone: its turn, rather than blame it by elimination.
+                self.stats.split_requests += 1
+                parsed = await self._exchange(request, _array(encoded, suspects), suspects)
+                if not _is_poison(parsed):
+                    _fill(outcomes, suspects, parsed)
+                    suspects = []
+                    break
+                failure = parsed
         for index in suspects:
             outcomes[index] = RecordOutcome(
                 Verdict.REJECT, failure.code, failure.message, failure.details
@@ -216,8 +229,13 @@ class CrmClient:
             self.stats.split_requests += 1
             await self._write_indices(request, encoded, sorted(set_aside), outcomes)
 
-    async def _exchange(self, request: WriteRequest, records: bytes, count: int) -> ParsedResponse:
-        """Send until the answer is neither a 429 nor a first 401; raise on fatal ones."""
+    async def _exchange(
+        self, request: WriteRequest, records: bytes, indices: Sequence[int]
+    ) -> ParsedResponse:
+        """Send until the answer is neither a 429 nor a first 401; raise on fatal ones.
+
+        `records` is the JSON array of the records of `request` at `indices`.
+        """
         throttles = 0
         refreshed = False
         while True:
@@ -226,7 +244,7 @@ class CrmClient:
             except TransportError as exc:
                 return RequestFailure(ErrorClass.TRANSIENT_REQUEST, 0, CONNECTION_ERROR, str(exc))
             self._check_data_centre()
-            parsed, retry_after = await self._send_once(request, records, count, token)
+            parsed, retry_after = await self._send_once(request, records, indices, token)
             if isinstance(parsed, RecordResults):
                 return parsed
             if parsed.error_class is ErrorClass.THROTTLED:
@@ -257,12 +275,13 @@ class CrmClient:
         self._checked_api_domain = answered
 
     async def _send_once(
-        self, request: WriteRequest, records: bytes, count: int, token: str
+        self, request: WriteRequest, records: bytes, indices: Sequence[int], token: str
     ) -> tuple[ParsedResponse, str | None]:
         """One HTTP request inside a limiter slot; returns the parsed answer and Retry-After.
 
-        `records` is the JSON array of the `count` records to send.
+        `records` is the JSON array of the records of `request` at `indices`.
         """
+        count = len(indices)
         method, path = method_and_path(request)
         body = build_body(request, records)
         headers = {
@@ -294,6 +313,8 @@ class CrmClient:
             finally:
                 self.stats.aiohttp_resends += trace.resends
             parsed = parse_write_response(status, payload, count)
+            if isinstance(parsed, RecordResults) and request.operation is not Operation.INSERT:
+                parsed = _matching_ids(parsed, request, indices, status)
             self._account(status, parsed, credits, ticket)
         return parsed, retry_after
 
@@ -357,6 +378,37 @@ class CrmClient:
             reason += f" ({message})"
         log.error("crm.fatal", status=failure.status, code=failure.code)
         return FatalError(reason)
+
+
+def _matching_ids(
+    parsed: RecordResults, request: WriteRequest, indices: Sequence[int], status: int
+) -> ParsedResponse:
+    """`parsed`, unless an answer names another record than the one sent at its position.
+
+    Answers are matched to records by position; an answer whose `details.id`
+    disagrees with the id sent there belongs to another record, and using it
+    would report one record's fate as another's. Such an answer is unusable
+    as a whole (transient: sent again). Checked wherever an id was sent
+    (every update; an upsert that carries one). An upsert without an id has
+    nothing to compare: any id it gets back is the record it matched or made.
+
+    Only successes are compared: an error's `details.id` may name another
+    record on purpose (the one already holding a `DUPLICATE_DATA` value).
+    """
+    records = request.records
+    for position, (index, outcome) in enumerate(zip(indices, parsed.outcomes, strict=True)):
+        answered = outcome.crm_id
+        if answered is None:
+            continue
+        sent = records[index].get("id")
+        if sent is not None and str(sent) != answered:
+            return RequestFailure(
+                ErrorClass.TRANSIENT_REQUEST,
+                status,
+                BAD_RESPONSE,
+                f"data[{position}] names record {answered}, the record sent there is {sent}",
+            )
+    return parsed
 
 
 def _fill(outcomes: list[RecordOutcome | None], indices: list[int], parsed: ParsedResponse) -> None:

@@ -50,9 +50,13 @@ async def records_server(script: Script) -> AsyncIterator[str]:
 
 
 def ok(count: int) -> web.Response:
-    element = {"code": "SUCCESS", "status": "success", "message": "record updated",
-               "details": {"id": "1"}}  # fmt: skip
-    return web.Response(body=orjson.dumps({"data": [element] * count}), status=200)
+    """Success for the records `request_of(count)` sends (ids "0".."count-1", in order)."""
+    data = [
+        {"code": "SUCCESS", "status": "success", "message": "record updated",
+         "details": {"id": str(n)}}
+        for n in range(count)
+    ]  # fmt: skip
+    return web.Response(body=orjson.dumps({"data": data}), status=200)
 
 
 def request_of(count: int) -> WriteRequest:
