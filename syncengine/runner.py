@@ -132,6 +132,7 @@ async def open_engine(
             refresh_token=crm.refresh_token,
             store=JournalTokenStore(journal),
             timeout_s=crm.token_timeout_s,
+            proxy=crm.proxy,
         )
         limiter = Limiter(
             concurrency=config.limits.concurrency,
@@ -148,6 +149,7 @@ async def open_engine(
             tokens=tokens,
             limiter=limiter,
             total_timeout_s=crm.timeout_s,
+            proxy=crm.proxy,
         )
         engine = Engine(
             journal=journal,

@@ -25,7 +25,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeGuard
 
@@ -38,6 +38,7 @@ from syncengine.backoff import backoff_s, parse_retry_after_s
 from syncengine.crm.auth import TokenProvider
 from syncengine.crm.classification import ErrorClass
 from syncengine.crm.origin import check_api_domain
+from syncengine.crm.proxy import route_for
 from syncengine.crm.responses import (
     BAD_RESPONSE,
     ParsedResponse,
@@ -103,8 +104,12 @@ class CrmClient:
         backoff_base_s: float = 1.0,
         backoff_cap_s: float = 60.0,
         clock: Callable[[], float] = time.time,
+        proxy: str | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self._session = session
+        #: The proxy for the records API (`[crm] proxy`, else the environment's), or None.
+        self._proxy = route_for(api_domain, configured=proxy, environ=environ)
         self._api_domain = api_domain
         self._base = yarl.URL(api_domain.rstrip("/"))
         #: The token answer's api_domain last compared with ours (compared once per value).
@@ -288,6 +293,8 @@ class CrmClient:
             "Authorization": f"Zoho-oauthtoken {token}",
             "Content-Type": "application/json",
         }
+        if self._proxy is not None and self._proxy.forwarded:
+            headers.update(self._proxy.request_headers())
         trace = SendTrace()
         async with self._limiter.slot(records=count) as ticket:
             self.stats.requests += 1
@@ -301,6 +308,8 @@ class CrmClient:
                     trace_request_ctx=trace,
                     # A redirect would send the records and the token elsewhere.
                     allow_redirects=False,
+                    proxy=None if self._proxy is None else self._proxy.url,
+                    proxy_headers=None if self._proxy is None else self._proxy.connect_headers(),
                 ) as response:
                     status = response.status
                     payload = await response.read()
