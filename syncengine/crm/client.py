@@ -12,6 +12,9 @@ the journal. What it settles itself, because none of it is a record attempt:
   halving plus one for the set-aside rest, so only the bad record fails;
 * fatal codes (scope, permission, module, client bugs): raise `FatalError`
   with a one-line reason.
+* an insert resent after a request that got no answer and now answered
+  `DUPLICATE_DATA`: one GET of the existing record tells its own first copy
+  (synced, with that id) from a real duplicate (failed as answered).
 
 Whole-request transient failures (5xx, timeout, dropped connection, bad body,
 count mismatch) are not retried here: every record comes back RETRY with the
@@ -27,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 import aiohttp
 import orjson
@@ -39,8 +42,10 @@ from syncengine.crm.auth import TokenProvider
 from syncengine.crm.classification import ErrorClass
 from syncengine.crm.origin import check_api_domain
 from syncengine.crm.proxy import route_for
+from syncengine.crm.resent_inserts import UnansweredInserts, existing_id, holds_values
 from syncengine.crm.responses import (
     BAD_RESPONSE,
+    REDIRECTED,
     ParsedResponse,
     RecordResults,
     RequestFailure,
@@ -86,6 +91,10 @@ class ClientStats:
     split_requests: int = 0
     #: Last `X-API-CREDITS-REMAINING` seen, if any.
     credits_remaining: int | None = None
+    #: Resent inserts answered DUPLICATE_DATA whose existing record was read back.
+    duplicates_checked: int = 0
+    #: ... of which the existing record held the values sent: taken as synced.
+    duplicates_resolved: int = 0
 
 
 class CrmClient:
@@ -127,6 +136,7 @@ class CrmClient:
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
         self._clock = clock
+        self._unanswered = UnansweredInserts()
         self.stats = ClientStats()
 
     async def write(self, request: WriteRequest) -> list[RecordOutcome]:
@@ -136,6 +146,14 @@ class CrmClient:
         the run cannot go on. Safe to cancel: nothing is reported for a
         request whose answer was not read.
         """
+        resent = self._take_resent(request)
+        outcomes = await self._write(request)
+        if resent:
+            await self._resolve_duplicates(request, resent, outcomes)
+        return outcomes
+
+    async def _write(self, request: WriteRequest) -> list[RecordOutcome]:
+        """`write` without the check of resent inserts."""
         count = len(request.records)
         try:
             # The usual case: the whole chunk encoded in one call.
@@ -264,7 +282,108 @@ class CrmClient:
                 continue
             if parsed.error_class in (ErrorClass.TOKEN, ErrorClass.FATAL):
                 raise self._fatal(request, parsed)
+            self._remember_unanswered(request, indices, parsed)
             return parsed
+
+    def _remember_unanswered(
+        self, request: WriteRequest, indices: Sequence[int], failure: RequestFailure
+    ) -> None:
+        """Inserts sent in a request that may have been applied but was not answered."""
+        if (
+            request.operation is Operation.INSERT
+            and failure.error_class is ErrorClass.TRANSIENT_REQUEST
+            and failure.code != REDIRECTED
+        ):
+            for index in indices:
+                self._unanswered.remember(request.module, request.records[index])
+
+    def _take_resent(self, request: WriteRequest) -> list[int]:
+        """Positions of the request's inserts that were sent before without an answer."""
+        if request.operation is not Operation.INSERT or not len(self._unanswered):
+            return []
+        module = request.module
+        return [
+            index
+            for index, record in enumerate(request.records)
+            if self._unanswered.take(module, record)
+        ]
+
+    async def _resolve_duplicates(
+        self, request: WriteRequest, resent: list[int], outcomes: list[RecordOutcome]
+    ) -> None:
+        """A resent insert answered DUPLICATE_DATA: its own first copy, or a real duplicate.
+
+        One GET of the existing record decides: it holds every value sent,
+        so the unanswered attempt was applied and this change is synced with
+        that id; it differs, so the duplicate is real and the failure stands.
+        When the record cannot be read, the insert is retried (and remembered
+        again), never guessed.
+        """
+        for index in resent:
+            outcome = outcomes[index]
+            if outcome.code != "DUPLICATE_DATA":
+                continue
+            record_id = existing_id(outcome.details)
+            if record_id is None or not record_id.isdigit():
+                continue  # nothing safe to read back: the failure stands
+            self.stats.duplicates_checked += 1
+            stored = await self._read_record(request.module, record_id)
+            if stored is None:
+                self._unanswered.remember(request.module, request.records[index])
+                outcomes[index] = RecordOutcome(
+                    Verdict.RETRY,
+                    outcome.code,
+                    "the resend met DUPLICATE_DATA and the existing record could not be read",
+                    outcome.details,
+                )
+            elif stored and holds_values(request.records[index], stored):
+                self.stats.duplicates_resolved += 1
+                log.info("crm.resent_insert_found", module=request.module)
+                outcomes[index] = RecordOutcome(
+                    Verdict.SYNCED,
+                    "SUCCESS",
+                    "applied by an earlier attempt whose answer was lost",
+                    {"id": record_id, "resolved": "DUPLICATE_DATA"},
+                    record_id,
+                )
+
+    async def _read_record(self, module: str, record_id: str) -> dict[str, Any] | None:
+        """`GET /crm/v2/{module}/{id}`: the record, {} when there is none, None when unknown."""
+        try:
+            token = await self._tokens.token()
+        except TransportError:
+            return None
+        headers = {"Authorization": f"Zoho-oauthtoken {token}"}
+        if self._proxy is not None and self._proxy.forwarded:
+            headers.update(self._proxy.request_headers())
+        async with self._limiter.slot(records=1):
+            self.stats.requests += 1
+            try:
+                async with self._session.get(
+                    self._base.with_path(f"/crm/v2/{module}/{record_id}"),
+                    headers=headers,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                    proxy=None if self._proxy is None else self._proxy.url,
+                    proxy_headers=None if self._proxy is None else self._proxy.connect_headers(),
+                ) as response:
+                    status = response.status
+                    payload = await response.read()
+            except (TimeoutError, aiohttp.ClientError):
+                return None
+        if status == 204:
+            return {}
+        if status != 200:
+            return None
+        try:
+            document = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return None
+        data = document.get("data") if isinstance(document, dict) else None
+        if isinstance(data, list) and data and isinstance(data[0], dict):
+            record: dict[str, Any] = data[0]
+            return record
+        return None
 
     def _check_data_centre(self) -> None:
         """Stop before writing when the token answer names another data centre.
