@@ -65,6 +65,8 @@ TIMEOUT = "TIMEOUT"
 CONNECTION_ERROR = "CONNECTION_ERROR"
 BAD_INPUT = "BAD_INPUT"
 CREDITS_HEADER = "X-API-CREDITS-REMAINING"
+#: 429s in a row after which reading a record back is given up (the insert is retried).
+READ_THROTTLE_TRIES = 5
 
 
 @dataclass(slots=True)
@@ -348,42 +350,44 @@ class CrmClient:
                 )
 
     async def _read_record(self, module: str, record_id: str) -> dict[str, Any] | None:
-        """`GET /crm/v2/{module}/{id}`: the record, {} when there is none, None when unknown."""
-        try:
-            token = await self._tokens.token()
-        except TransportError:
-            return None
-        headers = {"Authorization": f"Zoho-oauthtoken {token}"}
-        if self._proxy is not None and self._proxy.forwarded:
-            headers.update(self._proxy.request_headers())
-        async with self._limiter.slot(records=1):
-            self.stats.requests += 1
+        """`GET /crm/v2/{module}/{id}`: the record, {} when there is none, None when unknown.
+
+        A 429 is waited out as for writes (the read shares the org's
+        concurrency and credits); a few of them in a row leave it unknown.
+        """
+        for throttles in range(1, READ_THROTTLE_TRIES + 1):
             try:
-                async with self._session.get(
-                    self._base.with_path(f"/crm/v2/{module}/{record_id}"),
-                    headers=headers,
-                    timeout=self._timeout,
-                    allow_redirects=False,
-                    proxy=None if self._proxy is None else self._proxy.url,
-                    proxy_headers=None if self._proxy is None else self._proxy.connect_headers(),
-                ) as response:
-                    status = response.status
-                    payload = await response.read()
-            except (TimeoutError, aiohttp.ClientError):
+                token = await self._tokens.token()
+            except TransportError:
                 return None
-        if status == 204:
-            return {}
-        if status != 200:
-            return None
-        try:
-            document = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return None
-        data = document.get("data") if isinstance(document, dict) else None
-        if isinstance(data, list) and data and isinstance(data[0], dict):
-            record: dict[str, Any] = data[0]
-            return record
-        return None
+            headers = {"Authorization": f"Zoho-oauthtoken {token}"}
+            if self._proxy is not None and self._proxy.forwarded:
+                headers.update(self._proxy.request_headers())
+            async with self._limiter.slot(records=1) as ticket:
+                self.stats.requests += 1
+                try:
+                    async with self._session.get(
+                        self._base.with_path(f"/crm/v2/{module}/{record_id}"),
+                        headers=headers,
+                        timeout=self._timeout,
+                        allow_redirects=False,
+                        proxy=None if self._proxy is None else self._proxy.url,
+                        proxy_headers=(
+                            None if self._proxy is None else self._proxy.connect_headers()
+                        ),
+                    ) as response:
+                        status = response.status
+                        payload = await response.read()
+                        retry_after = response.headers.get("Retry-After")
+                except (TimeoutError, aiohttp.ClientError):
+                    return None
+                if status == 429:
+                    self.stats.throttled += 1
+                    self._limiter.on_throttled(ticket)
+            if status != 429:
+                break
+            await self._wait_throttled(throttles, retry_after)
+        return _read_answer(status, payload)
 
     def _check_data_centre(self) -> None:
         """Stop before writing when the token answer names another data centre.
@@ -506,6 +510,23 @@ class CrmClient:
             reason += f" ({message})"
         log.error("crm.fatal", status=failure.status, code=failure.code)
         return FatalError(reason)
+
+
+def _read_answer(status: int, payload: bytes) -> dict[str, Any] | None:
+    """The record a GET of one record answered; {} for none (204); None when unusable."""
+    if status == 204:
+        return {}
+    if status != 200:
+        return None
+    try:
+        document = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    data = document.get("data") if isinstance(document, dict) else None
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        record: dict[str, Any] = data[0]
+        return record
+    return None
 
 
 def _matching_ids(

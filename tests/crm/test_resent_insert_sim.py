@@ -90,6 +90,6 @@ async def test_a_run_of_inserts_with_answers_lost_ends_synced_without_failures(
         leads = await sim_leads(sim)
         stats = await admin(sim.base_url, "GET", "stats")
     assert stats["dropped"] > 0
-    assert orjson.loads(failures.stdout) == []
+    assert orjson.loads(failures.stdout) == [], failures.stdout
     assert result.returncode == 0, result.stderr
     assert len(leads) == 2000
