@@ -76,6 +76,7 @@ class CrmConfig:
     connect_timeout_s: float = 10.0  # a TCP+TLS handshake well past any sane RTT
     timeout_s: float = 60.0  # a 100-record write seldom takes more than seconds
     token_timeout_s: float = 30.0  # token calls must not hang a run (crm-api.md §5)
+    proxy: str | None = field(default=None, repr=False)  # may hold proxy credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +335,7 @@ def _crm(table: ConfigTable) -> CrmConfig:
             connect_timeout_s=table.number("connect_timeout_s"),
             timeout_s=table.number("timeout_s"),
             token_timeout_s=table.number("token_timeout_s"),
+            proxy=table.proxy_url("proxy"),
         ),
     )
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from syncengine.crm.origin import is_loopback_host
 from syncengine.errors import ConfigError
 
 _T = TypeVar("_T")
@@ -94,7 +95,12 @@ class ConfigTable:
         return value
 
     def url(self, key: str) -> str:
-        """A required http(s) URL without credentials, query or fragment; trailing slash dropped."""
+        """A required https URL without credentials, query or fragment; trailing slash dropped.
+
+        Plain `http://` is accepted only for a loopback host (the simulator):
+        anywhere else it would carry the client secret, the refresh token and
+        every access token in clear.
+        """
         value = self.required(key, self.string(key))
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -103,6 +109,30 @@ class ConfigTable:
             raise self.error(key, "must not contain credentials")
         if parts.query or parts.fragment:
             raise self.error(key, f"must not have a query or fragment; got {value!r}")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise self.error(
+                key, f"must use https (http:// is allowed only to loopback); got {value!r}"
+            )
+        return value.rstrip("/")
+
+    def proxy_url(self, key: str) -> str | None:
+        """An `http://host:port` proxy URL (credentials allowed, never echoed), or None.
+
+        Requests to the CRM go through it as CONNECT tunnels, so TLS runs end
+        to end and the proxy sees host names only, never tokens or records.
+        """
+        value = self.string(key)
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme != "http" or not parts.hostname or port is None:
+            raise self.error(key, "must be an http://host:port URL (the value is not shown)")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise self.error(key, "must have no path, query or fragment (the value is not shown)")
         return value.rstrip("/")
 
     def path(self, key: str, base: Path) -> Path | None:

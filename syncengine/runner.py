@@ -135,6 +135,7 @@ async def open_engine(
             refresh_token=crm.refresh_token,
             store=JournalTokenStore(journal),
             timeout_s=crm.token_timeout_s,
+            proxy=crm.proxy,
         )
         limiter = Limiter(
             concurrency=config.limits.concurrency,
@@ -151,6 +152,7 @@ async def open_engine(
             tokens=tokens,
             limiter=limiter,
             total_timeout_s=crm.timeout_s,
+            proxy=crm.proxy,
         )
         engine = Engine(
             journal=journal,

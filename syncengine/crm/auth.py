@@ -25,7 +25,7 @@ import asyncio
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -33,6 +33,8 @@ import aiohttp
 import orjson
 import structlog
 
+from syncengine.crm.proxy import route_for
+from syncengine.crm.responses import REDIRECTED
 from syncengine.crm.token_store import TokenState, TokenStore
 from syncengine.errors import AuthenticationError, TransportError
 from syncengine.logs import register_secret
@@ -137,9 +139,13 @@ class TokenProvider:
         denied_wait_s: float = 60.0,
         max_denied_wait_s: float = 1800.0,
         transient_tries: int = 3,
+        proxy: str | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self._session = session
         self._token_url = accounts_url.rstrip("/") + "/oauth/v2/token"
+        #: The proxy for the token endpoint (`[crm] proxy`, else the environment's), or None.
+        self._proxy = route_for(self._token_url, configured=proxy, environ=environ)
         self._form = {
             "grant_type": "refresh_token",
             "client_id": client_id,
@@ -300,7 +306,15 @@ class TokenProvider:
         """
         try:
             async with self._session.post(
-                self._token_url, data=self._form, timeout=self._timeout
+                self._token_url,
+                data=self._form,
+                headers=None if self._proxy is None else self._proxy.request_headers(),
+                timeout=self._timeout,
+                # aiohttp drops the Authorization header on a redirect, not the form
+                # body: following one would post the secret and refresh token elsewhere.
+                allow_redirects=False,
+                proxy=None if self._proxy is None else self._proxy.url,
+                proxy_headers=None if self._proxy is None else self._proxy.connect_headers(),
             ) as response:
                 status = response.status
                 body = await response.read()
@@ -308,6 +322,11 @@ class TokenProvider:
             raise TransportError("timeout") from exc
         except aiohttp.ClientError as exc:
             raise TransportError(type(exc).__name__) from exc
+        if 300 <= status < 400:
+            raise self._fail(
+                f"the accounts server answered HTTP {status} {REDIRECTED}; redirects are "
+                "not followed: check crm.accounts_url"
+            )
         try:
             answer = orjson.loads(body)
         except orjson.JSONDecodeError:

@@ -18,7 +18,8 @@ class ErrorClass(enum.StrEnum):
 
     SUCCESS = "success"  # per-record SUCCESS
     PERMANENT = "permanent"  # this record's content is refused: fail it, no retry
-    TRANSIENT_RECORD = "transient_record"  # this record is busy or the code unknown: retry it
+    TRANSIENT_RECORD = "transient_record"  # the code is unknown: retry it
+    LOCKED = "locked"  # the record is locked for now: retry it, minutes later
     TOKEN = "token"  # refresh the access token (single flight) and resend; no attempt
     THROTTLED = "throttled"  # slow down and resend; no attempt
     TRANSIENT_REQUEST = "transient_request"  # whole request failed: resend later; an attempt
@@ -44,6 +45,14 @@ PERMANENT_RECORD_CODES = frozenset(
         "NOT_ALLOWED",
     }
 )
+
+#: Per-record codes for a record that is busy, not wrong (crm-api.md §4:
+#: "retry with long delay (minutes), small attempt cap"). Record locking and a
+#: merge in progress last minutes, so a quick retry only spends an attempt.
+LOCKED_RECORD_CODES = frozenset({"RECORD_LOCKED"})
+
+#: The least delay before a locked record is sent again, in seconds.
+LOCKED_RETRY_FLOOR_S = 60.0
 
 #: Whole-request codes after which no resend can succeed until a person acts.
 FATAL_REQUEST_CODES = frozenset(
@@ -71,14 +80,25 @@ THROTTLE_CODE = "TOO_MANY_REQUESTS"
 def classify_record(code: str) -> ErrorClass:
     """Class of one element of a response's `data[]`, from its `code`.
 
-    Unknown codes are transient: retrying up to `max_attempts` and then
-    failing with the code visible is safer than guessing permanent.
+    Business rules (`RECORD_IN_BLUEPRINT`, `NOT_APPROVED`, ...) are permanent
+    on purpose: the record needs a person (a blueprint transition, an
+    approval), and resending the same values cannot change that. A locked
+    record is retried on a long delay. Unknown codes are transient: retrying
+    up to `max_attempts` and then failing with the code visible is safer than
+    guessing permanent.
     """
     if code == "SUCCESS":
         return ErrorClass.SUCCESS
     if code in PERMANENT_RECORD_CODES:
         return ErrorClass.PERMANENT
+    if code in LOCKED_RECORD_CODES:
+        return ErrorClass.LOCKED
     return ErrorClass.TRANSIENT_RECORD
+
+
+def retry_floor_s(code: str) -> float:
+    """The least delay before a record answered `code` is sent again (0: no floor)."""
+    return LOCKED_RETRY_FLOOR_S if code in LOCKED_RECORD_CODES else 0.0
 
 
 def classify_request(status: int, code: str | None) -> ErrorClass:
@@ -116,6 +136,6 @@ def verdict_for(error_class: ErrorClass) -> Verdict:
         return Verdict.SYNCED
     if error_class is ErrorClass.PERMANENT:
         return Verdict.REJECT
-    if error_class is ErrorClass.TRANSIENT_RECORD:
+    if error_class in (ErrorClass.TRANSIENT_RECORD, ErrorClass.LOCKED):
         return Verdict.RETRY
     raise ValueError(f"{error_class} is not a per-record class")

@@ -12,6 +12,9 @@ the journal. What it settles itself, because none of it is a record attempt:
   halving plus one for the set-aside rest, so only the bad record fails;
 * fatal codes (scope, permission, module, client bugs): raise `FatalError`
   with a one-line reason.
+* an insert resent after a request that got no answer and now answered
+  `DUPLICATE_DATA`: one GET of the existing record tells its own first copy
+  (synced, with that id) from a real duplicate (failed as answered).
 
 Whole-request transient failures (5xx, timeout, dropped connection, bad body,
 count mismatch) are not retried here: every record comes back RETRY with the
@@ -25,9 +28,9 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 import aiohttp
 import orjson
@@ -37,7 +40,12 @@ import yarl
 from syncengine.backoff import backoff_s, parse_retry_after_s
 from syncengine.crm.auth import TokenProvider
 from syncengine.crm.classification import ErrorClass
+from syncengine.crm.origin import check_api_domain
+from syncengine.crm.proxy import route_for
+from syncengine.crm.resent_inserts import UnansweredInserts, existing_id, holds_values
 from syncengine.crm.responses import (
+    BAD_RESPONSE,
+    REDIRECTED,
     ParsedResponse,
     RecordResults,
     RequestFailure,
@@ -47,7 +55,7 @@ from syncengine.crm.session import SendTrace, make_session
 from syncengine.crm.write_request import WriteRequest, build_body, encode_record, method_and_path
 from syncengine.errors import FatalError, TransportError
 from syncengine.limits import Limiter, SlotTicket
-from syncengine.model import RecordOutcome, Verdict
+from syncengine.model import Operation, RecordOutcome, Verdict
 
 __all__ = ["ClientStats", "CrmClient", "WriteRequest", "make_session"]
 
@@ -57,6 +65,8 @@ TIMEOUT = "TIMEOUT"
 CONNECTION_ERROR = "CONNECTION_ERROR"
 BAD_INPUT = "BAD_INPUT"
 CREDITS_HEADER = "X-API-CREDITS-REMAINING"
+#: 429s in a row after which reading a record back is given up (the insert is retried).
+READ_THROTTLE_TRIES = 5
 
 
 @dataclass(slots=True)
@@ -83,6 +93,10 @@ class ClientStats:
     split_requests: int = 0
     #: Last `X-API-CREDITS-REMAINING` seen, if any.
     credits_remaining: int | None = None
+    #: Resent inserts answered DUPLICATE_DATA whose existing record was read back.
+    duplicates_checked: int = 0
+    #: ... of which the existing record held the values sent: taken as synced.
+    duplicates_resolved: int = 0
 
 
 class CrmClient:
@@ -101,9 +115,16 @@ class CrmClient:
         backoff_base_s: float = 1.0,
         backoff_cap_s: float = 60.0,
         clock: Callable[[], float] = time.time,
+        proxy: str | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self._session = session
+        #: The proxy for the records API (`[crm] proxy`, else the environment's), or None.
+        self._proxy = route_for(api_domain, configured=proxy, environ=environ)
+        self._api_domain = api_domain
         self._base = yarl.URL(api_domain.rstrip("/"))
+        #: The token answer's api_domain last compared with ours (compared once per value).
+        self._checked_api_domain: str | None = None
         self._tokens = tokens
         self._limiter = limiter
         self._timeout = aiohttp.ClientTimeout(
@@ -117,6 +138,7 @@ class CrmClient:
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
         self._clock = clock
+        self._unanswered = UnansweredInserts()
         self.stats = ClientStats()
 
     async def write(self, request: WriteRequest) -> list[RecordOutcome]:
@@ -126,6 +148,14 @@ class CrmClient:
         the run cannot go on. Safe to cancel: nothing is reported for a
         request whose answer was not read.
         """
+        resent = self._take_resent(request)
+        outcomes = await self._write(request)
+        if resent:
+            await self._resolve_duplicates(request, resent, outcomes)
+        return outcomes
+
+    async def _write(self, request: WriteRequest) -> list[RecordOutcome]:
+        """`write` without the check of resent inserts."""
         count = len(request.records)
         try:
             # The usual case: the whole chunk encoded in one call.
@@ -134,7 +164,7 @@ class CrmClient:
             whole = None
         first: ParsedResponse | None = None
         if whole is not None:
-            first = await self._exchange(request, whole, count)
+            first = await self._exchange(request, whole, range(count))
             if not _is_poison(first):
                 return _outcomes(first, count)
         # A record JSON cannot carry, or a record the CRM chokes on: work
@@ -163,7 +193,7 @@ class CrmClient:
         outcomes: list[RecordOutcome | None],
     ) -> None:
         """Send the records at `indices` and fill their outcomes."""
-        parsed = await self._exchange(request, _array(encoded, indices), len(indices))
+        parsed = await self._exchange(request, _array(encoded, indices), indices)
         if _is_poison(parsed):
             await self._isolate(request, encoded, indices, parsed, outcomes)
         else:
@@ -177,24 +207,27 @@ class CrmClient:
         failure: RequestFailure,
         outcomes: list[RecordOutcome | None],
     ) -> None:
-        """`suspects` failed as a whole: find the bad record by halving.
+        """`suspects`, sent together, failed as a whole: find the bad record by halving.
 
         Each round sends the smaller half only: if it fails as a whole, the
         other half is set aside; if it gets per-record answers, the bad record
         is in the other half. The set-aside records go out together at the end
-        (isolated again if they hold another bad record). One bad record in n
-        costs ⌈log2 n⌉ + 1 extra requests. The last suspect is rejected with
-        the error of the smallest failed request that held it (it may never
-        have been sent alone: its companion was answered on its own).
+        (isolated again if they hold another bad record). A record is rejected
+        only after it was sent alone and refused: when no single record is at
+        fault (the body was too large together, 413, or only a combination is
+        refused), the last suspect is sent alone and answered like any other.
+        One bad record in n costs about ⌈log2 n⌉ + 2 extra requests.
         """
         set_aside: list[int] = []
         while len(suspects) > 1:
             half, rest = suspects[: len(suspects) // 2], suspects[len(suspects) // 2 :]
             self.stats.split_requests += 1
-            parsed = await self._exchange(request, _array(encoded, half), len(half))
+            parsed = await self._exchange(request, _array(encoded, half), half)
             if _is_poison(parsed):
                 suspects, failure = half, parsed
                 set_aside.extend(rest)
+                if len(half) == 1:
+                    break  # refused alone: this one is bad
                 continue
             _fill(outcomes, half, parsed)
             if isinstance(parsed, RequestFailure):
@@ -203,6 +236,15 @@ class CrmClient:
                 suspects = []
                 break
             suspects = rest
+            if len(suspects) == 1:
+                # Never sent alone: its turn, rather than blame it by elimination.
+                self.stats.split_requests += 1
+                parsed = await self._exchange(request, _array(encoded, suspects), suspects)
+                if not _is_poison(parsed):
+                    _fill(outcomes, suspects, parsed)
+                    suspects = []
+                    break
+                failure = parsed
         for index in suspects:
             outcomes[index] = RecordOutcome(
                 Verdict.REJECT, failure.code, failure.message, failure.details
@@ -212,8 +254,13 @@ class CrmClient:
             self.stats.split_requests += 1
             await self._write_indices(request, encoded, sorted(set_aside), outcomes)
 
-    async def _exchange(self, request: WriteRequest, records: bytes, count: int) -> ParsedResponse:
-        """Send until the answer is neither a 429 nor a first 401; raise on fatal ones."""
+    async def _exchange(
+        self, request: WriteRequest, records: bytes, indices: Sequence[int]
+    ) -> ParsedResponse:
+        """Send until the answer is neither a 429 nor a first 401; raise on fatal ones.
+
+        `records` is the JSON array of the records of `request` at `indices`.
+        """
         throttles = 0
         refreshed = False
         while True:
@@ -221,7 +268,8 @@ class CrmClient:
                 token = await self._tokens.token()
             except TransportError as exc:
                 return RequestFailure(ErrorClass.TRANSIENT_REQUEST, 0, CONNECTION_ERROR, str(exc))
-            parsed, retry_after = await self._send_once(request, records, count, token)
+            self._check_data_centre()
+            parsed, retry_after = await self._send_once(request, records, indices, token)
             if isinstance(parsed, RecordResults):
                 return parsed
             if parsed.error_class is ErrorClass.THROTTLED:
@@ -236,21 +284,140 @@ class CrmClient:
                 continue
             if parsed.error_class in (ErrorClass.TOKEN, ErrorClass.FATAL):
                 raise self._fatal(request, parsed)
+            self._remember_unanswered(request, indices, parsed)
             return parsed
 
+    def _remember_unanswered(
+        self, request: WriteRequest, indices: Sequence[int], failure: RequestFailure
+    ) -> None:
+        """Inserts sent in a request that may have been applied but was not answered."""
+        if (
+            request.operation is Operation.INSERT
+            and failure.error_class is ErrorClass.TRANSIENT_REQUEST
+            and failure.code != REDIRECTED
+        ):
+            for index in indices:
+                self._unanswered.remember(request.module, request.records[index])
+
+    def _take_resent(self, request: WriteRequest) -> list[int]:
+        """Positions of the request's inserts that were sent before without an answer."""
+        if request.operation is not Operation.INSERT or not len(self._unanswered):
+            return []
+        module = request.module
+        return [
+            index
+            for index, record in enumerate(request.records)
+            if self._unanswered.take(module, record)
+        ]
+
+    async def _resolve_duplicates(
+        self, request: WriteRequest, resent: list[int], outcomes: list[RecordOutcome]
+    ) -> None:
+        """A resent insert answered DUPLICATE_DATA: its own first copy, or a real duplicate.
+
+        One GET of the existing record decides: it holds every value sent,
+        so the unanswered attempt was applied and this change is synced with
+        that id; it differs, so the duplicate is real and the failure stands.
+        When the record cannot be read, the insert is retried (and remembered
+        again), never guessed.
+        """
+        for index in resent:
+            outcome = outcomes[index]
+            if outcome.code != "DUPLICATE_DATA":
+                continue
+            record_id = existing_id(outcome.details)
+            if record_id is None or not record_id.isdigit():
+                continue  # nothing safe to read back: the failure stands
+            self.stats.duplicates_checked += 1
+            stored = await self._read_record(request.module, record_id)
+            if stored is None:
+                self._unanswered.remember(request.module, request.records[index])
+                outcomes[index] = RecordOutcome(
+                    Verdict.RETRY,
+                    outcome.code,
+                    "the resend met DUPLICATE_DATA and the existing record could not be read",
+                    outcome.details,
+                )
+            elif stored and holds_values(request.records[index], stored):
+                self.stats.duplicates_resolved += 1
+                log.info("crm.resent_insert_found", module=request.module)
+                outcomes[index] = RecordOutcome(
+                    Verdict.SYNCED,
+                    "SUCCESS",
+                    "applied by an earlier attempt whose answer was lost",
+                    {"id": record_id, "resolved": "DUPLICATE_DATA"},
+                    record_id,
+                )
+
+    async def _read_record(self, module: str, record_id: str) -> dict[str, Any] | None:
+        """`GET /crm/v2/{module}/{id}`: the record, {} when there is none, None when unknown.
+
+        A 429 is waited out as for writes (the read shares the org's
+        concurrency and credits); a few of them in a row leave it unknown.
+        """
+        for throttles in range(1, READ_THROTTLE_TRIES + 1):
+            try:
+                token = await self._tokens.token()
+            except TransportError:
+                return None
+            headers = {"Authorization": f"Zoho-oauthtoken {token}"}
+            if self._proxy is not None and self._proxy.forwarded:
+                headers.update(self._proxy.request_headers())
+            async with self._limiter.slot(records=1) as ticket:
+                self.stats.requests += 1
+                try:
+                    async with self._session.get(
+                        self._base.with_path(f"/crm/v2/{module}/{record_id}"),
+                        headers=headers,
+                        timeout=self._timeout,
+                        allow_redirects=False,
+                        proxy=None if self._proxy is None else self._proxy.url,
+                        proxy_headers=(
+                            None if self._proxy is None else self._proxy.connect_headers()
+                        ),
+                    ) as response:
+                        status = response.status
+                        payload = await response.read()
+                        retry_after = response.headers.get("Retry-After")
+                except (TimeoutError, aiohttp.ClientError):
+                    return None
+                if status == 429:
+                    self.stats.throttled += 1
+                    self._limiter.on_throttled(ticket)
+            if status != 429:
+                break
+            await self._wait_throttled(throttles, retry_after)
+        return _read_answer(status, payload)
+
+    def _check_data_centre(self) -> None:
+        """Stop before writing when the token answer names another data centre.
+
+        Records sent to the wrong data centre meet a run of confusing
+        failures (INVALID_TOKEN, INVALID_URL_PATTERN); the mismatch itself is
+        the config error to report (exit 2, both values named).
+        """
+        answered = self._tokens.api_domain
+        if answered is None or answered == self._checked_api_domain:
+            return
+        check_api_domain(self._api_domain, answered)
+        self._checked_api_domain = answered
+
     async def _send_once(
-        self, request: WriteRequest, records: bytes, count: int, token: str
+        self, request: WriteRequest, records: bytes, indices: Sequence[int], token: str
     ) -> tuple[ParsedResponse, str | None]:
         """One HTTP request inside a limiter slot; returns the parsed answer and Retry-After.
 
-        `records` is the JSON array of the `count` records to send.
+        `records` is the JSON array of the records of `request` at `indices`.
         """
+        count = len(indices)
         method, path = method_and_path(request)
         body = build_body(request, records)
         headers = {
             "Authorization": f"Zoho-oauthtoken {token}",
             "Content-Type": "application/json",
         }
+        if self._proxy is not None and self._proxy.forwarded:
+            headers.update(self._proxy.request_headers())
         trace = SendTrace()
         async with self._limiter.slot(records=count) as ticket:
             self.stats.requests += 1
@@ -262,6 +429,10 @@ class CrmClient:
                     headers=headers,
                     timeout=self._timeout,
                     trace_request_ctx=trace,
+                    # A redirect would send the records and the token elsewhere.
+                    allow_redirects=False,
+                    proxy=None if self._proxy is None else self._proxy.url,
+                    proxy_headers=None if self._proxy is None else self._proxy.connect_headers(),
                 ) as response:
                     status = response.status
                     payload = await response.read()
@@ -274,6 +445,8 @@ class CrmClient:
             finally:
                 self.stats.aiohttp_resends += trace.resends
             parsed = parse_write_response(status, payload, count)
+            if isinstance(parsed, RecordResults) and request.operation is not Operation.INSERT:
+                parsed = _matching_ids(parsed, request, indices, status)
             self._account(status, parsed, credits, ticket)
         return parsed, retry_after
 
@@ -337,6 +510,54 @@ class CrmClient:
             reason += f" ({message})"
         log.error("crm.fatal", status=failure.status, code=failure.code)
         return FatalError(reason)
+
+
+def _read_answer(status: int, payload: bytes) -> dict[str, Any] | None:
+    """The record a GET of one record answered; {} for none (204); None when unusable."""
+    if status == 204:
+        return {}
+    if status != 200:
+        return None
+    try:
+        document = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    data = document.get("data") if isinstance(document, dict) else None
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        record: dict[str, Any] = data[0]
+        return record
+    return None
+
+
+def _matching_ids(
+    parsed: RecordResults, request: WriteRequest, indices: Sequence[int], status: int
+) -> ParsedResponse:
+    """`parsed`, unless an answer names another record than the one sent at its position.
+
+    Answers are matched to records by position; an answer whose `details.id`
+    disagrees with the id sent there belongs to another record, and using it
+    would report one record's fate as another's. Such an answer is unusable
+    as a whole (transient: sent again). Checked wherever an id was sent
+    (every update; an upsert that carries one). An upsert without an id has
+    nothing to compare: any id it gets back is the record it matched or made.
+
+    Only successes are compared: an error's `details.id` may name another
+    record on purpose (the one already holding a `DUPLICATE_DATA` value).
+    """
+    records = request.records
+    for position, (index, outcome) in enumerate(zip(indices, parsed.outcomes, strict=True)):
+        answered = outcome.crm_id
+        if answered is None:
+            continue
+        sent = records[index].get("id")
+        if sent is not None and str(sent) != answered:
+            return RequestFailure(
+                ErrorClass.TRANSIENT_REQUEST,
+                status,
+                BAD_RESPONSE,
+                f"data[{position}] names record {answered}, the record sent there is {sent}",
+            )
+    return parsed
 
 
 def _fill(outcomes: list[RecordOutcome | None], indices: list[int], parsed: ParsedResponse) -> None:

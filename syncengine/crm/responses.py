@@ -21,6 +21,8 @@ from syncengine.model import RecordOutcome, Verdict
 #: Engine codes for whole-request failures that carry no CRM code.
 BAD_RESPONSE = "BAD_RESPONSE"
 INTERNAL_ERROR = "INTERNAL_ERROR"
+#: A 3xx: the request was not followed elsewhere, and nothing was written.
+REDIRECTED = "REDIRECTED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,13 @@ def parse_write_response(status: int, body: bytes, record_count: int) -> ParsedR
         return _failure_from_body(status, body)
     if status >= 500:
         return _failure_from_body(status, body, default_code=INTERNAL_ERROR)
+    if 300 <= status < 400:
+        # Never a success, whatever the body says: the records went nowhere.
+        # Transient, so a passing misroute heals and a lasting one fails the
+        # records after max_attempts with this code.
+        return RequestFailure(
+            ErrorClass.TRANSIENT_REQUEST, status, REDIRECTED, f"HTTP {status} redirect not followed"
+        )
     document = _load_json(body)
     data = document.get("data") if isinstance(document, dict) else None
     if isinstance(data, list) and (200 <= status < 300 or status == 400):

@@ -36,6 +36,7 @@ import structlog
 
 from syncengine.backoff import backoff_s
 from syncengine.clock import SYSTEM_CLOCK, Clock
+from syncengine.crm.classification import retry_floor_s
 from syncengine.engine.admission import Admission
 from syncengine.engine.chunker import Chunker
 from syncengine.engine.flusher import Flusher
@@ -463,6 +464,8 @@ class Pass:
             cap_s=self._settings.retry_cap_s,
             rng=self._rng,
         )
+        # A locked record waits minutes (within the cap), not the usual seconds.
+        delay_s = max(delay_s, min(self._settings.retry_cap_s, retry_floor_s(outcome.code)))
         self._recorder.pending(change, outcome, next_attempt_at=self._clock.wall() + delay_s)
         log.debug(
             "engine.retry_scheduled", key=change.key, code=outcome.code, delay_s=round(delay_s, 3)

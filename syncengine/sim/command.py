@@ -67,6 +67,14 @@ OPTIONS: Final[list[tuple[str, dict[str, Any]]]] = [
         },
     ),
     (
+        "--fault-drop-after",
+        {
+            "default": 0.0,
+            "type": _PROBABILITY,
+            "help": "Probability of applying a write, then closing with no response.",
+        },
+    ),
+    (
         "--fault-stall",
         {
             "default": 0.0,

@@ -67,6 +67,7 @@ class SimConfig:
     per_record_ms: float = 0.0
     fault_500: float = 0.0
     fault_drop: float = 0.0
+    fault_drop_after: float = 0.0  # probability of applying a write, then closing with no answer
     fault_stall: float = 0.0
     fault_locked: float = 0.0
     fault_429: float = 0.0  # probability of a 429 answered at once, nothing applied
@@ -130,7 +131,7 @@ def write_cost(config: SimConfig, record_count: int) -> int:
 
 KNOBS: Final[frozenset[str]] = frozenset(f.name for f in dataclasses.fields(SimConfig))
 _PROBABILITIES: Final = frozenset(
-    {"fault_500", "fault_drop", "fault_stall", "fault_locked", "fault_429"}
+    {"fault_500", "fault_drop", "fault_drop_after", "fault_stall", "fault_locked", "fault_429"}
 )
 _OPTIONAL: Final = frozenset(
     {"poison_field", "concurrency", "credits", "users", "api_domain", "retry_after_s"}

@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 
 from syncengine.sim.config import SimConfig
 
-STREAMS = ("jitter", "fault_500", "fault_drop", "fault_stall", "fault_locked", "fault_429")
+STREAMS = (
+    "jitter",
+    "fault_500",
+    "fault_drop",
+    "fault_stall",
+    "fault_locked",
+    "fault_429",
+    "fault_drop_after",
+)
 
 
 class Fault(enum.StrEnum):
@@ -27,6 +35,7 @@ class Fault(enum.StrEnum):
     ERROR_500 = "500"  # 500 INTERNAL_ERROR, nothing applied
     DROP = "drop"  # connection closed with no response, nothing applied
     STALL = "stall"  # applied, then the answer waits `stall_s`
+    DROP_AFTER = "drop_after"  # applied, then the connection closed with no response
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +75,7 @@ class FaultPlan:
             (Fault.ERROR_500, self._hit("fault_500", config.fault_500)),
             (Fault.DROP, self._hit("fault_drop", config.fault_drop)),
             (Fault.STALL, self._hit("fault_stall", config.fault_stall)),
+            (Fault.DROP_AFTER, self._hit("fault_drop_after", config.fault_drop_after)),
         ]
         fault = next((kind for kind, hit in hits if hit), Fault.NONE)
         return Decision(fault=fault, delay_s=delay_ms / 1000.0)

@@ -100,6 +100,10 @@ async def run_limited(
         state.limits.charge(cost, state.clock.now())
         state.stats.credits_used += cost
         status, body = work()
+        if decision.fault is Fault.DROP_AFTER and request.method != "GET":
+            # The write is applied; only its answer is lost (the client must not
+            # take the resend's DUPLICATE_DATA for a failure).
+            return _drop(request, state)
         if decision.fault is Fault.STALL:
             state.stats.stalled += 1
             await asyncio.sleep(config.stall_s)

@@ -20,7 +20,7 @@ from syncengine.model import Operation, Verdict
 from tests.crm.conftest import crm_stack
 
 Script = Callable[[int], web.Response]
-TOKEN = {"access_token": "1000.fake", "api_domain": "http://unused", "expires_in": 3600}
+TOKEN = {"access_token": "1000.fake", "expires_in": 3600}
 
 
 @asynccontextmanager
@@ -50,9 +50,13 @@ async def records_server(script: Script) -> AsyncIterator[str]:
 
 
 def ok(count: int) -> web.Response:
-    element = {"code": "SUCCESS", "status": "success", "message": "record updated",
-               "details": {"id": "1"}}  # fmt: skip
-    return web.Response(body=orjson.dumps({"data": [element] * count}), status=200)
+    """Success for the records `request_of(count)` sends (ids "0".."count-1", in order)."""
+    data = [
+        {"code": "SUCCESS", "status": "success", "message": "record updated",
+         "details": {"id": str(n)}}
+        for n in range(count)
+    ]  # fmt: skip
+    return web.Response(body=orjson.dumps({"data": data}), status=200)
 
 
 def request_of(count: int) -> WriteRequest:

@@ -32,7 +32,7 @@ statuses = st.integers(min_value=100, max_value=599)
         ("MANDATORY_NOT_FOUND", ErrorClass.PERMANENT),
         ("DUPLICATE_DATA", ErrorClass.PERMANENT),
         ("RECORD_IN_BLUEPRINT", ErrorClass.PERMANENT),
-        ("RECORD_LOCKED", ErrorClass.TRANSIENT_RECORD),
+        ("RECORD_LOCKED", ErrorClass.LOCKED),
         ("SOMETHING_NEW", ErrorClass.TRANSIENT_RECORD),
     ],
 )
