@@ -336,7 +336,7 @@ class Engine:
         else:
             self._schedule_retry(change, outcome)
             return
-        self._chunker.complete(change)
+        self._chunker.fail(change)  # the record keeps its owed state for its next change
         if self._recorder.should_flush:
             self._wake_flusher()
 
