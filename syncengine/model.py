@@ -98,6 +98,12 @@ class Change:
     the record has no identity yet (a plain insert), which is never merged.
     `positions` lists every feed position folded into this change, so each is
     marked finished when the change is. `attempts` counts sends that started.
+
+    A change can also carry the owed state of an earlier, rejected change to
+    the same record (`engine.owed`): `earlier_positions` then holds the
+    display positions of the changes folded in whose feed positions a journal
+    row already settled, and `field_positions` which change supplied each
+    field's value. Both stay None for the common change that folds nothing.
     """
 
     module: str
@@ -107,12 +113,24 @@ class Change:
     positions: list[SourcePosition] = field(default_factory=list)
     trigger: tuple[str, ...] | None = None
     attempts: int = 0
+    earlier_positions: list[int | str] | None = None
+    field_positions: dict[str, int | str] | None = None
 
     @property
     def record_id(self) -> str | None:
         """The CRM id the change targets, as a string, when it has one."""
         value = self.record.get("id")
         return None if value is None else str(value)
+
+    @property
+    def owed_positions(self) -> list[int | str]:
+        """Every position this change still owes the CRM (display form), oldest first.
+
+        Positions a journal row already settled (a rejected change folded in)
+        come first, then the feed positions the change carries.
+        """
+        earlier = self.earlier_positions or []
+        return [*earlier, *(position.display for position in self.positions)]
 
     @property
     def has_special_keys(self) -> bool:

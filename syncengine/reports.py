@@ -85,6 +85,7 @@ def failure_documents(rows: list[FailureRow]) -> list[dict[str, Any]]:
             "message": row.message,
             "attempts": row.attempts,
             "details": row.details,
+            "positions": list(row.positions),
         }
         for row in rows
     ]
@@ -99,8 +100,12 @@ def format_failures(rows: list[dict[str, Any]]) -> str:
         record = row["id"] if row["id"] is not None else "(no id)"
         details = row.get("details") or {}
         field = f" [{details['api_name']}]" if details.get("api_name") else ""
+        positions = row.get("positions") or []
+        owed = (
+            f"; owes positions {', '.join(str(p) for p in positions)}" if len(positions) > 1 else ""
+        )
         lines.append(
             f"  {row['module']} {record} at position {row['position']}: "
-            f"{row['code']}: {row['message']}{field} (attempts: {row['attempts']})"
+            f"{row['code']}: {row['message']}{field} (attempts: {row['attempts']}{owed})"
         )
     return "\n".join(lines)

@@ -8,6 +8,12 @@ that arrives while its record is in flight waits behind it in a per-key FIFO.
 It cuts chunks of at most `max_records` changes of one `ChunkGroup`, because a
 request carries one module, one operation and one trigger list.
 
+A change the CRM rejected leaves its owed state behind (`fail`): the next
+change to its record absorbs it (`engine.owed`), whether it is already
+waiting or arrives later, so a later success never hides the rejection. The
+owed states of records rejected in earlier passes live in the journal: a
+change to one of them is parked until `owed_loaded` hands its owed state in.
+
 Pure and synchronous: the pipeline drives it (`add`, `pop_ready`, `complete`,
 `retry`) and owns every await; per-change cost is a few dict operations.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from syncengine.engine.owed import absorb_owed, note_merge
 from syncengine.model import MAX_CHUNK_RECORDS, Change, Chunk, ChunkGroup, Operation
 
 _GroupKey = tuple[str, Operation, tuple[str, ...] | None]
@@ -38,6 +45,7 @@ def can_merge(held: Change, newer: Change) -> bool:
 
 def merge_into(held: Change, newer: Change) -> None:
     """Fold `newer` into `held`: later field values win, positions concatenate."""
+    note_merge(held, newer)
     held.record.update(newer.record)
     held.positions.extend(newer.positions)
 
@@ -56,14 +64,25 @@ class Chunker:
         "_groups",
         "_in_flight",
         "_max",
+        "_max_owed",
         "_mergeable",
         "_open",
         "_out",
+        "_owed",
+        "_owed_elsewhere",
+        "_parked",
         "_ready",
         "_waiting",
+        "to_load",
     )
 
-    def __init__(self, *, max_records: int = MAX_CHUNK_RECORDS) -> None:
+    def __init__(
+        self,
+        *,
+        max_records: int = MAX_CHUNK_RECORDS,
+        owed_elsewhere: set[str] | None = None,
+        max_owed_in_memory: int = 10_000,
+    ) -> None:
         if not 1 <= max_records <= MAX_CHUNK_RECORDS:
             raise ValueError(f"max_records must be 1..{MAX_CHUNK_RECORDS}, got {max_records}")
         self._max = max_records
@@ -79,6 +98,15 @@ class Chunker:
         # id(change) -> change, for every change handed out and not yet returned
         self._out: dict[int, Change] = {}
         self._buffered = 0
+        # key -> the owed state of a record rejected in this pass, oldest first
+        self._owed: dict[str, Change] = {}
+        self._max_owed = max_owed_in_memory
+        # keys of rejected records whose owed state is only in the journal
+        self._owed_elsewhere: set[str] = owed_elsewhere if owed_elsewhere is not None else set()
+        # keys whose changes wait for their owed state to be loaded
+        self._parked: set[str] = set()
+        #: Keys whose owed state the engine must load from the journal (`owed_loaded`).
+        self.to_load: list[str] = []
 
     @property
     def buffered(self) -> int:
@@ -104,10 +132,20 @@ class Chunker:
         """True when a change to `key` is buffered, waiting or in flight here."""
         return key in self._in_flight or key in self._mergeable or key in self._waiting
 
+    def owes(self, key: str) -> bool:
+        """True when the record `key` was rejected and its owed state is kept here."""
+        return key in self._owed
+
     def add(self, change: Change) -> None:
         """Take a change read from the feed (feed order matters, see the module docstring)."""
         key = change.key
         if key is not None:
+            if key in self._owed_elsewhere:
+                self._park(key, change)
+                return
+            owed = self._owed.pop(key, None)
+            if owed is not None:
+                absorb_owed(owed, change)
             queue = self._waiting.get(key)
             if queue is not None:
                 self._add_behind(queue, change)
@@ -131,9 +169,17 @@ class Chunker:
         """
         waiting, mergeable, in_flight = self._waiting, self._mergeable, self._in_flight
         open_chunks = self._open
+        owed, elsewhere = self._owed, self._owed_elsewhere
         for change in changes:
             key = change.key
-            if key is None or key in waiting or key in mergeable or key in in_flight:
+            if (
+                key is None
+                or key in waiting
+                or key in mergeable
+                or key in in_flight
+                or key in owed
+                or key in elsewhere
+            ):
                 self.add(change)
                 continue
             mergeable[key] = change
@@ -170,17 +216,67 @@ class Chunker:
         key = change.key
         if key is None:
             return
+        self._in_flight.discard(key)
+        self._release_next(key, owed=None)
+
+    def fail(self, change: Change) -> None:
+        """A handed-out change was rejected for good: the record keeps its owed state.
+
+        The next change to the record, waiting now or arriving later, absorbs
+        it and carries everything the record owes. Raises ValueError if the
+        change is not currently handed out.
+        """
+        self._take_back(change)
+        key = change.key
+        if key is None:
+            return  # a record without identity (a plain insert) has no later changes
+        self._in_flight.discard(key)
+        if not self._release_next(key, owed=change):
+            self._remember_owed(key, change)
+
+    def forget_owed(self, key: str) -> None:
+        """The record's owed state came back from the journal (`syncengine retry`): drop ours."""
+        self._owed.pop(key, None)
+        self._owed_elsewhere.discard(key)
+
+    def owed_loaded(self, key: str, owed: Change | None) -> None:
+        """The owed state of a parked record, read from the journal (None: it owes nothing)."""
+        self._parked.discard(key)
+        self._release_next(key, owed=owed)
+
+    def _park(self, key: str, change: Change) -> None:
+        """Holds `change` until its record's owed state is loaded; later changes queue behind."""
+        self._owed_elsewhere.discard(key)
+        self._parked.add(key)
+        self._waiting[key] = deque((change,))
+        self._buffered += 1
+        self.to_load.append(key)
+
+    def _remember_owed(self, key: str, change: Change) -> None:
+        owed = self._owed
+        owed[key] = change
+        if len(owed) > self._max_owed:
+            # Memory stays bounded: the oldest owed state is in the journal (the
+            # engine made it durable before it could be absorbed) and is read
+            # back if its record changes again.
+            oldest = next(iter(owed))
+            del owed[oldest]
+            self._owed_elsewhere.add(oldest)
+
+    def _release_next(self, key: str, *, owed: Change | None) -> bool:
+        """The oldest change waiting for `key` (absorbing `owed`) may go; False if none waits."""
         queue = self._waiting.get(key)
         if queue is None:
-            self._in_flight.discard(key)
-            return
+            return False
         successor = queue.popleft()
         if not queue:
             del self._waiting[key]
-        self._in_flight.discard(key)
         self._buffered -= 1
+        if owed is not None:
+            absorb_owed(owed, successor)
         self._mergeable[key] = successor
         self._place(successor)
+        return True
 
     def complete_many(self, changes: list[Change]) -> None:
         """`complete` for each of `changes` (a chunk's worth): the same, with less overhead.

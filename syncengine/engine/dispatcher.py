@@ -453,7 +453,7 @@ class Pass:
         else:
             self._schedule_retry(change, outcome)
             return
-        self._chunker.complete(change)
+        self._chunker.fail(change)  # the record keeps its owed state for its next change
         if self._recorder.should_flush:
             self._flusher.wake()
 

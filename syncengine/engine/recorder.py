@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from syncengine.engine.owed import blamed_position
 from syncengine.engine.watermark import Watermark
 from syncengine.errors import FatalError
 from syncengine.journal import Journal, RecordUpdate, SyncedRow, encode_payload
@@ -144,9 +145,16 @@ class Recorder:
         return others
 
     def failed(self, change: Change, outcome: RecordOutcome) -> None:
-        """Permanent failure, or attempts exhausted: kept with its payload for `retry`."""
+        """Permanent failure, or attempts exhausted: kept with its whole owed state.
+
+        The payload is what `retry` re-sends and what a later change to the
+        record absorbs; it names the change that supplied the rejected field.
+        """
         self.counts.failed += 1
-        self._add(change, RecordState.FAILED, outcome, payload=encode_payload(change))
+        blamed = blamed_position(change, outcome.details.get("api_name"))
+        self._add(
+            change, RecordState.FAILED, outcome, payload=encode_payload(change, blamed=blamed)
+        )
 
     def pending(self, change: Change, outcome: RecordOutcome, *, next_attempt_at: float) -> None:
         """A transient failure: the payload is made durable so the feed can move on."""
@@ -216,9 +224,12 @@ class Recorder:
             )
         )
         # The positions are settled by this row; a later outcome for the same
-        # change (a retry) must not settle them twice.
-        self._positions.extend(change.positions)
-        change.positions = []
+        # change (a retry) must not settle them twice. Their display form
+        # stays with the change: it still owes them if it fails for good.
+        if change.positions:
+            self._positions.extend(change.positions)
+            change.earlier_positions = change.owed_positions
+            change.positions = []
 
     def _raise_high_water(self, position: SourcePosition) -> None:
         if self._high is None or is_past(position.resume_after, self._high.resume_after):

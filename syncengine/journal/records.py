@@ -28,24 +28,33 @@ def journal_key(change: Change) -> str:
     return position_key(None, change.positions[0].display)
 
 
-def encode_payload(change: Change) -> bytes:
+def encode_payload(change: Change, *, blamed: int | str | None = None) -> bytes:
     """What a retry needs to re-send `change`, as orjson bytes.
 
-    Positions are left out (a re-driven change has no feed position); the key
+    Feed positions are kept only in display form (a re-driven change has no
+    feed position to settle): `positions` lists every change the record still
+    owes, oldest first, `fields` which of them supplied each field (when
+    changes were merged) and `blamed` the one a failure points at. The key
     stored is `journal_key(change)`, so the re-driven change's outcome lands
     on the same row even for an insert without identity. Raises
     orjson.JSONEncodeError (a TypeError) for a value JSON cannot hold.
     """
     trigger = None if change.trigger is None else list(change.trigger)
-    return orjson.dumps(
-        {
-            "module": change.module,
-            "operation": change.operation.value,
-            "record": change.record,
-            "trigger": trigger,
-            "key": journal_key(change),
-        }
-    )
+    document: dict[str, Any] = {
+        "module": change.module,
+        "operation": change.operation.value,
+        "record": change.record,
+        "trigger": trigger,
+        "key": journal_key(change),
+    }
+    positions = change.owed_positions
+    if positions:
+        document["positions"] = positions
+    if change.field_positions is not None:
+        document["fields"] = change.field_positions
+    if blamed is not None:
+        document["blamed"] = blamed
+    return orjson.dumps(document)
 
 
 def decode_payload(blob: bytes, *, attempts: int) -> Change:
@@ -59,7 +68,17 @@ def decode_payload(blob: bytes, *, attempts: int) -> Change:
         key=data["key"],
         trigger=None if trigger is None else tuple(trigger),
         attempts=attempts,
+        earlier_positions=data.get("positions"),
+        field_positions=data.get("fields"),
     )
+
+
+def owed_report(blob: bytes | None) -> tuple[int | str | None, list[int | str]]:
+    """From a failed row's payload: the blamed position and every owed one (for `failures`)."""
+    if blob is None:
+        return None, []
+    data = orjson.loads(blob)
+    return data.get("blamed"), list(data.get("positions") or ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +127,8 @@ class FailureRow:
     message: str | None
     attempts: int
     details: dict[str, Any] | None
+    #: Every position the record still owes, oldest first (the row's own when unknown).
+    positions: tuple[int | str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

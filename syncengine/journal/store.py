@@ -44,6 +44,7 @@ from syncengine.journal.records import (
     RunRow,
     SyncedRow,
     decode_payload,
+    owed_report,
 )
 from syncengine.journal.schema import prepare_file, tighten_sidecars
 from syncengine.model import Change, Checkpoint, RecordState
@@ -272,14 +273,46 @@ class Journal:
         """Failed records with their last error, in feed order (then by time)."""
         where, params = _failed_filter(code, ())
         rows = await self._db.execute_fetchall(
-            "SELECT module, record_id, position, code, message, attempts, details FROM records "
-            f"WHERE {where} ORDER BY position IS NULL, position, updated_at LIMIT ?",
+            "SELECT module, record_id, position, code, message, attempts, details, payload "
+            f"FROM records WHERE {where} ORDER BY position IS NULL, position, updated_at LIMIT ?",
             (*params, -1 if limit is None else limit),
         )
-        return [
-            FailureRow(module, rid, pos, code_, message, attempts, _load_json(details))
-            for module, rid, pos, code_, message, attempts, details in rows
-        ]
+        failures = []
+        for module, rid, pos, code_, message, attempts, details, payload in rows:
+            blamed, owed = owed_report(payload)
+            position = pos if blamed is None else blamed
+            positions = tuple(owed) if owed else (() if pos is None else (pos,))
+            failures.append(
+                FailureRow(
+                    module, rid, position, code_, message, attempts, _load_json(details), positions
+                )
+            )
+        return failures
+
+    async def failed_keys(self) -> set[str]:
+        """The keys of every failed record: their owed state is read back when they change."""
+        rows = await self._db.execute_fetchall(
+            "SELECT key FROM records WHERE state = 'failed' AND payload IS NOT NULL"
+        )
+        return {key for (key,) in rows}
+
+    async def owed_changes(self, keys: Sequence[str]) -> dict[str, Change]:
+        """For each of `keys` still failed or pending, the change it owes the CRM.
+
+        A later change to such a record absorbs it (interface.md, "What
+        `synced` and `failed` mean"). Keys with nothing owed are left out.
+        """
+        found: dict[str, Change] = {}
+        for group in _id_groups(keys):
+            marks = ",".join("?" * len(group))
+            rows = await self._db.execute_fetchall(
+                f"SELECT key, payload, attempts FROM records WHERE key IN ({marks})"
+                " AND state IN ('failed', 'pending') AND payload IS NOT NULL",
+                tuple(group),
+            )
+            for key, payload, attempts in rows:
+                found[key] = decode_payload(payload, attempts=attempts)
+        return found
 
     async def requeue_failed(
         self, *, code: str | None = None, ids: Sequence[str] = (), now: float

@@ -13,7 +13,8 @@ def _position(display: int) -> SourcePosition:
 
 
 def test_payload_round_trip_keeps_what_a_resend_needs() -> None:
-    """Module, operation, record (with $ keys), trigger and key survive; positions do not."""
+    """Module, operation, record (with $ keys), trigger and key survive; feed positions
+    survive only in display form, as the positions the record still owes."""
     change = Change(
         module="Deals",
         operation=Operation.UPSERT,
@@ -32,6 +33,7 @@ def test_payload_round_trip_keeps_what_a_resend_needs() -> None:
         positions=[],
         trigger=("workflow",),
         attempts=5,
+        earlier_positions=[7],
     )
 
 
