@@ -6,9 +6,17 @@ before anything else happens to it, so the checkpoint can later move past it
 them at once), a bad line or row becomes a failed record at once, a re-read
 change the journal already settled is finished without a send, and a change
 re-driven from the journal (it has no feed position) leaves the redrive set.
+
+A re-driven change is the journal's copy of what a record owes. When the
+engine itself already holds newer work for that record (a change waiting or
+in flight, which absorbed the owed state, or an outcome taken since the
+journal was read) the copy is stale and is dropped: sending it would put an
+older value over a newer one (`supersedes`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from syncengine.engine.chunker import Chunker
 from syncengine.engine.recorder import Recorder
@@ -21,7 +29,15 @@ from syncengine.model import BadInput, Change
 class Admission:
     """Takes intake batches into the chunker; owned by the engine's dispatcher."""
 
-    __slots__ = ("_chunker", "_module", "_recorder", "_redriving", "_source_id", "_watermark")
+    __slots__ = (
+        "_chunker",
+        "_module",
+        "_recorder",
+        "_redriving",
+        "_source_id",
+        "_supersedes",
+        "_watermark",
+    )
 
     def __init__(
         self,
@@ -32,6 +48,7 @@ class Admission:
         redriving: set[str],
         source_id: str,
         module: str,
+        supersedes: Callable[[str], bool] = lambda _key: False,
     ) -> None:
         self._watermark = watermark
         self._recorder = recorder
@@ -39,6 +56,7 @@ class Admission:
         self._redriving = redriving
         self._source_id = source_id
         self._module = module
+        self._supersedes = supersedes
 
     def take(self, batch: Batch) -> None:
         """Takes in one batch; a plain feed change (one position, a key) goes the short way."""
@@ -82,7 +100,11 @@ class Admission:
             if item.key is None:
                 item.key = position_key(self._source_id, item.positions[0].display)
         else:
+            record_key = item.key
+            if record_key is not None:
+                self._redriving.discard(record_key)
+                if self._supersedes(record_key):
+                    return  # the engine's own, newer state of the record wins
+                self._chunker.forget_owed(record_key)  # this copy is the owed state itself
             counts.redriven += 1
-            if item.key is not None:
-                self._redriving.discard(item.key)
         self._chunker.add(item)

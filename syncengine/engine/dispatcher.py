@@ -40,7 +40,8 @@ from syncengine.crm.classification import retry_floor_s
 from syncengine.engine.admission import Admission
 from syncengine.engine.chunker import Chunker
 from syncengine.engine.flusher import Flusher
-from syncengine.engine.intake import END, Intake
+from syncengine.engine.intake import END, Intake, RedriveBatch
+from syncengine.engine.owed_loader import OwedLoader
 from syncengine.engine.read_times import ReadTimes
 from syncengine.engine.recorder import PassCounts, Recorder
 from syncengine.engine.replay import ReplayWindow
@@ -159,6 +160,7 @@ class Engine:
         source_id = self._source.source_id if self._source else None
         start = await self._journal.checkpoint(source_id) if source_id else None
         high_water = await self._journal.high_water(source_id) if source_id else None
+        owed_elsewhere = await self._journal.failed_keys()
         one_pass = Pass(
             journal=self._journal,
             writer=self._writer,
@@ -166,6 +168,7 @@ class Engine:
             source=self._source,
             start=start,
             high_water=high_water,
+            owed_elsewhere=owed_elsewhere,
             stop=stop,
             clock=self._clock,
             rng=self._rng,
@@ -186,6 +189,7 @@ class Pass:
         source: Source | None,
         start: Checkpoint | None,
         high_water: Checkpoint | None,
+        owed_elsewhere: set[str],
         stop: asyncio.Event,
         clock: Clock,
         rng: random.Random,
@@ -197,7 +201,7 @@ class Pass:
         self._clock = clock
         self._rng = rng
         self._wake = asyncio.Event()
-        self._chunker = Chunker(max_records=MAX_CHUNK_RECORDS)
+        self._chunker = Chunker(max_records=MAX_CHUNK_RECORDS, owed_elsewhere=owed_elsewhere)
         self._intake = Intake(
             journal,
             source,
@@ -230,7 +234,15 @@ class Pass:
             redriving=self._intake.redriving,
             source_id=source_id or "journal",
             module=settings.module,
+            supersedes=self._supersedes_journal,
         )
+        self._owed_loader = OwedLoader(
+            journal, settle=self._recorder.flush, on_loaded=self._wake.set
+        )
+        #: Records whose outcome was taken since the daemon's redrive began its
+        #: journal read (None when no read is under way): their rows in that
+        #: read are older than what the engine knows.
+        self._settled_since_read: set[str] | None = None
         self._flusher = Flusher(
             self._recorder,
             interval_s=settings.flush_interval_s,
@@ -283,8 +295,10 @@ class Pass:
                     interval_s=self._settings.redrive_interval_s,
                     is_held=self._holds,
                     settle=self._recorder.flush,
+                    begin_read=self._begin_redrive_read,
                 )
                 workers.append(self._spawn(group, "redrive", redrive))
+            workers.append(self._spawn(group, "owed-loader", self._owed_loader.run()))
             flusher = self._spawn(group, "flusher", self._flusher.run())
             stop_watch = group.create_task(self._wake_on_stop(), name="engine.stop_watch")
             try:
@@ -320,6 +334,19 @@ class Pass:
         """True while the engine itself will still send (or is sending) `key`."""
         return self._chunker.holds(key) or key in self._retries.held_keys()
 
+    def _supersedes_journal(self, key: str) -> bool:
+        """True when the engine knows newer of record `key` than a journal row re-driven now."""
+        settled = self._settled_since_read
+        return self._holds(key) or (settled is not None and key in settled)
+
+    def _begin_redrive_read(self) -> None:
+        self._settled_since_read = set()
+
+    def _note_settled(self, changes: list[Change]) -> None:
+        settled = self._settled_since_read
+        if settled is not None:
+            settled.update(change.key for change in changes if change.key is not None)
+
     async def _wake_on_stop(self) -> None:
         """A stop request must reach a dispatcher that sleeps with nothing to do."""
         await self._stop.wait()
@@ -340,6 +367,8 @@ class Pass:
         while self._failure is None:
             self._wake.clear()
             self._take_results()
+            for key, owed in self._owed_loader.take_loaded():
+                self._chunker.owed_loaded(key, owed)
             now = self._clock.monotonic()
             if self._stop.is_set():
                 self.stopped_early = True
@@ -399,6 +428,12 @@ class Pass:
             if batch is END:
                 return True
             self._admission.take(batch)
+            if type(batch) is RedriveBatch:
+                self._settled_since_read = None  # that read's rows are all taken in
+            if self._chunker.to_load:
+                # Changes to records rejected earlier wait for their owed state.
+                self._owed_loader.request(self._chunker.to_load)
+                self._chunker.to_load = []
             # When the feed's latest position was read, for `sync_lag_s`.
             self._read_times.mark(self._watermark.next_ordinal - 1, self._clock.monotonic())
         return end_of_input
@@ -433,6 +468,7 @@ class Pass:
 
     def _take_results(self) -> None:
         for chunk, outcomes in self._senders.take_answered():
+            self._note_settled(chunk.changes)
             others = self._recorder.synced_many(chunk.changes, outcomes)
             if not others:  # the common case: the whole chunk synced
                 self._chunker.complete_many(chunk.changes)

@@ -32,6 +32,14 @@ END = None
 _PENDING_BATCH = 500
 
 
+class RedriveBatch(list[Change | BadInput]):
+    """Records the daemon's redrive read from the journal while the pass runs.
+
+    Marked so the dispatcher knows when the journal read it began with has
+    been taken in (see `Intake.redrive`).
+    """
+
+
 class Intake:
     """Reads into a bounded queue of batches that the dispatcher drains.
 
@@ -85,6 +93,7 @@ class Intake:
         interval_s: float,
         is_held: Callable[[str], bool],
         settle: Callable[[], Awaitable[None]],
+        begin_read: Callable[[], None] = lambda: None,
     ) -> None:
         """Daemon mode: picks up records `syncengine retry` put back in line meanwhile.
 
@@ -92,13 +101,17 @@ class Intake:
         retry) or that are already on their way in are left alone: the row of
         a scheduled retry is pending too, and must not be sent twice. `settle`
         makes buffered outcomes durable first, so no stale pending row shows.
+        `begin_read` is called before that: outcomes the dispatcher takes from
+        then on are not yet in what this read sees, so the dispatcher drops
+        the rows of those records when the batch arrives (`RedriveBatch`).
         """
         while not stop.is_set():
             await self._clock.wait(stop, interval_s)
             if stop.is_set():
                 return
+            begin_read()
             await settle()
-            batch: list[Change | BadInput] = []
+            batch = RedriveBatch()
             async for change in self._journal.due(self._clock.wall()):
                 key = change.key
                 if key is not None and key not in self.redriving and not is_held(key):
