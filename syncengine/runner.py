@@ -153,6 +153,7 @@ async def open_engine(
             limiter=limiter,
             total_timeout_s=crm.timeout_s,
             proxy=crm.proxy,
+            configured_module=crm.module,
         )
         engine = Engine(
             journal=journal,

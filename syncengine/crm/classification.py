@@ -71,6 +71,9 @@ FATAL_REQUEST_CODES = frozenset(
     }
 )
 
+#: Whole-request codes that refuse the module a request names (crm-api.md §1.7).
+MODULE_REFUSED_CODES = frozenset({"INVALID_MODULE"})
+
 #: Whole-request 401 codes that a fresh access token may cure.
 TOKEN_CODES = frozenset({"INVALID_TOKEN", "AUTHENTICATION_FAILURE", "INVALID_OAUTHTOKEN"})
 
@@ -124,6 +127,23 @@ def classify_request(status: int, code: str | None) -> ErrorClass:
     if 400 <= status < 500:
         return ErrorClass.FATAL
     return ErrorClass.TRANSIENT_REQUEST
+
+
+def refuses_feed_module(code: str, module: str, configured_module: str | None) -> bool:
+    """True when a whole-request refusal concerns only the records of this request.
+
+    A module refused (`INVALID_MODULE`: unknown, no tab permission,
+    unsupported) stops the run when it is the configured module, which most
+    records go to and nothing can be synced without. A module that only
+    some feed lines name (an envelope's `module`, a `_module` column) is
+    those lines' mistake: they fail with the code and the feed goes on.
+    With no configured module known, every refusal stays fatal.
+    """
+    return (
+        code in MODULE_REFUSED_CODES
+        and configured_module is not None
+        and module != configured_module
+    )
 
 
 def verdict_for(error_class: ErrorClass) -> Verdict:

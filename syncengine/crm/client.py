@@ -11,7 +11,8 @@ the journal. What it settles itself, because none of it is a record attempt:
 * 400 without `data[]` (a poison record): split to isolate it, one request per
   halving plus one for the set-aside rest, so only the bad record fails;
 * fatal codes (scope, permission, module, client bugs): raise `FatalError`
-  with a one-line reason.
+  with a one-line reason; but `INVALID_MODULE` for a module that only the
+  feed names (not `[crm] module`) fails that request's records instead;
 * an insert resent after a request that got no answer and now answered
   `DUPLICATE_DATA`: one GET of the existing record tells its own first copy
   (synced, with that id) from a real duplicate (failed as answered).
@@ -39,7 +40,7 @@ import yarl
 
 from syncengine.backoff import backoff_s, parse_retry_after_s
 from syncengine.crm.auth import TokenProvider
-from syncengine.crm.classification import ErrorClass
+from syncengine.crm.classification import ErrorClass, refuses_feed_module
 from syncengine.crm.origin import check_api_domain
 from syncengine.crm.proxy import route_for
 from syncengine.crm.resent_inserts import UnansweredInserts, existing_id, holds_values
@@ -117,8 +118,11 @@ class CrmClient:
         clock: Callable[[], float] = time.time,
         proxy: str | None = None,
         environ: Mapping[str, str] | None = None,
+        configured_module: str | None = None,
     ) -> None:
+        """`configured_module` is `[crm] module`: the one module whose refusal stops the run."""
         self._session = session
+        self._configured_module = configured_module
         #: The proxy for the records API (`[crm] proxy`, else the environment's), or None.
         self._proxy = route_for(api_domain, configured=proxy, environ=environ)
         self._api_domain = api_domain
@@ -282,6 +286,11 @@ class CrmClient:
                 self.stats.token_refreshes += 1
                 await self._tokens.invalidate(token)
                 continue
+            if parsed.error_class is ErrorClass.FATAL and refuses_feed_module(
+                parsed.code, request.module, self._configured_module
+            ):
+                log.warning("crm.module_refused", module=request.module, code=parsed.code)
+                return _refused(parsed, len(indices))
             if parsed.error_class in (ErrorClass.TOKEN, ErrorClass.FATAL):
                 raise self._fatal(request, parsed)
             self._remember_unanswered(request, indices, parsed)
@@ -580,6 +589,16 @@ def _outcomes(parsed: ParsedResponse, count: int) -> list[RecordOutcome]:
     if isinstance(parsed, RecordResults):
         return parsed.outcomes
     return [_retry_outcome(parsed) for _ in range(count)]
+
+
+def _refused(failure: RequestFailure, count: int) -> RecordResults:
+    """Each of `count` records failed with a whole-request refusal's code: not sent again."""
+    return RecordResults(
+        [
+            RecordOutcome(Verdict.REJECT, failure.code, failure.message, dict(failure.details))
+            for _ in range(count)
+        ]
+    )
 
 
 def _retry_outcome(failure: RequestFailure) -> RecordOutcome:

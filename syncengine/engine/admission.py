@@ -98,6 +98,8 @@ class Admission:
                 self._watermark.note_read(position)
             counts.read += 1
             if item.key is None:
+                # Feeds key their inserts as they read them, before the replay
+                # window's look-up; this keys a change built without a feed.
                 item.key = position_key(self._source_id, item.positions[0].display)
         else:
             record_key = item.key

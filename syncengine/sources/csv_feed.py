@@ -126,7 +126,7 @@ class CsvSource:
     ) -> None:
         self.path = path.absolute()
         self.source_id = f"csv:{self.path}"
-        self._defaults = defaults
+        self._defaults = defaults.of_feed(self.source_id)
         self._encoding = encoding
         self._delimiter = delimiter
         self._batch_items = batch_items

@@ -91,7 +91,7 @@ class JsonlSource:
     ) -> None:
         self.path = path.absolute()
         self.source_id = f"jsonl:{self.path}"
-        self._defaults = defaults
+        self._defaults = defaults.of_feed(self.source_id)
         self._encoding = encoding
         self._utf8 = codecs.lookup(encoding).name == "utf-8"
         self._batch_items = batch_items

@@ -274,7 +274,7 @@ class PostgresTableSource:
         self._channel = channel
         self._cursor_commit_ordered = cursor_commit_ordered
         self._excluded = tuple(exclude_columns)
-        self._defaults = defaults
+        self._defaults = defaults.of_feed(self.source_id)
         self._batch_items = batch_items
         self._connect_timeout_s = connect_timeout_s
         where_next = f"WHERE {self._cursor_sql} > $1 ORDER BY {self._cursor_sql}"

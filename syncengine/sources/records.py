@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from syncengine.config import CrmConfig
-from syncengine.keys import duplicate_key, record_key
+from syncengine.keys import duplicate_key, position_key, record_key
 from syncengine.model import BadInput, Change, Operation, Record, SourcePosition
 
 #: The field upsert matches on when `duplicate_check_fields` is not given (crm-api.md §1.8).
@@ -54,17 +54,29 @@ _OPERATIONS = {operation.value: operation for operation in Operation}
 
 @dataclass(frozen=True, slots=True)
 class RecordDefaults:
-    """What a record that does not say otherwise is: from `[crm]`."""
+    """What a record that does not say otherwise is: from `[crm]`, and the feed it is read from.
+
+    `source_id` names the feed, so a change with no identity of its own (a
+    plain insert) leaves the source already keyed by its position. It must
+    be keyed before the replay window looks changes up in the journal after
+    a crash: a keyless change is never found there, and every insert
+    between the checkpoint and the high water would be sent again.
+    """
 
     module: str
     operation: Operation
     trigger: tuple[str, ...] | None = ()
     duplicate_check_fields: tuple[str, ...] | None = None
+    source_id: str | None = None
 
     @classmethod
     def from_config(cls, crm: CrmConfig) -> RecordDefaults:
         """The defaults a `[crm]` table sets."""
         return cls(crm.module, crm.operation, crm.trigger, crm.duplicate_check_fields)
+
+    def of_feed(self, source_id: str) -> RecordDefaults:
+        """These defaults for the records of the feed `source_id`."""
+        return replace(self, source_id=source_id)
 
 
 def nested_deeper_than(value: object, limit: int) -> bool:
@@ -162,6 +174,10 @@ def build_change(
 ) -> Change | BadInput:
     """Check the record against its operation and compute its coalescing key.
 
+    A change with no identity (an insert, an upsert carrying no
+    duplicate-check value) is keyed by its feed and position, the key its
+    journal row has (`position_key`); with no feed named in `defaults` it is
+    left keyless, for the engine to key at admission.
     Takes ownership of `record`: a numeric `id` is rewritten as a string, a
     null one removed.
     """
@@ -183,6 +199,8 @@ def build_change(
         key = _duplicate_key(record, module, defaults)
     else:
         key = None
+    if key is None and defaults.source_id is not None:
+        key = position_key(defaults.source_id, position.display)
     return Change(module, operation, record, key, [position], trigger)
 
 

@@ -82,7 +82,7 @@ class SqliteTableSource:
         self._uri = f"{self.path.as_uri()}?mode=ro"
         self._table = table
         self._cursor = cursor
-        self._defaults = defaults
+        self._defaults = defaults.of_feed(self.source_id)
         self._excluded = tuple(exclude_columns)
         self._excluded_folded = frozenset(name.lower() for name in exclude_columns)
         self._batch_items = batch_items

@@ -92,6 +92,7 @@ async def crm_stack(
     session: aiohttp.ClientSession | None = None,
     limiter: Limiter | None = None,
     client_sleep: Callable[[float], Awaitable[None]] | None = None,
+    configured_module: str | None = None,
 ) -> AsyncIterator[Stack]:
     """A session, token provider, limiter and client for `base_url`; closed on exit."""
     own = session is None
@@ -121,6 +122,7 @@ async def crm_stack(
             backoff_base_s=0.005,
             backoff_cap_s=0.05,
             sleep=client_sleep or asyncio.sleep,
+            configured_module=configured_module,
         )
         yield Stack(http, tokens, limits, client)
     finally:

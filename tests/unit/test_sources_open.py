@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from syncengine.config import load_config
+from syncengine.keys import position_key
 from syncengine.model import Change, Operation
 from syncengine.sources import CsvSource, JsonlSource, SqliteTableSource, open_source
 from syncengine.sources.postgres_table import PostgresTableSource
@@ -78,3 +79,25 @@ def test_open_source_builds_a_postgres_feed_without_connecting(tmp_path: Path) -
     assert isinstance(feed, PostgresTableSource)
     assert feed.source_id == "postgres:db.example:6432/crm#outbox.changes.seq"
     assert "hunter2" not in repr(feed)
+
+
+@pytest.mark.parametrize(
+    ("kind", "feed_text"),
+    [("jsonl", b'{"Last_Name": "Ng"}\n{"Last_Name": "Li"}\n'), ("csv", b"Last_Name\nNg\nLi\n")],
+)
+async def test_opened_file_feed_keys_its_inserts_by_source_and_line(
+    tmp_path: Path, kind: str, feed_text: bytes
+) -> None:
+    """Inserts come out of a feed keyed `@<source id>#<line>`, the key their journal rows have."""
+    path = tmp_path / "config.toml"
+    text = CONFIG.format(type=kind, extra="").replace('"upsert"', '"insert"')
+    path.write_text(text, encoding="utf-8")
+    (tmp_path / f"feed.{kind}").write_bytes(feed_text)
+    feed = open_source(load_config(path))
+    items = [item async for batch in feed.read(None) for item in batch]
+    assert all(isinstance(item, Change) for item in items)
+    first_line = 1 if kind == "jsonl" else 2
+    assert [item.key for item in items if isinstance(item, Change)] == [
+        position_key(feed.source_id, first_line),
+        position_key(feed.source_id, first_line + 1),
+    ]

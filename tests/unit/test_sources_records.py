@@ -199,3 +199,24 @@ def test_short_path_for_bare_records_agrees_with_build_change(
         defaults,
     )
     assert got == expected
+
+
+def test_insert_of_a_named_feed_is_keyed_by_its_position() -> None:
+    """A record with no identity leaves the source keyed as its journal row is: feed and line.
+
+    The replay window looks re-read changes up by key after a crash; a
+    keyless insert would never be found and would be created again.
+    """
+    result = change({"Last_Name": "Ng"}, INSERT.of_feed("jsonl:/feeds/x.jsonl"))
+    assert result.key == "@jsonl:/feeds/x.jsonl#1"
+
+
+def test_upsert_without_match_value_of_a_named_feed_is_keyed_by_its_position() -> None:
+    """An upsert carrying no duplicate-check value has no identity either."""
+    result = change({"Last_Name": "Ng"}, UPSERT.of_feed("csv:/feeds/x.csv"))
+    assert result.key == "@csv:/feeds/x.csv#1"
+
+
+def test_insert_outside_a_feed_is_left_for_the_engine_to_key() -> None:
+    """Without a feed named the key stays unset (the engine keys it at admission)."""
+    assert change({"Last_Name": "Ng"}, INSERT).key is None
