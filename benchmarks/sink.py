@@ -14,14 +14,6 @@ import argparse
 import orjson
 from aiohttp import web
 
-_TOKEN = orjson.dumps(
-    {
-        "access_token": "sink-token",
-        "api_domain": "http://127.0.0.1",
-        "token_type": "Bearer",
-        "expires_in": 3600,
-    }
-)
 _OK = {
     "code": "SUCCESS",
     "status": "success",
@@ -29,8 +21,16 @@ _OK = {
 }
 
 
-async def token(_request: web.Request) -> web.Response:
-    return web.Response(body=_TOKEN, content_type="application/json")
+async def token(request: web.Request) -> web.Response:
+    # The org's data centre is this server: a client checks the token answer's
+    # api_domain against the one it was configured with.
+    answer = {
+        "access_token": "sink-token",
+        "api_domain": f"{request.scheme}://{request.host}",
+        "token_type": "Bearer",
+        "expires_in": 3600,
+    }
+    return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
 
 async def write(request: web.Request) -> web.Response:
