@@ -92,6 +92,9 @@ class Recorder:
         self._flushing = 0
         self._last_checkpoint: Checkpoint | None = watermark.checkpoint if watermark else None
         self._high = high_water
+        #: The ordinal of the position `_high` was raised to in this pass; -1
+        #: while it is the journal's (which no ordinal of this pass precedes).
+        self._high_ordinal = -1
         self._high_changed = False
         self._write_failure: str | None = None
         self._last_durable: asyncio.Future[None] | None = None
@@ -232,9 +235,27 @@ class Recorder:
             change.positions = []
 
     def _raise_high_water(self, position: SourcePosition) -> None:
-        if self._high is None or is_past(position.resume_after, self._high.resume_after):
-            self._high = Checkpoint(resume_after=position.resume_after, display=position.display)
-            self._high_changed = True
+        """Make `position` the high water when it was read later than the present one.
+
+        Within one file, later means further on. A position of another file
+        (generation) than the high water's was read after it when its ordinal
+        is higher, or when the high water is the journal's: a feed's files
+        are read in the order they had at the path. So the high water after
+        a followed rotation is in the new file, never the old file's offset,
+        and a late outcome from the old file does not take it back there. A
+        journal high water without a generation (written before files had
+        one) is replaced by the first position of a file feed that has one.
+        """
+        high = self._high
+        if high is not None:
+            if position.ordinal <= self._high_ordinal:
+                return
+            same_file = position.generation == high.generation
+            if same_file and not is_past(position.resume_after, high.resume_after):
+                return
+        self._high = Checkpoint(position.resume_after, position.display, position.generation)
+        self._high_ordinal = position.ordinal
+        self._high_changed = True
 
     async def flush(self) -> None:
         """Send the buffered rows and the advanced checkpoint; return once they, and every

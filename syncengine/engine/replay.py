@@ -7,6 +7,13 @@ and, per record, the position of its latest settled change. A re-read change
 up to the high water whose record shows a position at or past its own is
 marked settled instead of being sent again, so a crash costs at most what was
 in flight (design.md invariant 6).
+
+The window belongs to one file of a file feed (its generation, see
+`sources.generation`): positions read from another file (rotated, replaced,
+truncated) say nothing about what the journal settled, so the window ends
+at the first batch of such a file. A high water journaled before files had
+generations applies only to a read that continued from a checkpoint of the
+same age, never to a file read from its start.
 """
 
 from __future__ import annotations
@@ -57,6 +64,35 @@ def _last_resume(batch: Batch, previous: Cursor | None) -> Cursor | None:
     return previous
 
 
+def _same_file(position: SourcePosition, high_water: Checkpoint, start: Checkpoint | None) -> bool:
+    """True when `position`, the first of a read, lies in the high water's file."""
+    if high_water.generation is not None or position.generation is None:
+        return position.generation == high_water.generation
+    # A high water from before generations, and a file position: trust it only
+    # for a read that went on from an old checkpoint (the same file, checked
+    # by its lines), not for a file read from its start.
+    return (
+        start is not None
+        and start.generation is None
+        and type(position.display) is type(start.display)
+        and is_past(position.display, start.display)
+    )
+
+
+def read_start(checkpoint: Checkpoint | None, high_water: Checkpoint | None) -> Checkpoint | None:
+    """Where a pass reads its feed from: the checkpoint, or the top of the high water's file.
+
+    Without a checkpoint (a crash before the first one, or a checkpoint
+    removed by hand) the feed is read from its top; naming the high water's
+    file there lets a file source recognise it (its fingerprint, taken when
+    the file was shorter, covers fewer bytes than one taken now would), so
+    the replay window still applies to that file and to no other.
+    """
+    if checkpoint is not None or high_water is None or high_water.generation is None:
+        return checkpoint
+    return Checkpoint(0, 0, high_water.generation)
+
+
 def _in_window(item: object, high_water: Checkpoint) -> bool:
     positions = getattr(item, "positions", None) or [getattr(item, "position", None)]
     last = positions[-1]
@@ -67,11 +103,19 @@ class ReplayWindow:
     """Filters the batches of one read of a feed until it is past the high water."""
 
     def __init__(
-        self, journal: Journal, source_id: str | None, high_water: Checkpoint | None
+        self,
+        journal: Journal,
+        source_id: str | None,
+        high_water: Checkpoint | None,
+        start: Checkpoint | None = None,
     ) -> None:
         self._journal = journal
         self._source_id = source_id
         self._high_water = high_water if source_id is not None else None
+        self._start = start
+        #: The generation the window applies to, once the first batch showed it.
+        self._generation: str | None = None
+        self._first = True
         self._last_resume: Cursor | None = None
 
     @property
@@ -90,6 +134,17 @@ class ReplayWindow:
         """
         assert self._high_water is not None
         assert self._source_id is not None
+        first = _first_position(batch[0]) if batch else None
+        if first is not None:
+            if self._first:
+                self._first = False
+                self._generation = first.generation
+                if not _same_file(first, self._high_water, self._start):
+                    self._high_water = None  # a new file: nothing settled applies to it
+                    return batch
+            elif first.generation != self._generation:
+                self._high_water = None  # the followed file was rotated or truncated
+                return batch
         if _restarted(batch, self._last_resume):
             # The feed started over (a rotated or truncated file): the journal's
             # positions belong to the old file and say nothing about this one.
