@@ -28,6 +28,7 @@ from syncengine.model import (
     SourcePosition,
     Verdict,
 )
+from syncengine.sources.generation import row_source
 
 
 @dataclass(slots=True)
@@ -96,6 +97,8 @@ class Recorder:
         #: while it is the journal's (which no ordinal of this pass precedes).
         self._high_ordinal = -1
         self._high_changed = False
+        #: Each file's row source, made once per file (see `_row_source`).
+        self._row_sources: dict[str | None, str | None] = {}
         self._write_failure: str | None = None
         self._last_durable: asyncio.Future[None] | None = None
         self.counts = PassCounts()
@@ -121,7 +124,7 @@ class Recorder:
         """
         others: list[tuple[Change, RecordOutcome]] = []
         append, settled = self._updates.append, self._positions.extend
-        source_id = self._source_id
+        row_sources = self._row_sources
         synced = Verdict.SYNCED
         done = 0
         for change, outcome in zip(changes, outcomes, strict=True):
@@ -138,7 +141,9 @@ class Recorder:
                     _OPERATION_TEXT[change.operation],
                     change.attempts,
                     positions[-1].display if positions else None,
-                    source_id if positions else None,
+                    (row_sources.get(positions[-1].generation) or self._row_source(positions[-1]))
+                    if positions
+                    else None,
                 )
             )
             if positions:
@@ -192,7 +197,7 @@ class Recorder:
                 next_attempt_at=None,
                 payload=None,
                 position=item.position.display,
-                source_id=self._source_id,
+                source_id=self._row_source(item.position),
             )
         )
         self._positions.append(item.position)
@@ -223,7 +228,7 @@ class Recorder:
                 next_attempt_at=next_attempt_at,
                 payload=payload,
                 position=display,
-                source_id=self._source_id if change.positions else None,
+                source_id=self._row_source(change.positions[-1]) if change.positions else None,
             )
         )
         # The positions are settled by this row; a later outcome for the same
@@ -233,6 +238,14 @@ class Recorder:
             self._positions.extend(change.positions)
             change.earlier_positions = change.owed_positions
             change.positions = []
+
+    def _row_source(self, position: SourcePosition) -> str | None:
+        """The feed, and its file, a row settling `position` names (see `row_source`)."""
+        found = self._row_sources.get(position.generation)
+        if found is None:
+            found = row_source(self._source_id, position.generation)
+            self._row_sources[position.generation] = found
+        return found
 
     def _raise_high_water(self, position: SourcePosition) -> None:
         """Make `position` the high water when it was read later than the present one.

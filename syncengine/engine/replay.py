@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from syncengine.engine.recorder import is_past
 from syncengine.journal import Journal
 from syncengine.model import BadInput, Change, Checkpoint, Cursor, SourcePosition
+from syncengine.sources.generation import row_source
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,19 @@ class ReplayWindow:
         """False once the feed is past the high water (or there was none)."""
         return self._high_water is not None
 
+    def _in_another_file(self, first: SourcePosition) -> bool:
+        """True when a batch starting at `first` is not in the high water's file.
+
+        The first batch of the read tells the file read (a new file is read
+        from its start); a later one in another file follows a rotation.
+        """
+        assert self._high_water is not None
+        if not self._first:
+            return first.generation != self._generation
+        self._first = False
+        self._generation = first.generation
+        return not _same_file(first, self._high_water, self._start)
+
     async def filter(self, batch: Batch) -> Batch:
         """In the replay window after a crash, drops changes the journal already settled.
 
@@ -135,16 +149,9 @@ class ReplayWindow:
         assert self._high_water is not None
         assert self._source_id is not None
         first = _first_position(batch[0]) if batch else None
-        if first is not None:
-            if self._first:
-                self._first = False
-                self._generation = first.generation
-                if not _same_file(first, self._high_water, self._start):
-                    self._high_water = None  # a new file: nothing settled applies to it
-                    return batch
-            elif first.generation != self._generation:
-                self._high_water = None  # the followed file was rotated or truncated
-                return batch
+        if first is not None and self._in_another_file(first):
+            self._high_water = None  # nothing settled applies to another file
+            return batch
         if _restarted(batch, self._last_resume):
             # The feed started over (a rotated or truncated file): the journal's
             # positions belong to the old file and say nothing about this one.
@@ -163,9 +170,13 @@ class ReplayWindow:
             if batch and not _in_window(batch[-1], self._high_water):
                 self._high_water = None  # past the window: no more look-ups
             return batch
-        settled = await self._journal.settled_positions(
-            self._source_id, [item.key for item in window if item.key is not None]
-        )
+        keys = [item.key for item in window if item.key is not None]
+        own_file = row_source(self._source_id, self._generation)
+        assert own_file is not None
+        settled = await self._journal.settled_positions(own_file, keys)
+        if self._high_water.generation is None and own_file != self._source_id:
+            # Rows journaled before files had generations name the feed alone.
+            settled = {**await self._journal.settled_positions(self._source_id, keys), **settled}
         out: list[Change | BadInput | AlreadySettled] = []
         for item in batch:
             if isinstance(item, Change) and _is_settled(item, settled):

@@ -81,3 +81,17 @@ def is_generation(fd: int, generation: str) -> bool:
 def _format(inode: int, length: int, head: bytes) -> str:
     digest = hashlib.blake2b(head, digest_size=16).hexdigest()
     return f"{_VERSION}:{inode}:{length}:{digest}"
+
+
+def row_source(source_id: str | None, generation: str | None) -> str | None:
+    """What a journal row names as the feed its position lies in: the feed and its file.
+
+    A record's row keeps the position of its latest change; the replay
+    window trusts that position only for re-read changes of the same file
+    (a line number of a rotated-away file says nothing about the new one).
+    A short digest of the generation keeps the rows small; positions of
+    table feeds (no generation) name the feed alone, as rows always did.
+    """
+    if source_id is None or generation is None:
+        return source_id
+    return f"{source_id}@{hashlib.blake2b(generation.encode(), digest_size=6).hexdigest()}"
