@@ -16,11 +16,12 @@ survives log rotation. A rename followed by a new file at the path (the inode
 at the path changes) drains the old file to its end, one poll interval after
 the new file is seen so a writer that has not reopened yet is not cut off,
 then reads the new file from offset 0 (line numbers restart at 1). A file
-shorter than the offset read so far (same inode) was truncated
-(`copytruncate`) and is read again from 0; lines appended between the last
-poll and the truncation are lost, and a file refilled past the old offset
-before the next poll goes unnoticed, which is why rotation by rename is the
-one to use. A last line without a newline is waited for, except when draining a
+shorter than the offset read so far, or whose first bytes changed (same
+inode, see `generation`), was truncated (`copytruncate`) and is read again
+from 0; lines appended between the last poll and the truncation are lost,
+which is why rotation by rename is the one to use. Each position carries the
+generation of the file it was read in, so checkpoints taken after a rotation
+name the new file. A last line without a newline is waited for, except when draining a
 rotated file, where it is final. A missing file is waited for.
 """
 
