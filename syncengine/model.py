@@ -54,7 +54,10 @@ class SourcePosition:
     checkpoint can advance to a low watermark; `resume_after` is what the feed
     seeks to in order to continue *after* this change (byte offset past the
     line, or the row's cursor value); `display` is what users see: the 1-based
-    line number for files, the cursor value for tables. Treat it as
+    line number for files, the cursor value for tables. `generation` names
+    the file a file feed's position lies in (`sources.generation`): offsets
+    and line numbers of one file say nothing about a later file at the same
+    path. None for table feeds, whose cursor never starts over. Treat it as
     immutable; it is not frozen only because one is made per feed line and a
     frozen dataclass costs three times as much to build.
     """
@@ -62,6 +65,7 @@ class SourcePosition:
     ordinal: int
     resume_after: Cursor
     display: int | str
+    generation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +76,15 @@ class Checkpoint:
     cursor value for tables); `display` is what users see for that position
     (the 1-based line number for files, the cursor value for tables), and lets
     a file source continue its line numbering without re-reading.
+    `generation` is the fingerprint of the file the position lies in (None
+    for table feeds, and for checkpoints journaled before files had one): a
+    file at the path with another fingerprint is a new file, read from its
+    start, and no position of the old one applies to it.
     """
 
     resume_after: Cursor
     display: int | str
+    generation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

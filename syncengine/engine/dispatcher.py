@@ -44,7 +44,7 @@ from syncengine.engine.intake import END, Intake, RedriveBatch
 from syncengine.engine.owed_loader import OwedLoader
 from syncengine.engine.read_times import ReadTimes
 from syncengine.engine.recorder import PassCounts, Recorder
-from syncengine.engine.replay import ReplayWindow
+from syncengine.engine.replay import ReplayWindow, read_start
 from syncengine.engine.retry_queue import RetrySchedule
 from syncengine.engine.senders import Senders, Writer
 from syncengine.engine.settings import EngineSettings
@@ -158,8 +158,9 @@ class Engine:
         consistent either way.
         """
         source_id = self._source.source_id if self._source else None
-        start = await self._journal.checkpoint(source_id) if source_id else None
+        checkpoint = await self._journal.checkpoint(source_id) if source_id else None
         high_water = await self._journal.high_water(source_id) if source_id else None
+        start = read_start(checkpoint, high_water)
         owed_elsewhere = await self._journal.failed_keys()
         one_pass = Pass(
             journal=self._journal,
@@ -218,7 +219,7 @@ class Pass:
             on_answer=self._wake.set,
             on_fatal=lambda error: self._fail("sender", error),
         )
-        self._replay = ReplayWindow(journal, source_id, high_water)
+        self._replay = ReplayWindow(journal, source_id, high_water, start)
         self._watermark = Watermark(start)
         self._recorder = Recorder(
             journal,

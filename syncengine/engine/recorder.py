@@ -28,6 +28,7 @@ from syncengine.model import (
     SourcePosition,
     Verdict,
 )
+from syncengine.sources.generation import row_source
 
 
 @dataclass(slots=True)
@@ -92,7 +93,12 @@ class Recorder:
         self._flushing = 0
         self._last_checkpoint: Checkpoint | None = watermark.checkpoint if watermark else None
         self._high = high_water
+        #: The ordinal of the position `_high` was raised to in this pass; -1
+        #: while it is the journal's (which no ordinal of this pass precedes).
+        self._high_ordinal = -1
         self._high_changed = False
+        #: Each file's row source, made once per file (see `_row_source`).
+        self._row_sources: dict[str | None, str | None] = {}
         self._write_failure: str | None = None
         self._last_durable: asyncio.Future[None] | None = None
         self.counts = PassCounts()
@@ -118,7 +124,7 @@ class Recorder:
         """
         others: list[tuple[Change, RecordOutcome]] = []
         append, settled = self._updates.append, self._positions.extend
-        source_id = self._source_id
+        row_sources = self._row_sources
         synced = Verdict.SYNCED
         done = 0
         for change, outcome in zip(changes, outcomes, strict=True):
@@ -135,7 +141,9 @@ class Recorder:
                     _OPERATION_TEXT[change.operation],
                     change.attempts,
                     positions[-1].display if positions else None,
-                    source_id if positions else None,
+                    (row_sources.get(positions[-1].generation) or self._row_source(positions[-1]))
+                    if positions
+                    else None,
                 )
             )
             if positions:
@@ -189,7 +197,7 @@ class Recorder:
                 next_attempt_at=None,
                 payload=None,
                 position=item.position.display,
-                source_id=self._source_id,
+                source_id=self._row_source(item.position),
             )
         )
         self._positions.append(item.position)
@@ -220,7 +228,7 @@ class Recorder:
                 next_attempt_at=next_attempt_at,
                 payload=payload,
                 position=display,
-                source_id=self._source_id if change.positions else None,
+                source_id=self._row_source(change.positions[-1]) if change.positions else None,
             )
         )
         # The positions are settled by this row; a later outcome for the same
@@ -231,10 +239,36 @@ class Recorder:
             change.earlier_positions = change.owed_positions
             change.positions = []
 
+    def _row_source(self, position: SourcePosition) -> str | None:
+        """The feed, and its file, a row settling `position` names (see `row_source`)."""
+        found = self._row_sources.get(position.generation)
+        if found is None:
+            found = row_source(self._source_id, position.generation)
+            self._row_sources[position.generation] = found
+        return found
+
     def _raise_high_water(self, position: SourcePosition) -> None:
-        if self._high is None or is_past(position.resume_after, self._high.resume_after):
-            self._high = Checkpoint(resume_after=position.resume_after, display=position.display)
-            self._high_changed = True
+        """Make `position` the high water when it was read later than the present one.
+
+        Within one file, later means further on. A position of another file
+        (generation) than the high water's was read after it when its ordinal
+        is higher, or when the high water is the journal's: a feed's files
+        are read in the order they had at the path. So the high water after
+        a followed rotation is in the new file, never the old file's offset,
+        and a late outcome from the old file does not take it back there. A
+        journal high water without a generation (written before files had
+        one) is replaced by the first position of a file feed that has one.
+        """
+        high = self._high
+        if high is not None:
+            if position.ordinal <= self._high_ordinal:
+                return
+            same_file = position.generation == high.generation
+            if same_file and not is_past(position.resume_after, high.resume_after):
+                return
+        self._high = Checkpoint(position.resume_after, position.display, position.generation)
+        self._high_ordinal = position.ordinal
+        self._high_changed = True
 
     async def flush(self) -> None:
         """Send the buffered rows and the advanced checkpoint; return once they, and every

@@ -38,7 +38,7 @@ class Watermark:
         """
         last = self._last
         if last is not None:  # built on demand: the journal asks per flush, not per change
-            self._checkpoint = Checkpoint(resume_after=last.resume_after, display=last.display)
+            self._checkpoint = Checkpoint(last.resume_after, last.display, last.generation)
             self._last = None
         return self._checkpoint
 

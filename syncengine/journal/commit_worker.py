@@ -15,7 +15,7 @@ The protocol, on the worker's standard input and output:
 - in: frames of a 4-byte big-endian length and a JSON message
   `[now, runs, checkpoints, high_water]`, where `runs` is
   `writes.row_runs` (a flag and its rows) and the last two are lists of
-  `[source_id, resume_after, display, updated_at]`;
+  `[source_id, resume_after, display, updated_at, generation]`;
 - out: `ready` once the journal is open, then one line per message, `ok` when
   its transaction committed or `error <reason>` when it rolled back.
 

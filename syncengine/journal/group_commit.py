@@ -97,8 +97,12 @@ def commit_message(
     Raises TypeError for a value JSON cannot carry, as the session
     connection's path does for the record rows it sends as JSON.
     """
-    marks = [(sid, cp.resume_after, cp.display, now) for sid, cp in checkpoints.items()]
-    highs = [(sid, cp.resume_after, cp.display, now) for sid, cp in high_water.items()]
+    marks = [
+        (sid, cp.resume_after, cp.display, now, cp.generation) for sid, cp in checkpoints.items()
+    ]
+    highs = [
+        (sid, cp.resume_after, cp.display, now, cp.generation) for sid, cp in high_water.items()
+    ]
     return orjson.dumps((now, row_runs(updates, now), marks, highs))
 
 

@@ -122,8 +122,19 @@ _V2 = (
     """,
 )
 
+#: Version 3: feed generations. A file feed's checkpoint and high water name
+#: the file they were taken in (a fingerprint, `sources.generation`), so a
+#: file replaced at the same path (rotated, truncated and rewritten, exported
+#: again) is read from its start and the old file's replay window never
+#: applies to it. NULL in rows written before: such a checkpoint is checked
+#: the old way (its line count at its offset).
+_V3 = (
+    "ALTER TABLE checkpoints ADD COLUMN generation TEXT",
+    "ALTER TABLE high_water ADD COLUMN generation TEXT",
+)
+
 #: `MIGRATIONS[i]` holds the statements that take a file from version i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 
 #: The version this engine writes; files above it are refused.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -198,9 +198,10 @@ class Journal:
     async def high_water(self, source_id: str) -> Checkpoint | None:
         """The furthest position of `source_id` whose outcome is journaled, or None."""
         row = await self._fetch_one(
-            "SELECT resume_after, display FROM high_water WHERE source_id = ?", (source_id,)
+            "SELECT resume_after, display, generation FROM high_water WHERE source_id = ?",
+            (source_id,),
         )
-        return None if row is None else Checkpoint(resume_after=row[0], display=row[1])
+        return None if row is None else Checkpoint(*row)
 
     async def settled_positions(self, source_id: str, keys: Sequence[str]) -> dict[str, int | str]:
         """For each of `keys` journaled from `source_id`, the position of its latest change.
@@ -226,16 +227,18 @@ class Journal:
     async def checkpoint(self, source_id: str) -> Checkpoint | None:
         """Where the feed `source_id` resumes, or None before its first checkpoint."""
         row = await self._fetch_one(
-            "SELECT resume_after, display FROM checkpoints WHERE source_id = ?", (source_id,)
+            "SELECT resume_after, display, generation FROM checkpoints WHERE source_id = ?",
+            (source_id,),
         )
-        return None if row is None else Checkpoint(resume_after=row[0], display=row[1])
+        return None if row is None else Checkpoint(*row)
 
     async def checkpoints(self) -> dict[str, Checkpoint]:
         """Every source's checkpoint, by source id (for `status`)."""
         rows = await self._db.execute_fetchall(
-            "SELECT source_id, resume_after, display FROM checkpoints ORDER BY source_id"
+            "SELECT source_id, resume_after, display, generation FROM checkpoints"
+            " ORDER BY source_id"
         )
-        return {sid: Checkpoint(resume_after=after, display=shown) for sid, after, shown in rows}
+        return {sid: Checkpoint(after, shown, generation) for sid, after, shown, generation in rows}
 
     async def due(self, now: float, *, page: int = 1000) -> AsyncIterator[Change]:
         """Pending records due at `now` (epoch seconds; `math.inf` for all), oldest first.

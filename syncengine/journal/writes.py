@@ -82,15 +82,19 @@ _UPSERT_RECORD_JSON = _UPSERT_RECORD.replace(
 )
 
 UPSERT_HIGH_WATER = """
-INSERT INTO high_water (source_id, resume_after, display, updated_at) VALUES (?, ?, ?, ?)
+INSERT INTO high_water (source_id, resume_after, display, updated_at, generation)
+VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (source_id) DO UPDATE SET resume_after = excluded.resume_after,
-    display = excluded.display, updated_at = excluded.updated_at
+    display = excluded.display, updated_at = excluded.updated_at,
+    generation = excluded.generation
 """
 
 UPSERT_CHECKPOINT = """
-INSERT INTO checkpoints (source_id, resume_after, display, updated_at) VALUES (?, ?, ?, ?)
+INSERT INTO checkpoints (source_id, resume_after, display, updated_at, generation)
+VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (source_id) DO UPDATE SET resume_after = excluded.resume_after,
-    display = excluded.display, updated_at = excluded.updated_at
+    display = excluded.display, updated_at = excluded.updated_at,
+    generation = excluded.generation
 """
 
 

@@ -25,6 +25,7 @@ import structlog
 
 from syncengine.errors import ConfigError, FatalError
 from syncengine.model import BadInput, Change, Checkpoint, Cursor
+from syncengine.sources.generation import fingerprint, is_generation
 
 _log = structlog.get_logger(__name__)
 
@@ -239,9 +240,65 @@ def check_line_number(handle: BinaryIO, offset: int, line_number: int, path: Pat
         raise FatalError(
             f"{path}: the checkpoint says line {line_number} ends at byte {offset}, but this"
             f" file has {newlines} lines there; was the feed rotated or replaced while"
-            " syncengine was stopped? Restore it, or remove the feed's checkpoint to read"
-            " it from the top"
+            " syncengine was stopped?"
         )
+
+
+#: What to do when a file rewritten in place still looks like the checkpointed one.
+_READ_AGAIN_ADVICE = (
+    "If it is a new file, make it one (cp {path} {path}.new && mv {path}.new {path}):"
+    " it is then read from its start"
+)
+
+
+def resume_point(
+    handle: BinaryIO, start: Checkpoint | None, path: Path, *, count_lines: bool = True
+) -> tuple[int, int, str]:
+    """The byte offset, line number and generation a read of the open feed continues from.
+
+    The generation is `start`'s when the file is the one `start` was taken
+    in, so every checkpoint and high water of one file names it alike (a
+    fingerprint taken now would cover more bytes); else the file's own
+    fingerprint. (0, 0) when the file is not the one `start` was taken in
+    (see `generation`), with a `source.new_file` warning when `start` was
+    past its top: a new file is read from its start. A checkpoint journaled
+    before fingerprints existed is checked the old way, by where its lines
+    fall; a file that fails it is new too. A file
+    whose fingerprint matches but whose lines do not (rewritten in place
+    with the same first bytes) raises FatalError with advice, since it is
+    neither safely the old file nor certainly a new one. `count_lines`
+    checks the line number too (the display of a JSONL checkpoint is the
+    line count at its offset; a CSV checkpoint's is its row's first line).
+    """
+    offset, line_number = file_start(start)
+    fd = handle.fileno()
+    if start is None:
+        return 0, 0, fingerprint(fd)
+    if start.generation is not None and not is_generation(fd, start.generation):
+        return _new_file(handle, path, announce=offset > 0)
+    generation = start.generation or fingerprint(fd)
+    if offset == 0:
+        return 0, 0, generation
+    try:
+        seek_line_start(handle, offset, path)
+        if count_lines:
+            check_line_number(handle, offset, line_number, path)
+    except FatalError as error:
+        if start.generation is None:
+            return _new_file(handle, path, announce=True)
+        raise FatalError(f"{error} {_READ_AGAIN_ADVICE.format(path=path)}") from None
+    return offset, line_number, generation
+
+
+def _new_file(handle: BinaryIO, path: Path, *, announce: bool) -> tuple[int, int, str]:
+    if announce:
+        _log.warning(
+            "source.new_file",
+            path=str(path),
+            detail=f"feed {path} is a new file (rotated or replaced): reading it from the start",
+        )
+    handle.seek(0)
+    return 0, 0, fingerprint(handle.fileno())
 
 
 def sample_estimate(path: Path, offset: int) -> int | None:

@@ -37,8 +37,8 @@ from syncengine.sources.base import (
     file_start,
     open_feed,
     oversized_reason,
+    resume_point,
     sample_estimate,
-    seek_line_start,
 )
 from syncengine.sources.records import RecordDefaults, from_row
 
@@ -135,28 +135,33 @@ class CsvSource:
     async def read(self, start: Checkpoint | None) -> AsyncGenerator[list[Item], None]:
         """Batches of changes after `start`; see `Source.read`.
 
-        Raises ConfigError when the file cannot be opened or its header is
-        unusable, FatalError when `start` is not a row boundary of the file.
+        A file that is not the one `start` was taken in (a new export at the
+        same path, by rename or rewritten in place) is read from its start
+        (`base.resume_point`). Raises ConfigError when the file cannot be
+        opened or its header is unusable, FatalError when a file with the
+        checkpointed fingerprint has no row boundary at `start`.
         """
-        offset, _ = file_start(start)
+        file_start(start)  # a checkpoint that is not a file's fails before the file is read
         with open_feed(self.path) as handle:
+            offset, _, generation = resume_point(handle, start, self.path, count_lines=False)
+            handle.seek(0)
             lines = _Lines(handle, 0, 0, self._encoding, self.path, self._max_line_bytes)
             rows = csv.reader(lines, delimiter=self._delimiter, strict=True)
             header = self._header(rows, lines)
             if header is None:
                 return
-            if start is not None:
+            if offset:
                 if offset < lines.offset:
                     raise FatalError(
                         f"{self.path}: the checkpoint (byte {offset}) is in the header"
                     )
                 line_number = _count_lines(handle, offset)
-                seek_line_start(handle, offset, self.path)
+                handle.seek(offset)
                 lines = _Lines(
                     handle, offset, line_number, self._encoding, self.path, self._max_line_bytes
                 )
                 rows = csv.reader(lines, delimiter=self._delimiter, strict=True)
-            for batch in self._batches(rows, lines, header):
+            for batch in self._batches(rows, lines, header, generation):
                 yield batch
                 await asyncio.sleep(0)  # let senders run even if no queue is full
 
@@ -185,7 +190,7 @@ class CsvSource:
         return None
 
     def _batches(
-        self, rows: Iterator[list[str]], lines: _Lines, header: list[str]
+        self, rows: Iterator[list[str]], lines: _Lines, header: list[str], generation: str
     ) -> Iterator[list[Item]]:
         batch: list[Item] = []
         size = self._batch_items
@@ -195,7 +200,7 @@ class CsvSource:
             if isinstance(cells, list) and _is_blank(cells):
                 first_line = lines.line_number + 1
                 continue
-            position = SourcePosition(ordinal, lines.offset, first_line)
+            position = SourcePosition(ordinal, lines.offset, first_line, generation)
             item = self._item(cells, lines.bad_encoding, position, header)
             lines.bad_encoding = None
             first_line = lines.line_number + 1

@@ -16,11 +16,12 @@ survives log rotation. A rename followed by a new file at the path (the inode
 at the path changes) drains the old file to its end, one poll interval after
 the new file is seen so a writer that has not reopened yet is not cut off,
 then reads the new file from offset 0 (line numbers restart at 1). A file
-shorter than the offset read so far (same inode) was truncated
-(`copytruncate`) and is read again from 0; lines appended between the last
-poll and the truncation are lost, and a file refilled past the old offset
-before the next poll goes unnoticed, which is why rotation by rename is the
-one to use. A last line without a newline is waited for, except when draining a
+shorter than the offset read so far, or whose first bytes changed (same
+inode, see `generation`), was truncated (`copytruncate`) and is read again
+from 0; lines appended between the last poll and the truncation are lost,
+which is why rotation by rename is the one to use. Each position carries the
+generation of the file it was read in, so checkpoints taken after a rotation
+name the new file. A last line without a newline is waited for, except when draining a
 rotated file, where it is final. A missing file is waited for.
 """
 
@@ -44,16 +45,16 @@ from syncengine.sources.base import (
     BATCH_ITEMS,
     MAX_LINE_BYTES,
     Item,
-    check_line_number,
     complete_lines,
     file_start,
     open_feed,
     oversized_reason,
+    resume_point,
     sample_estimate,
-    seek_line_start,
     skip_rest_of_line,
 )
 from syncengine.sources.follow import check_poll_interval
+from syncengine.sources.generation import fingerprint, is_generation
 from syncengine.sources.records import (
     MAX_NESTING_DEPTH,
     RecordDefaults,
@@ -100,15 +101,14 @@ class JsonlSource:
     async def read(self, start: Checkpoint | None) -> AsyncGenerator[list[Item], None]:
         """Batches of changes after `start`; see `Source.read`.
 
-        Raises ConfigError when the file cannot be opened, and FatalError
-        when `start` does not fall on a line boundary of the file (replaced
-        or truncated feed).
+        A file that is not the one `start` was taken in (rotated or
+        replaced) is read from its start (`base.resume_point`). Raises
+        ConfigError when the file cannot be opened, and FatalError when a
+        file with the checkpointed fingerprint has no line boundary at it.
         """
-        offset, line_number = file_start(start)
         with open_feed(self.path) as handle:
-            seek_line_start(handle, offset, self.path)
-            check_line_number(handle, offset, line_number, self.path)
-            for batch in self._batches(handle, offset, line_number):
+            offset, line_number, generation = resume_point(handle, start, self.path)
+            for batch in self._batches(handle, offset, line_number, generation):
                 yield batch
                 await asyncio.sleep(0)  # let senders run even if no queue is full
 
@@ -117,17 +117,21 @@ class JsonlSource:
     ) -> AsyncGenerator[list[Item], None]:
         """Batches of changes after `start`, waiting for more at the end; see `Source.follow`.
 
-        Raises FatalError when `start` does not fall on a line boundary of
-        the file first opened (replaced or truncated while nobody followed).
+        The file first opened is checked against `start` as in `read`.
+        Positions carry the generation of the file they were read in, so a
+        checkpoint taken after a followed rotation names the new file.
         """
         check_poll_interval(poll_interval_s)
-        tail = _Tail(self.path, *file_start(start), max_line_bytes=self._max_line_bytes)
+        file_start(start)  # a checkpoint that is not a file's fails here, not at the first poll
+        tail = _Tail(self.path, start, max_line_bytes=self._max_line_bytes)
         ordinal = 0
         try:
             while True:
                 batch: list[Item] = []
-                for raw, offset, line_number in tail.lines(self._batch_items):
-                    position = SourcePosition(ordinal, offset, line_number)
+                lines = tail.lines(self._batch_items)
+                generation = tail.generation
+                for raw, offset, line_number in lines:
+                    position = SourcePosition(ordinal, offset, line_number, generation)
                     if isinstance(raw, int):
                         reason = oversized_reason(raw, self._max_line_bytes)
                         batch.append(BadInput(position, reason))
@@ -145,13 +149,17 @@ class JsonlSource:
         """Lines left after `start`, from the file size and a sample's bytes per line."""
         return sample_estimate(self.path, file_start(start)[0])
 
-    def _batches(self, handle: BinaryIO, offset: int, line_number: int) -> Iterator[list[Item]]:
+    def _batches(
+        self, handle: BinaryIO, offset: int, line_number: int, generation: str
+    ) -> Iterator[list[Item]]:
         """The items from `offset` on, in batches of at most `batch_items`."""
-        items = self._items(handle, offset, line_number)
+        items = self._items(handle, offset, line_number, generation)
         while batch := list(itertools.islice(items, self._batch_items)):
             yield batch
 
-    def _items(self, handle: BinaryIO, offset: int, line_number: int) -> Iterator[Item]:
+    def _items(
+        self, handle: BinaryIO, offset: int, line_number: int, generation: str
+    ) -> Iterator[Item]:
         """One item per non-blank line from `offset` on.
 
         The bulk of a migration is bare records with a string id in a UTF-8
@@ -171,7 +179,7 @@ class JsonlSource:
                 offset += raw
                 line_number += 1
                 reason = oversized_reason(raw, self._max_line_bytes)
-                yield BadInput(SourcePosition(ordinal, offset, line_number), reason)
+                yield BadInput(SourcePosition(ordinal, offset, line_number, generation), reason)
                 ordinal += 1
                 continue
             offset += len(raw)
@@ -184,7 +192,7 @@ class JsonlSource:
                 if type(obj) is dict and "record" not in obj and _shallow(raw, obj):
                     record_id = obj.get("id")
                     if type(record_id) is str and record_id and len(obj) > 1:
-                        position = SourcePosition(ordinal, offset, line_number)
+                        position = SourcePosition(ordinal, offset, line_number, generation)
                         yield Change(
                             module, operation, obj, key_prefix + record_id, [position], trigger
                         )
@@ -192,7 +200,7 @@ class JsonlSource:
                         continue
             if raw.isspace():
                 continue
-            yield self._parse(raw, SourcePosition(ordinal, offset, line_number))
+            yield self._parse(raw, SourcePosition(ordinal, offset, line_number, generation))
             ordinal += 1
 
     def _parse(self, raw: bytes, position: SourcePosition) -> Change | BadInput:
@@ -235,16 +243,19 @@ class _Tail:
     """The followed file: its open handle, the offset and line number read so far.
 
     Only complete lines are consumed; `advance` notices rotation and
-    truncation when `lines` has nothing more.
+    truncation when `lines` has nothing more. `generation` is the
+    fingerprint of the file the lines come from, taken once its first line
+    is read (None before): a rotation or truncation starts a new one.
     """
 
     def __init__(
-        self, path: Path, offset: int, line_number: int, *, max_line_bytes: int = MAX_LINE_BYTES
+        self, path: Path, start: Checkpoint | None, *, max_line_bytes: int = MAX_LINE_BYTES
     ) -> None:
         self.path = path
         self._max_line_bytes = max_line_bytes
-        self.offset = offset
-        self.line_number = line_number
+        self._start = start
+        self.offset, self.line_number = file_start(start)
+        self.generation: str | None = None
         self._handle: BinaryIO | None = None
         self._opened_once = False
         self._draining = False  # the path holds a new file; finish this one first
@@ -276,6 +287,8 @@ class _Tail:
             self.line_number += 1
             if isinstance(raw, int) or not raw.isspace():
                 found.append((raw, self.offset, self.line_number))
+        if found and self.generation is None:
+            self.generation = fingerprint(handle.fileno())
         return found
 
     def advance(self) -> bool:
@@ -299,7 +312,12 @@ class _Tail:
             _log.info("source.rotated", path=str(self.path), offset=self.offset)
             self._draining = True
             return False
-        if own.st_size < self.offset:
+        rewritten = self.generation is not None and not is_generation(
+            self._handle.fileno(), self.generation
+        )
+        if own.st_size < self.offset or rewritten:
+            # Shorter than what was read, or other first bytes: truncated and
+            # (perhaps) written again in place, a new file in the same inode.
             _log.warning("source.truncated", path=str(self.path), offset=self.offset)
             self._restart()
             self._handle.seek(0)
@@ -326,8 +344,14 @@ class _Tail:
             if self._opened_once:
                 self._restart()
             else:
-                seek_line_start(handle, self.offset, self.path)
-                check_line_number(handle, self.offset, self.line_number, self.path)
+                self.offset, self.line_number, generation = resume_point(
+                    handle, self._start, self.path
+                )
+                # Named as the checkpoint names it, so positions of the file
+                # the checkpoint was taken in keep the checkpoint's generation;
+                # another file's fingerprint waits for its first line.
+                if self._start is not None and generation == self._start.generation:
+                    self.generation = generation
         except BaseException:
             handle.close()
             raise
@@ -345,3 +369,4 @@ class _Tail:
     def _restart(self) -> None:
         self.offset = 0
         self.line_number = 0
+        self.generation = None

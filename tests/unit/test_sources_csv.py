@@ -11,6 +11,7 @@ from syncengine.errors import ConfigError, FatalError
 from syncengine.model import BadInput, Change, Checkpoint, Operation
 from syncengine.sources.base import Item
 from syncengine.sources.csv_feed import CsvSource
+from syncengine.sources.generation import fingerprint
 from syncengine.sources.records import RecordDefaults
 
 DEFAULTS = RecordDefaults("Leads", Operation.UPDATE, ())
@@ -137,13 +138,28 @@ async def test_empty_file_yields_nothing(tmp_path: Path) -> None:
     assert await collect(feed(tmp_path, b"")) == []
 
 
-async def test_checkpoint_in_header_or_mid_line_is_fatal(tmp_path: Path) -> None:
-    """A checkpoint inside the header or a row (a replaced file) stops the run."""
+async def test_checkpoint_of_this_file_inside_a_row_is_fatal(tmp_path: Path) -> None:
+    """A checkpoint with this file's fingerprint that is no row boundary stops the run."""
     source = feed(tmp_path, b"id,A\n1,x\n2,y\n")
-    with pytest.raises(FatalError, match="header"):
-        await collect(source, Checkpoint(resume_after=2, display=1))
-    with pytest.raises(FatalError, match="not a line start"):
-        await collect(source, Checkpoint(resume_after=7, display=2))
+    generation = this_generation(source.path)
+    for offset in (2, 7):
+        with pytest.raises(FatalError, match=r"not a line start.*cp "):
+            await collect(source, Checkpoint(offset, 2, generation))
+
+
+async def test_old_checkpoint_inside_a_row_reads_the_file_from_the_start(tmp_path: Path) -> None:
+    """A checkpoint without fingerprint (an older journal) that fits no row: a new file."""
+    source = feed(tmp_path, b"id,A\n1,x\n2,y\n")
+    with capture_logs() as logs:
+        items = await collect(source, Checkpoint(resume_after=7, display=2))
+    assert [where(item)[2] for item in items] == [2, 3]
+    assert [log["event"] for log in logs] == ["source.new_file"]
+
+
+def this_generation(path: Path) -> str:
+    """The fingerprint of the file at `path` now."""
+    with path.open("rb") as handle:
+        return fingerprint(handle.fileno())
 
 
 async def test_ordinals_run_on_across_batches(tmp_path: Path) -> None:

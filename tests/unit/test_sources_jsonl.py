@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from syncengine.errors import ConfigError, FatalError
 from syncengine.model import BadInput, Change, Checkpoint, Operation, SourcePosition
 from syncengine.sources.base import Item
+from syncengine.sources.generation import fingerprint
 from syncengine.sources.jsonl import JsonlSource
 from syncengine.sources.records import RecordDefaults, from_json
 
@@ -143,11 +144,32 @@ async def test_batches_hold_at_most_batch_items(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("offset", [5, 1000])
-async def test_checkpoint_off_a_line_start_is_fatal(tmp_path: Path, offset: int) -> None:
-    """A checkpoint inside a line or past the end (a replaced feed) stops the run."""
+async def test_checkpoint_of_this_file_off_a_line_start_is_fatal(
+    tmp_path: Path, offset: int
+) -> None:
+    """A checkpoint with this file's fingerprint inside a line or past its end stops the run."""
     source = feed(tmp_path, b'{"id": "1", "A": 1}\n{"id": "2", "A": 2}\n')
-    with pytest.raises(FatalError, match="not a line start"):
-        await collect(source, Checkpoint(resume_after=offset, display=1))
+    generation = this_generation(source.path)
+    with pytest.raises(FatalError, match=r"not a line start.*cp "):
+        await collect(source, Checkpoint(offset, 1, generation))
+
+
+@pytest.mark.parametrize("offset", [5, 1000])
+async def test_old_checkpoint_off_a_line_start_reads_a_new_file(
+    tmp_path: Path, offset: int
+) -> None:
+    """A checkpoint without fingerprint (an older journal) that fits no line: a new file."""
+    source = feed(tmp_path, b'{"id": "1", "A": 1}\n{"id": "2", "A": 2}\n')
+    with capture_logs() as logs:
+        items = await collect(source, Checkpoint(resume_after=offset, display=1))
+    assert [item.record_id for item in items if isinstance(item, Change)] == ["1", "2"]
+    assert [log["event"] for log in logs] == ["source.new_file"]
+
+
+def this_generation(path: Path) -> str:
+    """The fingerprint of the file at `path` now."""
+    with path.open("rb") as handle:
+        return fingerprint(handle.fileno())
 
 
 async def test_missing_feed_is_config_error(tmp_path: Path) -> None:
@@ -217,13 +239,14 @@ def test_the_reader_shortcut_agrees_with_from_json(lines: list[bytes]) -> None:
         source = JsonlSource(Path(folder) / "feed.jsonl", DEFAULTS)
         source.path.write_bytes(b"".join(line + b"\n" for line in lines))
         items = asyncio.run(collect(source))
+        generation = this_generation(source.path)
     expected: list[Item] = []
     offset = 0
     for number, line in enumerate(lines, start=1):
         offset += len(line) + 1
         if not line.strip():
             continue
-        position = SourcePosition(len(expected), offset, number)
+        position = SourcePosition(len(expected), offset, number, generation)
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:

@@ -13,6 +13,7 @@ import pytest
 from syncengine.errors import FatalError
 from syncengine.model import BadInput, Change, Checkpoint, Operation
 from syncengine.sources.base import Item
+from syncengine.sources.generation import FINGERPRINT_BYTES, fingerprint
 from syncengine.sources.jsonl import JsonlSource
 from syncengine.sources.records import RecordDefaults
 
@@ -183,13 +184,25 @@ async def test_follow_resumes_after_a_checkpoint(path: Path) -> None:
     assert summary(items) == [(0, 2 * len(line(1)), 2, "2")]
 
 
-async def test_follow_refuses_a_checkpoint_inside_a_line(path: Path) -> None:
-    """A checkpoint that is not a line start of the file is a FatalError, as in read."""
+async def test_follow_refuses_a_checkpoint_of_this_file_inside_a_line(path: Path) -> None:
+    """A checkpoint of this file that is not a line start is a FatalError, as in read."""
     path.write_bytes(line(1))
-    feed = JsonlSource(path, DEFAULTS).follow(Checkpoint(3, 1), poll_interval_s=POLL_S)
+    start = Checkpoint(3, 1, this_generation(path))
+    feed = JsonlSource(path, DEFAULTS).follow(start, poll_interval_s=POLL_S)
     async with contextlib.aclosing(feed):
         with pytest.raises(FatalError, match="not a line start"):
             await next_batch(feed)
+
+
+def displayed(item: Item) -> int | str:
+    """The line number an item was read at."""
+    return item.position.display if isinstance(item, BadInput) else item.positions[0].display
+
+
+def this_generation(path: Path) -> str:
+    """The fingerprint of the file at `path` now."""
+    with path.open("rb") as handle:
+        return fingerprint(handle.fileno())
 
 
 async def test_cancelling_a_waiting_follow_stops_it_and_closes_the_file(path: Path) -> None:
@@ -225,8 +238,12 @@ async def test_follow_rejects_a_non_positive_poll_interval(path: Path) -> None:
         await anext(feed)
 
 
-async def test_a_checkpoint_from_a_replaced_file_is_refused_not_misapplied(tmp_path: Path) -> None:
-    """A new file with a line start at the old offset by chance: the line count tells."""
+async def test_an_old_checkpoint_from_a_replaced_file_is_not_misapplied(tmp_path: Path) -> None:
+    """A new file with a line start at the old offset by chance: the line count tells.
+
+    The checkpoint has no fingerprint (an older journal), so its lines are
+    all that can tell: the file is new, and read from its start.
+    """
     feed = tmp_path / "feed.jsonl"
     # The old file had 2 lines of 20 bytes: the checkpoint is (40, line 2).
     # The new one has 4 lines of 10 bytes: byte 40 is its end, a line start.
@@ -235,12 +252,31 @@ async def test_a_checkpoint_from_a_replaced_file_is_refused_not_misapplied(tmp_p
     defaults = RecordDefaults(module="Leads", operation=Operation.UPDATE, trigger=())
     source = JsonlSource(feed, defaults)
     stale = Checkpoint(resume_after=size, display=2)
-    with pytest.raises(FatalError, match="rotated or replaced"):
-        async for _ in source.read(stale):
-            pass
+    read = [item for batch in [b async for b in source.read(stale)] for item in batch]
+    assert [displayed(item) for item in read] == [1, 2, 3, 4]
     follower = source.follow(stale, poll_interval_s=0.02)
-    with pytest.raises(FatalError, match="rotated or replaced"):
-        await asyncio.wait_for(follower.__anext__(), 5)
-    await follower.aclose()
+    async with contextlib.aclosing(follower):
+        followed = await asyncio.wait_for(follower.__anext__(), 5)
+    assert len(followed) == 4
     # The right checkpoint for this file is accepted.
     assert [b async for b in source.read(Checkpoint(resume_after=size, display=4))] == []
+
+
+async def test_a_file_rewritten_in_place_with_the_same_first_bytes_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Same inode, same first bytes, other lines at the checkpoint: stop, with advice."""
+    feed = tmp_path / "feed.jsonl"
+    head = b'{"id":"1"}\n' * (FINGERPRINT_BYTES // 11 + 1)  # past what the fingerprint covers
+    old_tail = b'{"id":"2","A":"xxxxxxxxxxxxxxxx"}\n'  # one line of 34 bytes
+    new_tail = b'{"id":"2"}\n{"id":"3"}\n{"id":"44"}\n'  # three lines, 34 bytes
+    assert len(old_tail) == len(new_tail)
+    feed.write_bytes(head + old_tail)
+    generation = this_generation(feed)
+    checkpoint = Checkpoint(len(head + old_tail), head.count(b"\n") + 1, generation)
+    with feed.open("r+b") as out:  # rewritten in place: the same inode and first bytes
+        out.write(head + new_tail)
+    source = JsonlSource(feed, RecordDefaults("Leads", Operation.UPDATE, ()))
+    with pytest.raises(FatalError, match=r"rotated or replaced.*cp .* && mv "):
+        async for _ in source.read(checkpoint):
+            pass
