@@ -249,7 +249,6 @@ class Pass:
             interval_s=settings.flush_interval_s,
             on_durable=self._wake.set,  # the dispatcher may be holding chunks back for it
             on_failure=lambda error: self._fail("flusher", error),
-            clock=clock,
         )
         self._ready: deque[Chunk] = deque()
         self._retries = RetrySchedule()

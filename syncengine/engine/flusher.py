@@ -14,8 +14,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from syncengine.clock import SYSTEM_CLOCK, Clock
 from syncengine.engine.recorder import Recorder
+
+
+async def wait_event(event: asyncio.Event, timeout_s: float | None) -> None:
+    """Waits until `event` is set or `timeout_s` passes (None: no limit).
+
+    `asyncio.timeout` rather than `wait_for`: it wraps no inner task, so a
+    cancellation arriving as the timeout fires is never lost (Python 3.11).
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return
 
 
 class Flusher:
@@ -28,10 +40,8 @@ class Flusher:
         interval_s: float,
         on_durable: Callable[[], None],
         on_failure: Callable[[BaseException], None],
-        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._recorder = recorder
-        self._clock = clock
         self._interval_s = interval_s
         self._on_durable = on_durable
         self._on_failure = on_failure
@@ -52,7 +62,7 @@ class Flusher:
         flush is never cut in half."""
         recorder = self._recorder
         while not self._closing:
-            await self._clock.wait(self._now, self._interval_s)
+            await wait_event(self._now, self._interval_s)
             self._now.clear()
             try:
                 durable = recorder.flush_soon()
