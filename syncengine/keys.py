@@ -3,10 +3,13 @@
 One place builds it, because journals keep it: an update is known by its
 record id (`Leads:123`), an upsert without id by its first duplicate-check
 value (`Leads:Email=a@b.c`), and a record with no identity yet (a plain
-insert, a bad line) by where it sits in its feed (`@jsonl:/feeds/x.jsonl#12`).
+insert, a bad line) by where it sits in its feed (`@jsonl:/feeds/x.jsonl#12`,
+and for a file feed which file: `@jsonl:/feeds/x.jsonl@3f2a9c0b1d4e#12`).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 
 def record_key(module: str, record_id: str) -> str:
@@ -19,10 +22,21 @@ def duplicate_key(module: str, field: str, value: object) -> str:
     return f"{module}:{field}={value}"
 
 
-def position_key(source_id: str | None, display: int | str) -> str:
-    """The key of a change with no identity: its feed and position.
+def position_key(
+    source_id: str | None, display: int | str, *, generation: str | None = None
+) -> str:
+    """The key of a change with no identity: its feed, the file it was read in, its position.
 
-    A pass always names the feed. Without one (a change built outside a
-    pass) the key is the position alone, as journals have long stored it.
+    A file replaced at its path (`sources.generation`) numbers its lines from
+    1 again: without the file in the key, line 12 of a new export would take
+    over the journal row of line 12 of the old one (hiding that line's
+    failure, or merging two unrelated inserts). A pass always names the feed;
+    without one (a change built outside a pass) the key is the position alone,
+    as journals have long stored it.
     """
-    return f"@{display}" if source_id is None else f"@{source_id}#{display}"
+    if source_id is None:
+        return f"@{display}"
+    if generation is None:
+        return f"@{source_id}#{display}"
+    file_id = hashlib.blake2b(generation.encode(), digest_size=6).hexdigest()
+    return f"@{source_id}@{file_id}#{display}"

@@ -90,7 +90,8 @@ class Admission:
         if isinstance(item, BadInput):
             self._watermark.note_read(item.position)
             counts.read += 1
-            key = position_key(self._source_id, item.position.display)
+            position = item.position
+            key = position_key(self._source_id, position.display, generation=position.generation)
             self._recorder.bad_input(item, key=key, module=self._module)
             return
         if item.positions:
@@ -100,7 +101,8 @@ class Admission:
             if item.key is None:
                 # Feeds key their inserts as they read them, before the replay
                 # window's look-up; this keys a change built without a feed.
-                item.key = position_key(self._source_id, item.positions[0].display)
+                first = item.positions[0]
+                item.key = position_key(self._source_id, first.display, generation=first.generation)
         else:
             record_key = item.key
             if record_key is not None:

@@ -200,7 +200,7 @@ def build_change(
     else:
         key = None
     if key is None and defaults.source_id is not None:
-        key = position_key(defaults.source_id, position.display)
+        key = position_key(defaults.source_id, position.display, generation=position.generation)
     return Change(module, operation, record, key, [position], trigger)
 
 

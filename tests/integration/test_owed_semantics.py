@@ -124,6 +124,11 @@ def supplier_line(lines: list[tuple[int, dict[str, Any]]], index: int, field: st
     return max(n + 1 for n, (i, record) in enumerate(lines) if i == index and field in record)
 
 
+async def records_written(sim: SimHandle) -> int:
+    """Record writes the simulator has applied so far."""
+    return sum(lead["writes"] for lead in (await sim_leads(sim)).values())
+
+
 def configure(folder: Path, sim: SimHandle, concurrency: int) -> Path:
     """The simulator's config with `concurrency` senders."""
     path = write_config(folder, sim)
@@ -261,8 +266,12 @@ async def test_kills_at_random_moments_end_the_same_way(sim: SimHandle, tmp_path
     kills = 0
     for cut in (3000, 6000, 9000):
         write_lines(tmp_path / "changes.jsonl", lines[:cut])
+        before = await records_written(sim)
+        target = before + rng.randint(50, 350)
         process = await start_cli("run", "-c", "sync.toml", cwd=tmp_path)
-        await asyncio.sleep(rng.uniform(0.8, 1.4))
+        # Killed once the CRM has taken a random number of records in this run.
+        while process.returncode is None and await records_written(sim) < target:
+            await asyncio.sleep(0.005)
         if process.returncode is None:
             process.kill()
             kills += 1

@@ -88,7 +88,7 @@ def test_open_source_builds_a_postgres_feed_without_connecting(tmp_path: Path) -
 async def test_opened_file_feed_keys_its_inserts_by_source_and_line(
     tmp_path: Path, kind: str, feed_text: bytes
 ) -> None:
-    """Inserts come out of a feed keyed `@<source id>#<line>`, the key their journal rows have."""
+    """Inserts come out of a feed keyed by feed, file and line, the key their journal rows have."""
     path = tmp_path / "config.toml"
     text = CONFIG.format(type=kind, extra="").replace('"upsert"', '"insert"')
     path.write_text(text, encoding="utf-8")
@@ -97,7 +97,9 @@ async def test_opened_file_feed_keys_its_inserts_by_source_and_line(
     items = [item async for batch in feed.read(None) for item in batch]
     assert all(isinstance(item, Change) for item in items)
     first_line = 1 if kind == "jsonl" else 2
+    generation = items[0].positions[0].generation if isinstance(items[0], Change) else None
+    assert generation is not None
     assert [item.key for item in items if isinstance(item, Change)] == [
-        position_key(feed.source_id, first_line),
-        position_key(feed.source_id, first_line + 1),
+        position_key(feed.source_id, first_line, generation=generation),
+        position_key(feed.source_id, first_line + 1, generation=generation),
     ]
