@@ -10,6 +10,8 @@ top of, newer work the daemon already has for the record.
 from __future__ import annotations
 
 import asyncio
+import random
+import sqlite3
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -152,3 +154,90 @@ async def test_retry_while_the_daemon_runs_never_sends_an_older_payload_after_a_
         assert records["failed"] == 0
         assert records["pending"] == 0
         assert records["synced"] == TARGETS + FILLER
+
+
+PERIODIC_RECORDS = 20_000
+PERIODIC_RUNS = 3
+
+
+async def _one_periodic_run(folder: Path, seed: int) -> tuple[list[str], int, int]:
+    """One daemon over a fresh journal: 20,000 changes, transient faults, no `retry`.
+
+    Returns the leads written more than once, the requests answered 500,
+    and the records that needed more than one attempt.
+    """
+    folder.mkdir()
+    # A 500 is answered before anything is applied: an update of a
+    # lead the feed changes once is written exactly once, however often it
+    # is sent again, unless the engine sends it twice on its own.
+    async with running_simulator(
+        port=0,
+        admin=True,
+        seed=seed,
+        fault_500=0.25,
+        latency_ms=20,
+        jitter_ms=60,
+    ) as sim:
+        await seed_leads(sim, PERIODIC_RECORDS)
+        feed = folder / "changes.jsonl"
+        append(
+            feed,
+            [
+                {"id": _lead(i), "Company": f"run {seed} lead {i}"}
+                for i in random.Random(seed).sample(range(PERIODIC_RECORDS), PERIODIC_RECORDS)
+            ],
+        )
+        config = daemon_config(folder, sim)  # poll 0.05 s: the redrive runs every second
+        # Out of attempts would be a failure of its own: 0.25 ** 8 is not rare enough.
+        config.write_text(config.read_text().replace("max_attempts = 8", "max_attempts = 30"))
+        async with running_daemon(config, folder) as daemon:
+            await wait_until(partial(_all_written, sim, seed), timeout_s=40)
+            await _wait_for_idle(config, folder, timeout_s=40)
+            await asyncio.sleep(1.5)  # one more redrive, which must find nothing to send
+            assert daemon.returncode is None
+        leads = await sim_leads(sim)
+        faults = sim.state.stats.by_status["500"]
+    wrong = [
+        _lead(i)
+        for i in range(PERIODIC_RECORDS)
+        if leads[_lead(i)]["fields"]["Company"] != f"run {seed} lead {i}"
+    ]
+    assert wrong == [], f"{len(wrong)} leads do not hold their change"
+    with sqlite3.connect(folder / "journal.db") as journal:
+        states = dict(journal.execute("SELECT state, count(*) FROM records GROUP BY state"))
+        (retried,) = journal.execute("SELECT count(*) FROM records WHERE attempts > 1").fetchone()
+    assert states == {"synced": PERIODIC_RECORDS}
+    twice = [lead for lead, record in leads.items() if record["writes"] > 1]
+    return twice, faults, retried
+
+
+def _all_written(sim: SimHandle, seed: int) -> bool:
+    """True once every lead holds its change of run `seed`."""
+    store = sim.state.store
+    for index in range(PERIODIC_RECORDS):
+        record = store.get("Leads", _lead(index))
+        if record is None or record.fields.get("Company") != f"run {seed} lead {index}":
+            return False
+    return True
+
+
+@pytest.mark.slow
+async def test_the_periodic_redrive_never_sends_a_record_the_engine_already_settled(
+    tmp_path: Path,
+) -> None:
+    """No `retry`, transient faults: no lead is written more often than it changed.
+
+    The daemon's redrive (every second here) reads the journal's pending rows
+    while the engine's own retries of those rows are answered: one answered
+    just before the read, whose outcome is not yet committed, still shows as
+    pending. Sending it again would write the lead twice.
+    """
+    doubles: dict[int, list[str]] = {}
+    for run in range(PERIODIC_RUNS):
+        twice, faults, retried = await _one_periodic_run(tmp_path / f"run{run}", seed=run + 1)
+        print(f"run {run}: {faults} requests failed, {retried} records retried, {len(twice)} twice")
+        assert faults > 30  # the retry machinery was really exercised
+        assert retried > 3_000
+        if twice:
+            doubles[run] = twice
+    assert doubles == {}, {run: len(leads) for run, leads in doubles.items()}
