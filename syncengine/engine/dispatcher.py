@@ -240,10 +240,12 @@ class Pass:
         self._owed_loader = OwedLoader(
             journal, settle=self._recorder.flush, on_loaded=self._wake.set
         )
-        #: Records whose outcome was taken since the daemon's redrive began its
-        #: journal read (None when no read is under way): their rows in that
-        #: read are older than what the engine knows.
-        self._settled_since_read: set[str] | None = None
+        #: The daemon's redrive reads begun and not yet taken in: each collects
+        #: the records whose outcome was taken since it began (their rows in
+        #: that read are older than what the engine knows).
+        self._open_reads: list[RedriveBatch] = []
+        #: The redrive read being taken in (None for any other batch).
+        self._admitting: RedriveBatch | None = None
         self._flusher = Flusher(
             self._recorder,
             interval_s=settings.flush_interval_s,
@@ -297,6 +299,7 @@ class Pass:
                     is_held=self._holds,
                     settle=self._recorder.flush,
                     begin_read=self._begin_redrive_read,
+                    end_read=self._end_redrive_read,
                 )
                 workers.append(self._spawn(group, "redrive", redrive))
             workers.append(self._spawn(group, "owed-loader", self._owed_loader.run()))
@@ -337,16 +340,20 @@ class Pass:
 
     def _supersedes_journal(self, key: str) -> bool:
         """True when the engine knows newer of record `key` than a journal row re-driven now."""
-        settled = self._settled_since_read
-        return self._holds(key) or (settled is not None and key in settled)
+        read = self._admitting
+        return self._holds(key) or (read is not None and key in read.settled)
 
-    def _begin_redrive_read(self) -> None:
-        self._settled_since_read = set()
+    def _begin_redrive_read(self, read: RedriveBatch) -> None:
+        self._open_reads.append(read)
+
+    def _end_redrive_read(self, read: RedriveBatch) -> None:
+        self._open_reads = [other for other in self._open_reads if other is not read]
 
     def _note_settled(self, changes: list[Change]) -> None:
-        settled = self._settled_since_read
-        if settled is not None:
-            settled.update(change.key for change in changes if change.key is not None)
+        if self._open_reads:
+            keys = [change.key for change in changes if change.key is not None]
+            for read in self._open_reads:
+                read.settled.update(keys)
 
     async def _wake_on_stop(self) -> None:
         """A stop request must reach a dispatcher that sleeps with nothing to do."""
@@ -428,9 +435,15 @@ class Pass:
                 break
             if batch is END:
                 return True
-            self._admission.take(batch)
             if type(batch) is RedriveBatch:
-                self._settled_since_read = None  # that read's rows are all taken in
+                self._admitting = batch
+                try:
+                    self._admission.take(batch)
+                finally:
+                    self._admitting = None
+                self._end_redrive_read(batch)  # that read's rows are all taken in
+            else:
+                self._admission.take(batch)
             if self._chunker.to_load:
                 # Changes to records rejected earlier wait for their owed state.
                 self._owed_loader.request(self._chunker.to_load)

@@ -35,9 +35,16 @@ _PENDING_BATCH = 500
 class RedriveBatch(list[Change | BadInput]):
     """Records the daemon's redrive read from the journal while the pass runs.
 
-    Marked so the dispatcher knows when the journal read it began with has
-    been taken in (see `Intake.redrive`).
+    `settled` collects, from the moment the read begins until the batch is
+    taken in, the keys of records whose outcome the dispatcher took: their
+    rows in this batch are older than what the engine knows. Each read has its
+    own set, because a batch may still wait in the queue when the next read
+    begins (see `Intake.redrive`).
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settled: set[str] = set()
 
 
 class Intake:
@@ -93,7 +100,8 @@ class Intake:
         interval_s: float,
         is_held: Callable[[str], bool],
         settle: Callable[[], Awaitable[None]],
-        begin_read: Callable[[], None] = lambda: None,
+        begin_read: Callable[[RedriveBatch], None] = lambda _batch: None,
+        end_read: Callable[[RedriveBatch], None] = lambda _batch: None,
     ) -> None:
         """Daemon mode: picks up records `syncengine retry` put back in line meanwhile.
 
@@ -101,17 +109,19 @@ class Intake:
         retry) or that are already on their way in are left alone: the row of
         a scheduled retry is pending too, and must not be sent twice. `settle`
         makes buffered outcomes durable first, so no stale pending row shows.
-        `begin_read` is called before that: outcomes the dispatcher takes from
-        then on are not yet in what this read sees, so the dispatcher drops
-        the rows of those records when the batch arrives (`RedriveBatch`).
+        `begin_read` is called before that with the batch the read fills:
+        outcomes the dispatcher takes from then on are not yet in what this
+        read sees, so the dispatcher drops the rows of those records when the
+        batch is taken in (`RedriveBatch.settled`). A read that found nothing
+        is handed back through `end_read`, so its set stops growing.
         """
         while not stop.is_set():
             await self._clock.wait(stop, interval_s)
             if stop.is_set():
                 return
-            begin_read()
-            await settle()
             batch = RedriveBatch()
+            begin_read(batch)
+            await settle()
             async for change in self._journal.due(self._clock.wall()):
                 key = change.key
                 if key is not None and key not in self.redriving and not is_held(key):
@@ -120,6 +130,8 @@ class Intake:
             if batch:
                 log.info("engine.redrive", records=len(batch))
                 await self._put(batch)
+            else:
+                end_read(batch)
 
     async def _put(self, batch: Batch) -> None:
         await self.queue.put(batch)
