@@ -45,7 +45,6 @@ from syncengine.sources.base import (
     BATCH_ITEMS,
     MAX_LINE_BYTES,
     Item,
-    complete_lines,
     file_start,
     open_feed,
     oversized_reason,
@@ -55,6 +54,7 @@ from syncengine.sources.base import (
 )
 from syncengine.sources.follow import check_poll_interval
 from syncengine.sources.generation import fingerprint, is_generation
+from syncengine.sources.line_chunks import line_blocks
 from syncengine.sources.records import (
     MAX_NESTING_DEPTH,
     RecordDefaults,
@@ -68,12 +68,19 @@ _BOM = codecs.BOM_UTF8
 _log = structlog.get_logger(__name__)
 
 
+#: No line this short can nest deeper than `MAX_NESTING_DEPTH`.
+_SHALLOW_BYTES = 2 * MAX_NESTING_DEPTH
+
+
 def _shallow(raw: bytes, obj: object) -> bool:
     """True when `obj`, parsed from `raw`, nests at most `MAX_NESTING_DEPTH` levels.
 
-    Every level opens a bracket, so a line with few brackets (nearly all of
-    them) is shallow without walking the value.
+    Every level opens and closes a bracket, so a line shorter than two per
+    level, or with few brackets (nearly all of them), is shallow without
+    walking the value.
     """
+    if len(raw) <= _SHALLOW_BYTES:
+        return True
     brackets = raw.count(b"{") + raw.count(b"[")
     return brackets <= MAX_NESTING_DEPTH or not nested_deeper_than(obj, MAX_NESTING_DEPTH)
 
@@ -174,34 +181,36 @@ class JsonlSource:
         # record_key(module, record_id) as prefix + id: one concatenation per line
         trigger, key_prefix = self._defaults.trigger, record_key(self._defaults.module, "")
         loads, undecodable = orjson.loads, orjson.JSONDecodeError
-        for raw in complete_lines(handle, self.path, line_number, self._max_line_bytes):
-            if isinstance(raw, int):
-                offset += raw
+        blocks = line_blocks(handle, self.path, line_number, self._max_line_bytes)
+        for lines in blocks:
+            for raw in lines:
+                if isinstance(raw, int):
+                    offset += raw
+                    line_number += 1
+                    reason = oversized_reason(raw, self._max_line_bytes)
+                    yield BadInput(SourcePosition(ordinal, offset, line_number, generation), reason)
+                    ordinal += 1
+                    continue
+                offset += len(raw) + 1  # the line and its \n
                 line_number += 1
-                reason = oversized_reason(raw, self._max_line_bytes)
-                yield BadInput(SourcePosition(ordinal, offset, line_number, generation), reason)
+                if utf8:
+                    try:
+                        obj = loads(raw)
+                    except undecodable:
+                        obj = None
+                    if type(obj) is dict and "record" not in obj and _shallow(raw, obj):
+                        record_id = obj.get("id")
+                        if type(record_id) is str and record_id and len(obj) > 1:
+                            position = SourcePosition(ordinal, offset, line_number, generation)
+                            yield Change(
+                                module, operation, obj, key_prefix + record_id, [position], trigger
+                            )
+                            ordinal += 1
+                            continue
+                if not raw or raw.isspace():
+                    continue
+                yield self._parse(raw, SourcePosition(ordinal, offset, line_number, generation))
                 ordinal += 1
-                continue
-            offset += len(raw)
-            line_number += 1
-            if utf8:
-                try:
-                    obj = loads(raw)
-                except undecodable:
-                    obj = None
-                if type(obj) is dict and "record" not in obj and _shallow(raw, obj):
-                    record_id = obj.get("id")
-                    if type(record_id) is str and record_id and len(obj) > 1:
-                        position = SourcePosition(ordinal, offset, line_number, generation)
-                        yield Change(
-                            module, operation, obj, key_prefix + record_id, [position], trigger
-                        )
-                        ordinal += 1
-                        continue
-            if raw.isspace():
-                continue
-            yield self._parse(raw, SourcePosition(ordinal, offset, line_number, generation))
-            ordinal += 1
 
     def _parse(self, raw: bytes, position: SourcePosition) -> Change | BadInput:
         try:
