@@ -554,6 +554,9 @@ def _matching_ids(
     record on purpose (the one already holding a `DUPLICATE_DATA` value).
     """
     records = request.records
+    answered_ids = [outcome.crm_id for outcome in parsed.outcomes]
+    if answered_ids == [records[index].get("id") for index in indices]:
+        return parsed  # the common case, compared in one go: every success names its record
     for position, (index, outcome) in enumerate(zip(indices, parsed.outcomes, strict=True)):
         answered = outcome.crm_id
         if answered is None:
