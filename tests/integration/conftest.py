@@ -170,3 +170,11 @@ async def run_cli(
         raise
     assert process.returncode is not None
     return CliResult(process.returncode, stdout.decode(), stderr.decode())
+
+
+async def failures_json(config: Path, cwd: Path) -> list[dict[str, Any]]:
+    """What `syncengine failures --json` prints for `config`, decoded (it must exit 0)."""
+    result = await run_cli("failures", "-c", str(config), "--json", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    rows: list[dict[str, Any]] = orjson.loads(result.stdout)
+    return rows

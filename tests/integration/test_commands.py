@@ -15,6 +15,7 @@ from tests.integration.conftest import (
     SECRET_ENV,
     admin_post,
     cli_env,
+    failures_json,
     lead_updates,
     run_cli,
     seed_leads,
@@ -88,9 +89,7 @@ async def test_crm_rejections_are_failures_with_the_crm_code(
     result = await run_cli("run", "-c", str(config), cwd=tmp_path)
 
     assert result.returncode == 1
-    rows = orjson.loads(
-        (await run_cli("failures", "-c", str(config), "--json", cwd=tmp_path)).stdout
-    )
+    rows = await failures_json(config, tmp_path)
     assert {(row["id"], row["code"]) for row in rows} == {
         (str(FIRST_ID + 2), "INVALID_DATA"),
         ("4876876000999999999", "INVALID_DATA"),
@@ -113,9 +112,7 @@ async def test_retry_redrives_failed_records_on_the_next_run(
     config = write_config(tmp_path, sim, limits="")
     config.write_text(config.read_text().replace("max_attempts = 8", "max_attempts = 2"))
     assert (await run_cli("run", "-c", str(config), cwd=tmp_path)).returncode == 1
-    rows = orjson.loads(
-        (await run_cli("failures", "-c", str(config), "--json", cwd=tmp_path)).stdout
-    )
+    rows = await failures_json(config, tmp_path)
     assert {(row["code"], row["attempts"]) for row in rows} == {("RECORD_LOCKED", 2)}
 
     await admin_post(sim, "config", {"fault_locked": 0.0})

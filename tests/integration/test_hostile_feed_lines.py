@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
-
 from syncengine.sim.server import SimHandle
 from tests.integration.conftest import (
     FIRST_ID,
+    failures_json,
     lead_updates,
     run_cli,
     seed_leads,
@@ -43,9 +42,7 @@ async def test_deeply_nested_lines_are_bad_input_and_the_feed_goes_on(
     assert first.returncode == 1, first.stderr
     assert "Traceback" not in first.stderr
 
-    failures = orjson.loads(
-        (await run_cli("failures", "-c", str(config), "--json", cwd=tmp_path)).stdout
-    )
+    failures = await failures_json(config, tmp_path)
     assert sorted((row["position"], row["code"]) for row in failures) == [
         (4, "BAD_INPUT"),
         (7, "BAD_INPUT"),

@@ -15,6 +15,7 @@ import orjson
 from syncengine.sim.server import SimHandle
 from tests.integration.conftest import (
     FIRST_ID,
+    failures_json,
     lead_updates,
     run_cli,
     seed_leads,
@@ -43,9 +44,7 @@ async def test_a_module_named_by_the_feed_fails_its_lines_and_the_feed_goes_on(
     assert first.returncode == 1, first.stderr
     assert "Traceback" not in first.stderr
 
-    failures = orjson.loads(
-        (await run_cli("failures", "-c", str(config), "--json", cwd=tmp_path)).stdout
-    )
+    failures = await failures_json(config, tmp_path)
     assert sorted((row["position"], row["code"]) for row in failures) == [
         (4, "INVALID_MODULE"),
         (9, "INVALID_MODULE"),
