@@ -179,3 +179,32 @@ async def test_sync_lag_is_the_clock_time_since_the_oldest_unsettled_read(
         await until(lambda: pass_.sync_lag_s() == 0.0)  # settled once journaled
         stop.set()
         await asyncio.wait_for(running, 2)
+
+
+class LockedOnceWriter(ScriptedWriter):
+    """Answers RECORD_LOCKED (a transient per-record code) once, then SUCCESS."""
+
+    async def write(self, request: WriteRequest) -> list[RecordOutcome]:
+        self.requests.append(request)
+        if len(self.requests) == 1:
+            return [RecordOutcome(Verdict.RETRY, "RECORD_LOCKED") for _ in request.records]
+        return [RecordOutcome(Verdict.SYNCED, "SUCCESS") for _ in request.records]
+
+
+async def test_a_locked_record_waits_a_minute_not_its_usual_backoff(tmp_path: Path) -> None:
+    clock, writer = FakeClock(), LockedOnceWriter()
+    async with await Journal.open(
+        tmp_path / "journal.db", holder="test", commit_process=True
+    ) as journal:
+        pass_ = engine(
+            journal, MemoryFeed(1, ends=True), writer, clock, retry_base_s=0.1, retry_cap_s=600.0
+        )
+        running = asyncio.create_task(pass_.run(asyncio.Event()))
+        await until(lambda: pass_.counts.retries_scheduled == 1)
+        clock.advance(59.0)  # far past the usual backoff of at most 0.1 s
+        await idle()
+        assert len(writer.requests) == 1  # a lock holder is given a minute
+        clock.advance(1.5)
+        counts = await asyncio.wait_for(running, 2)
+        assert len(writer.requests) == 2
+        assert counts.synced == 1
