@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 
 import structlog
 
@@ -29,6 +30,7 @@ from syncengine.journal.token_cache import JournalTokenStore
 from syncengine.limits import Limiter
 from syncengine.logs import register_secret
 from syncengine.model import MAX_CHUNK_RECORDS
+from syncengine.sampler import reading_of, sampled
 from syncengine.sources import open_source
 
 log = structlog.get_logger("syncengine.runner")
@@ -211,7 +213,8 @@ async def run_pass(
         exit_status = EXIT_FATAL
         failing = True
         try:
-            counts = await engine.run(stop)
+            async with sampled(journal, run_id, partial(reading_of, parts)):
+                counts = await engine.run(stop)
             exit_status = exit_status_for(counts, interrupted=engine.stopped_early)
             failing = False
         finally:
