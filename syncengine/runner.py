@@ -44,6 +44,8 @@ class PassResult:
     interrupted: bool
     exit_status: int
     elapsed_s: float
+    #: The pass's row in the runs table (for its report).
+    run_id: int = 0
 
 
 def tune_gc_for_throughput() -> None:
@@ -222,7 +224,7 @@ async def run_pass(
                 journal, run_id, exit_status=exit_status, counts=engine.counts, failing=failing
             )
     elapsed_s = time.monotonic() - started
-    result = PassResult(counts, engine.stopped_early, exit_status, elapsed_s)
+    result = PassResult(counts, engine.stopped_early, exit_status, elapsed_s, run_id)
     log.info(
         "run.summary",
         command=command,

@@ -294,6 +294,14 @@ class Journal:
             )
         return failures
 
+    async def failure_groups(self) -> list[tuple[str, str | None, int]]:
+        """Failed records counted by (code, field the CRM named), most frequent first."""
+        rows = await self._db.execute_fetchall(
+            "SELECT coalesce(code, '?'), json_extract(details, '$.api_name'), count(*)"
+            " FROM records WHERE state = 'failed' GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+        )
+        return [(code, None if field is None else str(field), count) for code, field, count in rows]
+
     async def failed_keys(self) -> set[str]:
         """The keys of every failed record: their owed state is read back when they change."""
         rows = await self._db.execute_fetchall(
