@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import html
 import io
+import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 
 #: Most spans drawn per run and plot.
 MAX_POINTS = 1500
+
+#: Each row is drawn held over its span: a one-row run is a segment, not an invisible dot.
+_STEP: dict[str, Any] = {"drawstyle": "steps-pre"}
 
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -160,9 +164,19 @@ def _plots(data: ReportData) -> str:
     return "\n".join(out)
 
 
-def _times(rows: Iterable[TimelineRow]) -> Any:
-    """Span ends as datetimes (matplotlib's stubs type only numbers, it takes both)."""
-    return [datetime.fromtimestamp(row.t, UTC) for row in rows]
+def _times(rows: Sequence[TimelineRow]) -> Any:
+    """The first span's start, then every span's end, as datetimes (see `_steps`).
+
+    Typed Any: matplotlib's stubs name only numbers, its date axis takes both.
+    """
+    starts = [rows[0].t - rows[0].span_s] if rows else []
+    return [datetime.fromtimestamp(t, UTC) for t in [*starts, *(row.t for row in rows)]]
+
+
+def _steps(values: Sequence[float | None]) -> list[float]:
+    """Values to draw with `_times`: each held over its span (a gap for None)."""
+    drawn = [math.nan if value is None else value for value in values]
+    return [drawn[0], *drawn] if drawn else []
 
 
 def _label(run_id: int, what: str, many: bool) -> str:
@@ -174,9 +188,25 @@ def _rates(figure: Figure, series: dict[int, list[TimelineRow]]) -> None:
     many = len(series) > 1
     for run_id, rows in series.items():
         t = _times(rows)
-        axes.plot(t, [r.synced / r.span_s for r in rows], label=_label(run_id, "synced", many))
-        axes.plot(t, [r.read / r.span_s for r in rows], "--", label=_label(run_id, "read", many))
-        axes.plot(t, [r.failed / r.span_s for r in rows], label=_label(run_id, "failed", many))
+        axes.plot(
+            t,
+            _steps([r.synced / r.span_s for r in rows]),
+            **_STEP,
+            label=_label(run_id, "synced", many),
+        )
+        axes.plot(
+            t,
+            _steps([r.read / r.span_s for r in rows]),
+            "--",
+            **_STEP,
+            label=_label(run_id, "read", many),
+        )
+        axes.plot(
+            t,
+            _steps([r.failed / r.span_s for r in rows]),
+            **_STEP,
+            label=_label(run_id, "failed", many),
+        )
     _finish(axes, "records/s")
 
 
@@ -185,14 +215,12 @@ def _latency(figure: Figure, series: dict[int, list[TimelineRow]]) -> None:
     many = len(series) > 1
     for run_id, rows in series.items():
         t = _times(rows)
-        left.plot(t, [r.in_flight for r in rows], label=_label(run_id, "in flight", many))
-        left.step(t, [r.limit for r in rows], where="post", label=_label(run_id, "limit", many))
-        latency = [r.latency_s for r in rows]
-        right.plot(
-            [x for x, v in zip(t, latency, strict=True) if v is not None],
-            [v * 1000 for v in latency if v is not None],
-            label=_label(run_id, "mean latency", many),
+        left.plot(
+            t, _steps([r.in_flight for r in rows]), **_STEP, label=_label(run_id, "in flight", many)
         )
+        left.plot(t, _steps([r.limit for r in rows]), **_STEP, label=_label(run_id, "limit", many))
+        latency = [None if r.latency_s is None else r.latency_s * 1000 for r in rows]
+        right.plot(t, _steps(latency), **_STEP, label=_label(run_id, "mean latency", many))
     _finish(left, "requests")
     _finish(right, "ms (in flight / request rate)")
 
@@ -202,8 +230,12 @@ def _throttling(figure: Figure, series: dict[int, list[TimelineRow]]) -> None:
     many = len(series) > 1
     for run_id, rows in series.items():
         t = _times(rows)
-        axes.step(t, [r.throttled for r in rows], where="post", label=_label(run_id, "429s", many))
-        axes.step(t, [r.retried for r in rows], where="post", label=_label(run_id, "retries", many))
+        axes.plot(
+            t, _steps([r.throttled for r in rows]), **_STEP, label=_label(run_id, "429s", many)
+        )
+        axes.plot(
+            t, _steps([r.retried for r in rows]), **_STEP, label=_label(run_id, "retries", many)
+        )
     _finish(axes, "per span")
 
 
@@ -212,18 +244,27 @@ def _lag(figure: Figure, series: dict[int, list[TimelineRow]]) -> None:
     many = len(series) > 1
     for run_id, rows in series.items():
         t = _times(rows)
-        left.plot(t, [r.sync_lag_s for r in rows], label=_label(run_id, "sync lag", many))
-        right.plot(t, [r.queue_depth for r in rows], label=_label(run_id, "queue", many))
+        left.plot(
+            t, _steps([r.sync_lag_s for r in rows]), **_STEP, label=_label(run_id, "sync lag", many)
+        )
+        right.plot(
+            t, _steps([r.queue_depth for r in rows]), **_STEP, label=_label(run_id, "queue", many)
+        )
     _finish(left, "seconds")
     _finish(right, "changes")
 
 
 def _finish(axes: Axes, ylabel: str) -> None:
+    from matplotlib import dates as mdates
+
     axes.set_ylabel(ylabel)
     axes.set_ylim(bottom=0)
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left", fontsize="small")
     axes.tick_params(axis="x", labelsize="small")
+    locator = mdates.AutoDateLocator(maxticks=6)  # type: ignore[no-untyped-call]
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
 
 
 _SVG_HEAD = re.compile(r"^.*?(?=<svg)", re.DOTALL)

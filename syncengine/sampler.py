@@ -5,7 +5,8 @@ counters the engine, client and limiter already keep, on the pass's own event
 loop, so the hot path pays nothing per record. Every `TICK_S` it reads the
 in-flight count (their mean over a row's span estimates the mean latency by
 Little's law: in flight = request rate x latency, so no timing is added to
-the client); every `PERIOD_S` it writes one row through the journal's own
+the client); every `PERIOD_S` (every `FINE_PERIOD_S` in the first
+minute, so a short pass still has a shape) it writes one row through the journal's own
 connection (one small INSERT beside the group commits), and a last row when
 the pass ends, so a run killed mid-way keeps its timeline up to the last
 period. Thinning of old rows: `syncengine.journal.timeline`.
@@ -34,6 +35,9 @@ log = structlog.get_logger(__name__)
 TICK_S = 0.5
 #: Seconds covered by one timeline row.
 PERIOD_S = 5.0
+#: Seconds covered by one row in a pass's first `FINE_FOR_S` (short passes get a shape too).
+FINE_PERIOD_S = 1.0
+FINE_FOR_S = 60.0
 
 
 def reading_of(parts: LiveParts) -> Reading:
@@ -65,15 +69,19 @@ class TimelineSampler:
         *,
         tick_s: float = TICK_S,
         period_s: float = PERIOD_S,
+        fine_period_s: float = FINE_PERIOD_S,
+        fine_for_s: float = FINE_FOR_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._read = read
         self._write = write
         self._tick_s = tick_s
         self._period_s = period_s
+        self._fine_period_s = fine_period_s
         self._clock = clock
         self._last = read()
         self._last_t = clock()
+        self._fine_until = self._last_t + fine_for_s
         self._in_flight_sum = 0.0
         self._ticks = 0
 
@@ -97,7 +105,8 @@ class TimelineSampler:
     async def run(self) -> None:
         """Sample until cancelled; the caller writes the last row with `emit`."""
         while True:
-            next_row = self._last_t + self._period_s
+            fine = self._last_t < self._fine_until
+            next_row = self._last_t + (self._fine_period_s if fine else self._period_s)
             while self._clock() < next_row:
                 await asyncio.sleep(self._tick_s)
                 self.tick()
