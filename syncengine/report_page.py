@@ -153,7 +153,7 @@ def _plots(data: ReportData) -> str:
     figures = [
         ("Records per second", _rates),
         ("Latency, and requests in flight against the concurrency limit", _latency),
-        ("429 answers and retries scheduled", _throttling),
+        ("429 answers and retries scheduled, per minute", _throttling),
         ("Sync lag and queue depth", _lag),
     ]
     out = []
@@ -231,12 +231,18 @@ def _throttling(figure: Figure, series: dict[int, list[TimelineRow]]) -> None:
     for run_id, rows in series.items():
         t = _times(rows)
         axes.plot(
-            t, _steps([r.throttled for r in rows]), **_STEP, label=_label(run_id, "429s", many)
+            t,
+            _steps([60 * r.throttled / r.span_s for r in rows]),
+            **_STEP,
+            label=_label(run_id, "429s", many),
         )
         axes.plot(
-            t, _steps([r.retried for r in rows]), **_STEP, label=_label(run_id, "retries", many)
+            t,
+            _steps([60 * r.retried / r.span_s for r in rows]),
+            **_STEP,
+            label=_label(run_id, "retries", many),
         )
-    _finish(axes, "per span")
+    _finish(axes, "per minute")
 
 
 def _lag(figure: Figure, series: dict[int, list[TimelineRow]]) -> None:

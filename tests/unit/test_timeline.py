@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -127,3 +129,38 @@ def test_a_version_3_journal_gains_the_timeline(tmp_path: Path) -> None:
     tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
     assert "timeline" in tables
+
+
+async def test_rows_are_fine_in_the_first_minute_then_coarse() -> None:
+    """1-second rows while the pass is young (a short run still has a shape), then 5 s."""
+    now = [0.0]
+    written: list[TimelineRow] = []
+
+    def read() -> Reading:
+        now[0] += 0.5  # each reading is half a second after the last
+        return _reading(int(now[0] * 100))
+
+    async def write(row: TimelineRow) -> None:
+        written.append(row)
+
+    sampler = TimelineSampler(
+        read,
+        write,
+        tick_s=0.0005,
+        period_s=5.0,
+        fine_period_s=1.0,
+        fine_for_s=4.0,
+        clock=lambda: now[0],
+    )
+    task = asyncio.create_task(sampler.run())
+    while now[0] < 40.0:
+        await asyncio.sleep(0.005)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    young = [row.span_s for row in written if row.t <= 4.5]
+    old = [row.span_s for row in written if row.t > 10.0]
+    assert young
+    assert all(span < 2.0 for span in young)
+    assert old
+    assert all(5.0 <= span < 6.0 for span in old)
