@@ -126,7 +126,10 @@ async def sampled(
     Old rows are thinned first. The timeline is a report aid: a row that
     cannot be written is logged and skipped, never failing the pass.
     """
-    await journal.thin_timeline(now=time.time())
+    try:
+        await journal.thin_timeline(now=time.time())
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("timeline.not_thinned", error=f"{type(exc).__name__}: {exc}"[:300])
 
     async def write(row: TimelineRow) -> None:
         try:
