@@ -118,7 +118,8 @@ def _run_async(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
 class _LazyGroup(click.Group):
     """A command group whose heavier commands are imported only when they run.
 
-    `demo` and `sim` bring the simulator's web server with them; a cron job
+    `demo` and `sim` bring the simulator's web server with them, `report` a
+    plotting library; a cron job
     running `run` every minute should not pay for importing it (click's
     documented pattern for lazily loaded subcommands).
     """
@@ -126,6 +127,7 @@ class _LazyGroup(click.Group):
     #: Command name -> "module:attribute" of its click command.
     lazy_commands: ClassVar[dict[str, str]] = {
         "demo": "syncengine.demo:demo",
+        "report": "syncengine.report_command:report",
         "sim": "syncengine.sim.command:sim",
     }
 
@@ -175,7 +177,15 @@ def run(config_path: Path) -> None:
 
 @cli.command()
 @CONFIG_OPTION
-def migrate(config_path: Path) -> None:
+@click.option(
+    "-o",
+    "--report",
+    "report_path",
+    default=None,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write this run's HTML report (see `syncengine report`) to this file.",
+)
+def migrate(config_path: Path, report_path: Path | None) -> None:
     """The same pass for a one-off bulk load, with a live progress bar."""
     config = _load(config_path)
     tune_gc_for_throughput()
@@ -190,6 +200,11 @@ def migrate(config_path: Path) -> None:
             f"({counts.bad_input} bad input) in {result.elapsed_s:.1f} s",
             err=True,
         )
+        if report_path is not None:
+            from syncengine.report_command import write_report
+
+            await write_report(config, report_path, run_id=result.run_id)
+            click.echo(f"migrate: report written to {report_path}", err=True)
         return result.exit_status
 
     sys.exit(_run_async(main))

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
+from functools import partial
 
 import structlog
 
@@ -26,6 +27,7 @@ from syncengine.exit_status import EXIT_FATAL, EXIT_OK
 from syncengine.metrics import EngineView
 from syncengine.ops_server import SharedCheck, serve_ops
 from syncengine.runner import LiveParts, daemon_settings, open_engine, record_end
+from syncengine.sampler import reading_of, sampled
 from syncengine.sources import Source, open_source
 
 log = structlog.get_logger("syncengine.daemon")
@@ -146,7 +148,7 @@ async def run_daemon(config: Config, *, stop: asyncio.Event) -> int:
         run_id = await journal.start_run("daemon", now=time.time())
         exit_status = EXIT_FATAL
         try:
-            async with _ops(config, parts):
+            async with _ops(config, parts), sampled(journal, run_id, partial(reading_of, parts)):
                 log.info("daemon.started", linger_ms=config.daemon.linger_ms)
                 await parts.engine.run(stop)
             exit_status = EXIT_OK

@@ -3,8 +3,9 @@
 It starts the bundled simulator on loopback (with some latency and a few
 locked records, so retries show), writes a feed of realistic leads with a few
 bad rows and a config next to it, runs `migrate` with its progress bar, then
-prints `status` and `failures`. Everything lands in one folder the user can
-inspect and re-run by hand with the printed commands.
+prints `status` and `failures` and writes the run's HTML report. Everything
+lands in one folder the user can inspect and re-run by hand with the printed
+commands.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import orjson
 from syncengine.config import load_config
 from syncengine.journal import Journal
 from syncengine.progress import progress_bar
+from syncengine.report_command import write_report
 from syncengine.reports import (
     failure_documents,
     format_failures,
@@ -155,6 +157,9 @@ async def run_demo(folder: Path, *, records: int, port: int) -> int:
     )
     if len(rows) > shown:
         click.echo(f"  ... and {len(rows) - shown} more: syncengine failures -c {config_path}")
+    report_path = folder / "report.html"
+    await write_report(config, report_path, run_id=result.run_id)
+    click.echo(f"\nThe run's report (plots, failures): open {report_path} in a browser.")
     return result.exit_status
 
 
@@ -182,7 +187,7 @@ async def run_demo(folder: Path, *, records: int, port: int) -> int:
     help="Simulator port (0: a free one).",
 )
 def demo(folder: Path, records: int, port: int) -> None:
-    """Runs the demo: bundled simulator, generated leads, migrate, status, failures."""
+    """Runs the demo: bundled simulator, generated leads, migrate, status, failures, report."""
     status = asyncio.run(run_demo(folder, records=records, port=port))
     # A demo that reports its planted bad rows has worked: exit 0 unless it broke.
     raise SystemExit(0 if status in (0, 1) else status)

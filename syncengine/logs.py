@@ -15,6 +15,7 @@ from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
+from tqdm import tqdm
 
 LogFormat = Literal["auto", "console", "json"]
 
@@ -76,6 +77,25 @@ def _wants_console(log_format: LogFormat, stream: TextIO) -> bool:
     return log_format == "console"
 
 
+class AboveTheBarLogger(structlog.PrintLogger):
+    """Prints each event as one whole line above any progress bar on the same terminal.
+
+    A line printed while `migrate`'s bar is drawn would start where the bar
+    ends and the bar would be redrawn below it; tqdm's `external_write_mode`
+    (what `tqdm.write` uses) clears the bar, lets the line through and draws
+    the bar again under it. Without a bar it is a plain print of one line.
+    """
+
+    def msg(self, message: str) -> None:
+        """Print `message` and its newline in one write, above any bar."""
+        with self._lock, tqdm.external_write_mode(file=self._file):
+            self._file.write(message + "\n")
+            self._file.flush()
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
 def configure_logging(
     *, log_format: LogFormat = "auto", level: str = "info", stream: TextIO | None = None
 ) -> None:
@@ -98,6 +118,6 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=lambda *_args: AboveTheBarLogger(file=out),
         cache_logger_on_first_use=False,
     )

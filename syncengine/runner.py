@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 
 import structlog
 
@@ -29,6 +30,7 @@ from syncengine.journal.token_cache import JournalTokenStore
 from syncengine.limits import Limiter
 from syncengine.logs import register_secret
 from syncengine.model import MAX_CHUNK_RECORDS
+from syncengine.sampler import reading_of, sampled
 from syncengine.sources import open_source
 
 log = structlog.get_logger("syncengine.runner")
@@ -42,6 +44,8 @@ class PassResult:
     interrupted: bool
     exit_status: int
     elapsed_s: float
+    #: The pass's row in the runs table (for its report).
+    run_id: int = 0
 
 
 def tune_gc_for_throughput() -> None:
@@ -211,7 +215,8 @@ async def run_pass(
         exit_status = EXIT_FATAL
         failing = True
         try:
-            counts = await engine.run(stop)
+            async with sampled(journal, run_id, partial(reading_of, parts)):
+                counts = await engine.run(stop)
             exit_status = exit_status_for(counts, interrupted=engine.stopped_early)
             failing = False
         finally:
@@ -219,7 +224,7 @@ async def run_pass(
                 journal, run_id, exit_status=exit_status, counts=engine.counts, failing=failing
             )
     elapsed_s = time.monotonic() - started
-    result = PassResult(counts, engine.stopped_early, exit_status, elapsed_s)
+    result = PassResult(counts, engine.stopped_early, exit_status, elapsed_s, run_id)
     log.info(
         "run.summary",
         command=command,

@@ -133,8 +133,37 @@ _V3 = (
     "ALTER TABLE high_water ADD COLUMN generation TEXT",
 )
 
+#: Version 4: the timeline of each run, for `syncengine report`. One row per
+#: few seconds of a pass (`span_s` long, `t` its end): counts are what
+#: happened within the span, gauges are readings at its end (in-flight is a
+#: mean over the span). Old rows are thinned into longer spans and dropped at
+#: last (`syncengine.journal.timeline`), so a daemon running for months keeps a
+#: bounded table.
+_V4 = (
+    """
+    CREATE TABLE timeline (
+        run_id        INTEGER NOT NULL,
+        t             REAL NOT NULL,
+        span_s        REAL NOT NULL,
+        read          INTEGER NOT NULL,
+        synced        INTEGER NOT NULL,
+        failed        INTEGER NOT NULL,
+        retried       INTEGER NOT NULL,
+        requests      INTEGER NOT NULL,
+        throttled     INTEGER NOT NULL,
+        in_flight     REAL NOT NULL,
+        limit_        INTEGER NOT NULL,
+        queue_depth   INTEGER NOT NULL,
+        sync_lag_s    REAL NOT NULL,
+        credits       INTEGER
+    )
+    """,
+    "CREATE INDEX timeline_by_time ON timeline (t)",
+    "CREATE INDEX timeline_by_run ON timeline (run_id, t)",
+)
+
 #: `MIGRATIONS[i]` holds the statements that take a file from version i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 
 #: The version this engine writes; files above it are refused.
 SCHEMA_VERSION = len(MIGRATIONS)

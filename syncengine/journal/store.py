@@ -47,6 +47,8 @@ from syncengine.journal.records import (
     owed_report,
 )
 from syncengine.journal.schema import prepare_file, tighten_sidecars
+from syncengine.journal.timeline import COLUMNS as TIMELINE_COLUMNS
+from syncengine.journal.timeline import TimelineRow, thin_statements
 from syncengine.model import Change, Checkpoint, RecordState
 
 log = structlog.get_logger(__name__)
@@ -292,6 +294,14 @@ class Journal:
             )
         return failures
 
+    async def failure_groups(self) -> list[tuple[str, str | None, int]]:
+        """Failed records counted by (code, field the CRM named), most frequent first."""
+        rows = await self._db.execute_fetchall(
+            "SELECT coalesce(code, '?'), json_extract(details, '$.api_name'), count(*)"
+            " FROM records WHERE state = 'failed' GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+        )
+        return [(code, None if field is None else str(field), count) for code, field, count in rows]
+
     async def failed_keys(self) -> set[str]:
         """The keys of every failed record: their owed state is read back when they change."""
         rows = await self._db.execute_fetchall(
@@ -374,6 +384,38 @@ class Journal:
         run_id, command, started_at, finished_at, exit_status, counts = row
         return RunRow(run_id, command, started_at, finished_at, exit_status, _load_json(counts))
 
+    async def runs(self, *, since: float | None = None, run_id: int | None = None) -> list[RunRow]:
+        """Runs in start order: all, those started at or after `since`, or the one `run_id`."""
+        sql = "SELECT id, command, started_at, finished_at, exit_status, counts FROM runs"
+        params: tuple[Any, ...] = ()
+        if run_id is not None:
+            sql, params = sql + " WHERE id = ?", (run_id,)
+        elif since is not None:
+            sql, params = sql + " WHERE started_at >= ?", (since,)
+        rows = await self._db.execute_fetchall(sql + " ORDER BY id", params)
+        return [
+            RunRow(rid, command, started, finished, status, _load_json(counts))
+            for rid, command, started, finished, status, counts in rows
+        ]
+
+    async def add_timeline(self, run_id: int, row: TimelineRow) -> None:
+        """Append one span to run `run_id`'s timeline."""
+        await self._write(_TIMELINE_INSERT, (run_id, *row.as_tuple()))
+
+    async def timeline(self, run_id: int) -> list[TimelineRow]:
+        """Run `run_id`'s timeline in time order."""
+        rows = await self._db.execute_fetchall(
+            f"SELECT {', '.join(TIMELINE_COLUMNS)} FROM timeline WHERE run_id = ? ORDER BY t",
+            (run_id,),
+        )
+        return [TimelineRow(*row) for row in rows]
+
+    async def thin_timeline(self, *, now: float) -> None:
+        """Merge old timeline rows into longer spans and drop expired ones, in one transaction."""
+        async with self._transaction():
+            for sql, params in thin_statements(now):
+                await self._db.execute(sql, params)
+
     # -- for the token cache of this package ---------------------------------
 
     async def _fetch_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
@@ -405,6 +447,12 @@ class Journal:
                 with contextlib.suppress(sqlite3.OperationalError):
                     await self._db.execute("ROLLBACK")
                 raise
+
+
+_TIMELINE_INSERT = (
+    f"INSERT INTO timeline (run_id, {', '.join(TIMELINE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (len(TIMELINE_COLUMNS) + 1))})"
+)
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:

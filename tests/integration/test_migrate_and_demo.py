@@ -104,3 +104,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "INVALID_DATA" in output
     assert "MANDATORY_NOT_FOUND" in output
     assert (tmp_path / "out" / "syncengine.db").exists()
+    assert "open out/report.html in a browser" in output
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert '<td class="n">1,491</td>' in page  # the run's synced count
+    assert "MANDATORY_NOT_FOUND" in page
