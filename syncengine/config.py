@@ -57,6 +57,7 @@ class SourceConfig:
     channel: str | None = None  # postgres only: LISTEN/NOTIFY channel that wakes the daemon
     cursor_commit_ordered: bool = False  # postgres only: a sequence-filled cursor is commit-ordered
     exclude_columns: tuple[str, ...] = ()  # sqlite and postgres: columns not sent as fields
+    key: str | None = None  # the member or column holding each record's source key
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +229,7 @@ def _source(table: ConfigTable, base: Path) -> SourceConfig:
             encoding=encoding,
             csv_delimiter=delimiter,
             exclude_columns=excluded,
+            key=_key_column(table, _IDENTIFIER, cursor),
         ),
     )
 
@@ -263,8 +265,19 @@ def _postgres_source(table: ConfigTable) -> SourceConfig:
             channel=table.matching("channel", _PG_IDENTIFIER),
             cursor_commit_ordered=table.boolean("cursor_commit_ordered"),
             exclude_columns=_exclude_columns(table, _PG_IDENTIFIER, cursor, fold_case=False),
+            key=_key_column(table, _PG_IDENTIFIER, cursor),
         ),
     )
+
+
+def _key_column(table: ConfigTable, pattern: re.Pattern[str], cursor: str | None) -> str | None:
+    """`key`: the member or column whose value is each record's source key (never a field)."""
+    name = table.matching("key", pattern)
+    if name is None:
+        return None
+    if name in ("_module", "_operation", "id") or name == cursor:
+        raise table.error("key", f"{name!r} has a meaning of its own; name another column")
+    return name
 
 
 def mask_dsn(dsn: str) -> str:

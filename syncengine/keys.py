@@ -2,7 +2,8 @@
 
 One place builds it, because journals keep it: an update is known by its
 record id (`Leads:123`), an upsert without id by its first duplicate-check
-value (`Leads:Email=a@b.c`), and a record with no identity yet (a plain
+value (`Leads:Email=a@b.c`), a record the source names by a key of its own
+by that key (`Accounts/acme-42`), and a record with no identity yet (a plain
 insert, a bad line) by where it sits in its feed (`@jsonl:/feeds/x.jsonl#12`,
 and for a file feed which file: `@jsonl:/feeds/x.jsonl@3f2a9c0b1d4e#12`).
 """
@@ -15,6 +16,26 @@ import hashlib
 def record_key(module: str, record_id: str) -> str:
     """The key of a change to the record `record_id` of `module`."""
     return f"{module}:{record_id}"
+
+
+def source_record_key(module: str, source_key: str) -> str:
+    """The key of a change to the record the source calls `source_key` in `module`.
+
+    Module API names hold no `/`, so the first `/` splits it back
+    (`split_source_record_key`) and no record or duplicate key looks alike.
+    """
+    return f"{module}/{source_key}"
+
+
+def split_source_record_key(key: str) -> tuple[str, str] | None:
+    """(module, source key) of a `source_record_key`; None for any other key."""
+    slash = key.find("/")
+    if slash <= 0 or key[0] == "@":
+        return None
+    colon = key.find(":")
+    if 0 <= colon < slash:
+        return None
+    return key[:slash], key[slash + 1 :]
 
 
 def duplicate_key(module: str, field: str, value: object) -> str:

@@ -28,6 +28,7 @@ class Operation(enum.StrEnum):
     UPDATE = "update"
     UPSERT = "upsert"
     INSERT = "insert"
+    DELETE = "delete"
 
 
 class Verdict(enum.StrEnum):
@@ -36,6 +37,7 @@ class Verdict(enum.StrEnum):
     SYNCED = "synced"  # the CRM said SUCCESS for this very change
     REJECT = "reject"  # permanent: journal as failed with code, message, details
     RETRY = "retry"  # transient: resend later with backoff; counts as an attempt
+    WAIT = "wait"  # not sent: a `$ref` names a record with no CRM id yet (engine.references)
 
 
 class RecordState(enum.StrEnum):
@@ -113,6 +115,11 @@ class Change:
     display positions of the changes folded in whose feed positions a journal
     row already settled, and `field_positions` which change supplied each
     field's value. Both stay None for the common change that folds nothing.
+
+    `source_key` is the source's own name for the record (the envelope's
+    `key`, the `[source] key` column): the change's `key` is then built from
+    it, and the CRM id it maps to is looked up when the change is sent
+    (`engine.references`).
     """
 
     module: str
@@ -124,6 +131,7 @@ class Change:
     attempts: int = 0
     earlier_positions: list[int | str] | None = None
     field_positions: dict[str, int | str] | None = None
+    source_key: str | None = None
 
     @property
     def record_id(self) -> str | None:

@@ -41,6 +41,7 @@ import yarl
 from syncengine.backoff import backoff_s, parse_retry_after_s
 from syncengine.crm.auth import TokenProvider
 from syncengine.crm.classification import ErrorClass, refuses_feed_module
+from syncengine.crm.deletes import delete_query, settle_delete
 from syncengine.crm.origin import check_api_domain
 from syncengine.crm.proxy import route_for
 from syncengine.crm.resent_inserts import UnansweredInserts, existing_id, holds_values
@@ -156,6 +157,8 @@ class CrmClient:
         outcomes = await self._write(request)
         if resent:
             await self._resolve_duplicates(request, resent, outcomes)
+        if request.operation is Operation.DELETE:
+            return [settle_delete(outcome) for outcome in outcomes]
         return outcomes
 
     async def _write(self, request: WriteRequest) -> list[RecordOutcome]:
@@ -420,7 +423,12 @@ class CrmClient:
         """
         count = len(indices)
         method, path = method_and_path(request)
-        body = build_body(request, records)
+        url = self._base.with_path(path)
+        body: bytes | None
+        if request.operation is Operation.DELETE:
+            url, body = url.with_query(delete_query(request, indices)), None
+        else:
+            body = build_body(request, records)
         headers = {
             "Authorization": f"Zoho-oauthtoken {token}",
             "Content-Type": "application/json",
@@ -433,7 +441,7 @@ class CrmClient:
             try:
                 async with self._session.request(
                     method,
-                    self._base.with_path(path),
+                    url,
                     data=body,
                     headers=headers,
                     timeout=self._timeout,

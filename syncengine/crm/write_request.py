@@ -47,6 +47,8 @@ def method_and_path(request: WriteRequest) -> tuple[str, str]:
         return "PUT", base
     if request.operation is Operation.UPSERT:
         return "POST", base + "/upsert"
+    if request.operation is Operation.DELETE:
+        return "DELETE", base  # the ids go in the query (`crm.deletes.delete_query`)
     return "POST", base
 
 

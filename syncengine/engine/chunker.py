@@ -62,6 +62,7 @@ class Chunker:
     __slots__ = (
         "_buffered",
         "_groups",
+        "_held",
         "_in_flight",
         "_max",
         "_max_owed",
@@ -97,6 +98,8 @@ class Chunker:
         self._waiting: dict[str, deque[Change]] = {}
         # id(change) -> change, for every change handed out and not yet returned
         self._out: dict[int, Change] = {}
+        # id(change) -> change, for handed-out changes held back (`hold`)
+        self._held: dict[int, Change] = {}
         self._buffered = 0
         # key -> the owed state of a record rejected in this pass, oldest first
         self._owed: dict[str, Change] = {}
@@ -125,8 +128,8 @@ class Chunker:
 
     @property
     def idle(self) -> bool:
-        """True when nothing is buffered and nothing is in flight."""
-        return self._buffered == 0 and not self._out
+        """True when nothing is buffered, in flight or held."""
+        return self._buffered == 0 and not self._out and not self._held
 
     def holds(self, key: str) -> bool:
         """True when a change to `key` is buffered, waiting or in flight here."""
@@ -292,6 +295,41 @@ class Chunker:
                 raise ValueError(f"change for key {key!r} is not handed out")
             else:
                 in_flight.discard(key)
+
+    @property
+    def placeable(self) -> int:
+        """Changes in chunks (open or ready): what a flush would hand out now."""
+        return sum(len(changes) for changes in self._open.values()) + sum(
+            len(chunk.changes) for chunk in self._ready
+        )
+
+    @property
+    def loading(self) -> bool:
+        """True while changes wait for owed states being read from the journal."""
+        return bool(self._parked) or bool(self.to_load)
+
+    def hold(self, change: Change) -> None:
+        """A handed-out change could not be sent yet (it waits for a reference).
+
+        Its key stays in flight, so later changes to its record queue behind
+        it, until `resume` puts it back into a chunk or `fail` ends it.
+        Raises ValueError if the change is not currently handed out.
+        """
+        self._take_back(change)
+        self._held[id(change)] = change
+
+    def resume(self, change: Change) -> None:
+        """A held change may be sent: it rejoins an open chunk (its key stays in flight)."""
+        if self._held.pop(id(change), None) is None:
+            raise ValueError(f"change for key {change.key!r} is not held")
+        self._place(change)
+
+    def fail_held(self, change: Change) -> None:
+        """A held change fails for good (as `fail`)."""
+        if self._held.pop(id(change), None) is None:
+            raise ValueError(f"change for key {change.key!r} is not held")
+        self._out[id(change)] = change
+        self.fail(change)
 
     def retry(self, change: Change) -> None:
         """A handed-out change must be sent again: it rejoins an open chunk.

@@ -44,6 +44,8 @@ from syncengine.engine.intake import END, Intake, RedriveBatch
 from syncengine.engine.owed_loader import OwedLoader
 from syncengine.engine.read_times import ReadTimes
 from syncengine.engine.recorder import PassCounts, Recorder
+from syncengine.engine.reference_waits import ReferenceWaits
+from syncengine.engine.references import IdMap, Resolver
 from syncengine.engine.replay import ReplayWindow, read_start
 from syncengine.engine.retry_queue import RetrySchedule
 from syncengine.engine.senders import Senders, Writer
@@ -51,11 +53,13 @@ from syncengine.engine.settings import EngineSettings
 from syncengine.engine.watermark import Watermark
 from syncengine.errors import StageFailed, SyncError
 from syncengine.journal import Journal
+from syncengine.keys import source_record_key
 from syncengine.model import (
     MAX_CHUNK_RECORDS,
     Change,
     Checkpoint,
     Chunk,
+    Operation,
     RecordOutcome,
     Verdict,
 )
@@ -211,6 +215,8 @@ class Pass:
             wake=self._wake.set,
             clock=clock,
         )
+        self._id_map = IdMap(journal)
+        self._waits = ReferenceWaits()
         self._senders = Senders(
             writer,
             workers=settings.workers,
@@ -218,6 +224,7 @@ class Pass:
             duplicate_check_fields=settings.duplicate_check_fields,
             on_answer=self._wake.set,
             on_fatal=lambda error: self._fail("sender", error),
+            resolver=Resolver(self._id_map),
         )
         self._replay = ReplayWindow(journal, source_id, high_water, start)
         self._watermark = Watermark(start)
@@ -390,6 +397,7 @@ class Pass:
                 continue
             end_of_input = self._take_intake(end_of_input)
             self._release_due_retries(now)
+            self._give_up_waits(now, end_of_input=end_of_input)
             if partial_since is None and self._chunker.buffered:
                 partial_since = now
             flush = end_of_input or (
@@ -411,6 +419,39 @@ class Pass:
         self._hand_out(flush=True)
         return (not self._ready and self._senders.handed_out == 0) or now >= deadline
 
+    def _give_up_waits(self, now: float, *, end_of_input: bool) -> None:
+        """Fails the changes that wait for a reference when waiting can no longer help.
+
+        A pass with an end (`run`, `migrate`) gives up once its feed is read
+        and nothing else can still give a referenced record an id; the daemon
+        gives up on changes that waited longer than `reference_wait_s`.
+        """
+        if not self._waits:
+            return
+        if self._settings.follow_poll_interval_s is not None:
+            given_up = self._waits.give_up(older_than=now - self._settings.reference_wait_s)
+        elif end_of_input and self._only_waits_left():
+            given_up = self._waits.give_up()
+        else:
+            return
+        for change, outcome in given_up:
+            self._recorder.failed(change, outcome)
+            self._chunker.fail_held(change)
+        if given_up and self._recorder.should_flush:
+            self._flusher.wake()
+
+    def _only_waits_left(self) -> bool:
+        """True when nothing is on its way that could settle a change or learn an id."""
+        chunker = self._chunker
+        return (
+            chunker.placeable == 0
+            and chunker.in_flight == 0
+            and not chunker.loading
+            and not self._ready
+            and not self._retries
+            and self._senders.handed_out == 0
+        )
+
     def _is_drained(self) -> bool:
         return (
             self._chunker.idle
@@ -421,7 +462,12 @@ class Pass:
 
     async def _sleep_until_woken(self, timeout_s: float | None) -> None:
         """Sleeps until a stage wakes the dispatcher, the timeout or the next retry is due."""
-        due_in = self._retries.due_in(self._clock.monotonic())
+        now = self._clock.monotonic()
+        due_in = self._retries.due_in(now)
+        waiting_since = self._waits.oldest_since()
+        if waiting_since is not None and self._settings.follow_poll_interval_s is not None:
+            give_up_in = waiting_since + self._settings.reference_wait_s - now
+            due_in = give_up_in if due_in is None else min(due_in, give_up_in)
         if due_in is not None:
             timeout_s = due_in if timeout_s is None else min(timeout_s, due_in)
         await self._clock.wait(self._wake, None if timeout_s is None else max(0.0, timeout_s))
@@ -483,6 +529,7 @@ class Pass:
     def _take_results(self) -> None:
         for chunk, outcomes in self._senders.take_answered():
             self._note_settled(chunk.changes)
+            self._learn_ids(chunk.changes, outcomes)
             others = self._recorder.synced_many(chunk.changes, outcomes)
             if not others:  # the common case: the whole chunk synced
                 self._chunker.complete_many(chunk.changes)
@@ -496,8 +543,41 @@ class Pass:
             if self._recorder.should_flush:
                 self._flusher.wake()
 
+    def _learn_ids(self, changes: list[Change], outcomes: list[RecordOutcome]) -> None:
+        """What the answers teach the id map; changes waiting for a record now mapped go."""
+        for change, outcome in zip(changes, outcomes, strict=True):
+            key = change.key
+            if change.source_key is None or key is None or outcome.verdict is not Verdict.SYNCED:
+                continue
+            if change.operation is Operation.DELETE:
+                self._id_map.learn(key, None)
+            elif outcome.crm_id is not None:
+                self._id_map.learn(key, outcome.crm_id)
+                for waiting in self._waits.release(key):
+                    self._chunker.resume(waiting)
+
+    def _wait_for_reference(self, change: Change, outcome: RecordOutcome) -> None:
+        """The change names a record with no id yet: held (its record's later changes
+        queue behind it) until that record is journaled with one."""
+        change.attempts -= 1  # nothing was sent
+        self._chunker.hold(change)
+        key = source_record_key(str(outcome.details["module"]), str(outcome.details["key"]))
+        known, crm_id = self._id_map.get(key)
+        if known and crm_id is not None:
+            self._chunker.resume(change)  # learned while this chunk was being sent
+        else:
+            self._waits.add(key, change, outcome, now=self._clock.monotonic())
+
     def _settle(self, change: Change, outcome: RecordOutcome) -> None:
-        """A change whose answer was not SYNCED: failed for good, or sent again later."""
+        """A change whose answer was not a plain SUCCESS: synced with a code of its own,
+        waiting for a reference, failed for good, or sent again later."""
+        if outcome.verdict is Verdict.SYNCED:
+            self._recorder.synced_with_code(change, outcome)
+            self._chunker.complete(change)
+            return
+        if outcome.verdict is Verdict.WAIT:
+            self._wait_for_reference(change, outcome)
+            return
         if outcome.verdict is Verdict.REJECT or change.attempts >= self._settings.max_attempts:
             self._recorder.failed(change, outcome)
         else:

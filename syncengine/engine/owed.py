@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncengine.model import Change, Record
+from syncengine.model import Change, Operation, Record
 
 APPEND_VALUES = "$append_values"
 
@@ -109,7 +109,17 @@ def absorb_owed(owed: Change, newer: Change) -> None:
     After this, sending `newer` sends everything the record owes: the fold of
     both records, the positions of both (oldest first), and each field's
     provenance. `newer` keeps its own feed positions to settle.
+
+    A delete supersedes what was owed before it: it takes the positions (a
+    failed delete still owes them) but none of the fields. A change after a
+    delete starts a new life of the record: of a delete it takes the
+    positions only.
     """
+    if newer.operation is Operation.DELETE or owed.operation is Operation.DELETE:
+        earlier = owed_positions(owed)
+        earlier += [display for display in newer.earlier_positions or () if display not in earlier]
+        newer.earlier_positions = earlier
+        return
     fields = field_positions(owed)
     newer_fields = field_positions(newer)
     fields.update(newer_fields)

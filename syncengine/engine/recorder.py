@@ -128,7 +128,7 @@ class Recorder:
         synced = Verdict.SYNCED
         done = 0
         for change, outcome in zip(changes, outcomes, strict=True):
-            if outcome.verdict is not synced:
+            if outcome.verdict is not synced or outcome.code != "SUCCESS":
                 others.append((change, outcome))
                 continue
             # A synced change is done with: its positions need no reset (see `_add`).
@@ -151,6 +151,11 @@ class Recorder:
             done += 1
         self.counts.synced += done
         return others
+
+    def synced_with_code(self, change: Change, outcome: RecordOutcome) -> None:
+        """Synced with a code of its own (a delete of a record already gone): the row keeps it."""
+        self.counts.synced += 1
+        self._add(change, RecordState.SYNCED, outcome, payload=None)
 
     def failed(self, change: Change, outcome: RecordOutcome) -> None:
         """Permanent failure, or attempts exhausted: kept with its whole owed state.
@@ -218,7 +223,7 @@ class Recorder:
             RecordUpdate(
                 key=change.key,
                 module=change.module,
-                record_id=record_id or change.record_id,
+                record_id=record_id or outcome.crm_id or change.record_id,
                 operation=change.operation,
                 state=state,
                 attempts=change.attempts,

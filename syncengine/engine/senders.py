@@ -1,6 +1,7 @@
 """The senders: tasks that each take one chunk, ask the CRM, and hand the outcomes back.
 
-They only call the writer (the CRM client). The dispatcher hands them chunks
+They only call the writer (the CRM client); a chunk naming records by source
+key is resolved against the id map first (`engine.references`). The dispatcher hands them chunks
 (`hand`) and collects the answers (`take_answered`) on its own turns, so the
 chunker, the watermark and the journal stay with one task and need no locks.
 A chunk handed out counts as in flight until its answer is taken back, which
@@ -10,12 +11,14 @@ is what bounds the records sent but not yet journaled (design.md invariant 6).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from syncengine.crm.client import WriteRequest
-from syncengine.model import Chunk, RecordOutcome
+from syncengine.engine.references import Resolver, needs_resolution
+from syncengine.model import Chunk, Operation, Record, RecordOutcome
 
 
 class Writer(Protocol):
@@ -38,8 +41,10 @@ class Senders:
         duplicate_check_fields: tuple[str, ...] | None = None,
         on_answer: Callable[[], None],
         on_fatal: Callable[[BaseException], None],
+        resolver: Resolver | None = None,
     ) -> None:
         self._writer = writer
+        self._resolver = resolver
         self.workers = workers
         self._apply_feature_execution = apply_feature_execution
         self._duplicate_check_fields = duplicate_check_fields
@@ -93,7 +98,12 @@ class Senders:
     async def _loop(self) -> None:
         while (chunk := await self._queue.get()) is not None:
             try:
-                outcomes = await self._writer.write(self._request(chunk))
+                if self._resolver is not None and needs_resolution(chunk):
+                    outcomes = await self._resolver.send(
+                        chunk, functools.partial(self._request_of, chunk), self._writer.write
+                    )
+                else:
+                    outcomes = await self._writer.write(self._request(chunk))
             except Exception as exc:  # noqa: BLE001 - FatalError or a bug: the pass must end on it
                 self._on_fatal(exc)
                 return
@@ -101,10 +111,17 @@ class Senders:
             self._on_answer()
 
     def _request(self, chunk: Chunk) -> WriteRequest:
+        return self._request_of(
+            chunk, chunk.group.operation, [change.record for change in chunk.changes]
+        )
+
+    def _request_of(
+        self, chunk: Chunk, operation: Operation, records: list[Record]
+    ) -> WriteRequest:
         return WriteRequest(
             module=chunk.group.module,
-            operation=chunk.group.operation,
-            records=[change.record for change in chunk.changes],
+            operation=operation,
+            records=records,
             trigger=chunk.group.trigger,
             apply_feature_execution=self._apply_feature_execution,
             duplicate_check_fields=self._duplicate_check_fields,

@@ -43,3 +43,7 @@ class EngineSettings:
     #: Daemon mode: how often the journal is asked for records put back in
     #: line by `syncengine retry` while the daemon runs.
     redrive_interval_s: float = 10.0
+    #: Daemon mode: how long a change may wait for a record it references
+    #: (`$ref`) to get a CRM id before it fails `UNRESOLVED_REFERENCE`. A
+    #: `run` waits until nothing else is left to do instead.
+    reference_wait_s: float = 300.0

@@ -54,6 +54,8 @@ def encode_payload(change: Change, *, blamed: int | str | None = None) -> bytes:
         document["fields"] = change.field_positions
     if blamed is not None:
         document["blamed"] = blamed
+    if change.source_key is not None:
+        document["source_key"] = change.source_key
     return orjson.dumps(document)
 
 
@@ -70,6 +72,7 @@ def decode_payload(blob: bytes, *, attempts: int) -> Change:
         attempts=attempts,
         earlier_positions=data.get("positions"),
         field_positions=data.get("fields"),
+        source_key=data.get("source_key"),
     )
 
 

@@ -49,6 +49,7 @@ from syncengine.journal.records import (
 from syncengine.journal.schema import prepare_file, tighten_sidecars
 from syncengine.journal.timeline import COLUMNS as TIMELINE_COLUMNS
 from syncengine.journal.timeline import TimelineRow, thin_statements
+from syncengine.keys import split_source_record_key
 from syncengine.model import Change, Checkpoint, RecordState
 
 log = structlog.get_logger(__name__)
@@ -61,6 +62,10 @@ _BUSY_TIMEOUT_S = 10.0
 _IDS_PER_STATEMENT = 500
 
 _NO_CHECKPOINTS: Mapping[str, Checkpoint] = MappingProxyType({})
+
+#: A row the id map lists: it has a CRM id and its latest change is not a delete
+#: the CRM took (a record whose delete failed still exists).
+_MAPPED = "record_id IS NOT NULL AND NOT (state = 'synced' AND operation = 'delete')"
 
 # Keyset paging on rowid walks the partial index `records_pending` in order:
 # each page costs its own size, and since an upsert keeps a row's rowid, a row
@@ -308,6 +313,46 @@ class Journal:
             "SELECT key FROM records WHERE state = 'failed' AND payload IS NOT NULL"
         )
         return {key for (key,) in rows}
+
+    async def mapped_ids(self, keys: Sequence[str]) -> dict[str, str]:
+        """The CRM id each of `keys` (source record keys) maps to; unmapped keys are left out."""
+        found: dict[str, str] = {}
+        if not keys:
+            return found
+        for group in _id_groups(keys):
+            marks = ",".join("?" * len(group))
+            rows = await self._db.execute_fetchall(
+                f"SELECT key, record_id FROM records WHERE key IN ({marks}) AND {_MAPPED}",
+                tuple(group),
+            )
+            found.update({key: record_id for key, record_id in rows})
+        return found
+
+    async def id_map(
+        self, module: str | None = None, *, page: int = 5000
+    ) -> AsyncIterator[tuple[str, str, str]]:
+        """(module, source key, CRM id) of every mapped record, by module and key.
+
+        Read in pages (keyset on the primary key), so a map of millions of
+        records streams in bounded memory.
+        """
+        low, high = (f"{module}/", f"{module}0") if module is not None else ("", "\uffff")
+        after = low
+        while True:
+            rows = list(
+                await self._db.execute_fetchall(
+                    f"SELECT key, record_id FROM records WHERE key > ? AND key < ? AND {_MAPPED}"
+                    " ORDER BY key LIMIT ?",
+                    (after, high, page),
+                )
+            )
+            for key, record_id in rows:
+                split = split_source_record_key(key)
+                if split is not None and (module is None or split[0] == module):
+                    yield split[0], split[1], record_id
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
 
     async def owed_changes(self, keys: Sequence[str]) -> dict[str, Change]:
         """For each of `keys` still failed or pending, the change it owes the CRM.

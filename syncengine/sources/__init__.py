@@ -49,7 +49,7 @@ class FollowlessCsvSource(CsvSource):
 def open_source(config: Config) -> Source:
     """The feed `config.source` describes, with record defaults from `config.crm`."""
     source = config.source
-    defaults = RecordDefaults.from_config(config.crm)
+    defaults = RecordDefaults.from_config(config.crm, key_field=source.key)
     if source.type == "postgres":
         # Imported here: only a PostgreSQL feed needs asyncpg loaded.
         from syncengine.sources.postgres_table import PostgresTableSource

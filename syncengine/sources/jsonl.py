@@ -40,7 +40,7 @@ import structlog
 
 from syncengine.errors import ConfigError
 from syncengine.keys import record_key
-from syncengine.model import BadInput, Change, Checkpoint, SourcePosition
+from syncengine.model import BadInput, Change, Checkpoint, Operation, SourcePosition
 from syncengine.sources.base import (
     BATCH_ITEMS,
     MAX_LINE_BYTES,
@@ -176,8 +176,9 @@ class JsonlSource:
         through `_parse` and `from_json` with all their checks.
         """
         ordinal = 0
-        utf8 = self._utf8
         module, operation = self._defaults.module, self._defaults.operation
+        # A source key member, or deletes by default, need `from_json`'s checks.
+        fast = self._utf8 and self._defaults.key_field is None and operation is not Operation.DELETE
         # record_key(module, record_id) as prefix + id: one concatenation per line
         trigger, key_prefix = self._defaults.trigger, record_key(self._defaults.module, "")
         loads, undecodable = orjson.loads, orjson.JSONDecodeError
@@ -193,7 +194,7 @@ class JsonlSource:
                     continue
                 offset += len(raw) + 1  # the line and its \n
                 line_number += 1
-                if utf8:
+                if fast:
                     try:
                         obj = loads(raw)
                     except undecodable:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from syncengine.config import CrmConfig
-from syncengine.keys import duplicate_key, position_key, record_key
+from syncengine.keys import duplicate_key, position_key, record_key, source_record_key
 from syncengine.model import BadInput, Change, Operation, Record, SourcePosition
 
 #: The field upsert matches on when `duplicate_check_fields` is not given (crm-api.md §1.8).
@@ -46,10 +47,21 @@ MAX_NESTING_DEPTH = 64
 MODULE_COLUMN = "_module"
 OPERATION_COLUMN = "_operation"
 
-_ENVELOPE_KEYS = frozenset({"record", "module", "operation", "trigger"})
+_ENVELOPE_KEYS = frozenset({"record", "module", "operation", "trigger", "key"})
+
+#: Longest source key taken: a key is a name, and it becomes part of a journal key.
+MAX_SOURCE_KEY_CHARS = 255
+
+#: A field value that names another record by its source key (`engine.references`).
+REF = "$ref"
+
+#: Table and CSV feeds name a reference column `<Field>@<Module>`: its value is
+#: the source key of the `<Module>` record that `<Field>` looks up.
+REF_COLUMN_SEPARATOR = "@"
 _TRIGGERS = frozenset({"workflow", "approval", "blueprint"})
 _MODULE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _OPERATIONS = {operation.value: operation for operation in Operation}
+_DELETE = Operation.DELETE
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +80,15 @@ class RecordDefaults:
     trigger: tuple[str, ...] | None = ()
     duplicate_check_fields: tuple[str, ...] | None = None
     source_id: str | None = None
+    #: `[source] key`: the member or column holding each record's source key.
+    key_field: str | None = None
 
     @classmethod
-    def from_config(cls, crm: CrmConfig) -> RecordDefaults:
-        """The defaults a `[crm]` table sets."""
-        return cls(crm.module, crm.operation, crm.trigger, crm.duplicate_check_fields)
+    def from_config(cls, crm: CrmConfig, *, key_field: str | None = None) -> RecordDefaults:
+        """The defaults a `[crm]` table (and `[source] key`) sets."""
+        return cls(
+            crm.module, crm.operation, crm.trigger, crm.duplicate_check_fields, key_field=key_field
+        )
 
     def of_feed(self, source_id: str) -> RecordDefaults:
         """These defaults for the records of the feed `source_id`."""
@@ -126,25 +142,63 @@ def from_json(obj: object, position: SourcePosition, defaults: RecordDefaults) -
     all among record/module/operation/trigger, with `record` an object, is an
     envelope that overrides the defaults for that record.
     """
-    if type(obj) is dict and "record" not in obj:
+    if type(obj) is dict and "record" not in obj and defaults.key_field is None:
         # The bulk of a feed: a bare record with a string id (what `build_change`
         # would conclude, without its checks for the rarer shapes).
         record_id = obj.get("id")
-        if type(record_id) is str and record_id and len(obj) > 1:
+        operation = defaults.operation
+        if type(record_id) is str and record_id and len(obj) > 1 and operation is not _DELETE:
             module = defaults.module
             key = record_key(module, record_id)
-            return Change(module, defaults.operation, obj, key, [position], defaults.trigger)
+            return Change(module, operation, obj, key, [position], defaults.trigger)
     if not isinstance(obj, dict):
         return BadInput(position, f"not a JSON object but {json_type(obj)}")
-    record = obj.get("record")
-    if isinstance(record, dict) and obj.keys() <= _ENVELOPE_KEYS:
-        resolved = _overrides(obj.get("module"), obj.get("operation"), obj.get("trigger"), defaults)
-        if isinstance(resolved, str):
-            return _bad(position, resolved, record, obj.get("module"))
-        return build_change(record, position, *resolved, defaults)
+    if _is_envelope(obj):
+        return _from_envelope(obj, position, defaults)
+    source_key = None
+    if defaults.key_field is not None:
+        taken = _take_key_field(obj, defaults.key_field)
+        if isinstance(taken, _BadKey):
+            return _bad(position, taken.reason, obj, None)
+        source_key = taken
     return build_change(
-        obj, position, defaults.module, defaults.operation, defaults.trigger, defaults
+        obj,
+        position,
+        defaults.module,
+        defaults.operation,
+        defaults.trigger,
+        defaults,
+        source_key=source_key,
     )
+
+
+def _from_envelope(
+    obj: dict[str, Any], position: SourcePosition, defaults: RecordDefaults
+) -> Change | BadInput:
+    """A change from an envelope: its members override the defaults."""
+    record = obj.get("record")
+    if record is None:
+        record = {}
+    resolved = _overrides(obj.get("module"), obj.get("operation"), obj.get("trigger"), defaults)
+    if isinstance(resolved, str):
+        return _bad(position, resolved, record, obj.get("module"))
+    source_key = _source_key(obj.get("key"), "key")
+    if source_key is None and defaults.key_field is not None:
+        source_key = _take_key_field(record, defaults.key_field)
+    if isinstance(source_key, _BadKey):
+        return _bad(position, source_key.reason, record, obj.get("module"))
+    return build_change(record, position, *resolved, defaults, source_key=source_key)
+
+
+def _is_envelope(obj: dict[str, object]) -> bool:
+    """An object of envelope members only, with `record` an object (or, for a delete
+    by source key, no `record` at all)."""
+    if not obj.keys() <= _ENVELOPE_KEYS:
+        return False
+    record = obj.get("record")
+    if isinstance(record, dict):
+        return True
+    return "record" not in obj and obj.get("operation") == "delete" and "key" in obj
 
 
 def from_row(row: Record, position: SourcePosition, defaults: RecordDefaults) -> Change | BadInput:
@@ -154,14 +208,95 @@ def from_row(row: Record, position: SourcePosition, defaults: RecordDefaults) ->
     """
     module = row.pop(MODULE_COLUMN, None)
     operation = row.pop(OPERATION_COLUMN, None)
+    source_key: str | None = None
+    if defaults.key_field is not None:
+        taken = _take_key_field(row, defaults.key_field)
+        if isinstance(taken, _BadKey):
+            return _bad(position, taken.reason, row, module)
+        source_key = taken
+    problem = _reference_columns(row)
+    if problem is not None:
+        return _bad(position, problem, row, module)
     if module is None and operation is None:
         return build_change(
-            row, position, defaults.module, defaults.operation, defaults.trigger, defaults
+            row,
+            position,
+            defaults.module,
+            defaults.operation,
+            defaults.trigger,
+            defaults,
+            source_key=source_key,
         )
     resolved = _overrides(module, operation, None, defaults)
     if isinstance(resolved, str):
         return _bad(position, resolved, row, module)
-    return build_change(row, position, *resolved, defaults)
+    return build_change(row, position, *resolved, defaults, source_key=source_key)
+
+
+@dataclass(frozen=True, slots=True)
+class _BadKey:
+    reason: str
+
+
+def _source_key(value: object, name: str) -> str | _BadKey | None:
+    """A source key as a string (integers are written in decimal); None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value or value.isspace():
+        return _BadKey(f"{name} must be a non-empty string or an integer")
+    if len(value) > MAX_SOURCE_KEY_CHARS:
+        return _BadKey(f"{name} is longer than {MAX_SOURCE_KEY_CHARS} characters")
+    return value
+
+
+def _take_key_field(record: Record, key_field: str) -> str | _BadKey | None:
+    """Takes the `[source] key` member out of `record` (it is never sent as a field)."""
+    return _source_key(record.pop(key_field, None), key_field)
+
+
+def _reference_columns(row: Record) -> str | None:
+    """Turns `<Field>@<Module>` columns into `$ref` values; the reason when one is bad."""
+    named = [name for name in row if REF_COLUMN_SEPARATOR in name]
+    for name in named:
+        field_name, _, module = name.partition(REF_COLUMN_SEPARATOR)
+        if not _MODULE_NAME.fullmatch(field_name) or not _MODULE_NAME.fullmatch(module):
+            return f"reference column {name[:100]!r} must be named <Field>@<Module>"
+        value = row.pop(name)
+        if value is None or value == "":
+            row[field_name] = None  # an empty reference clears the lookup
+            continue
+        key = _source_key(value, name)
+        if isinstance(key, _BadKey):
+            return key.reason
+        row[field_name] = {REF: {"module": module, "key": key}}
+    return None
+
+
+def reference_problem(record: Record) -> str | None:
+    """Why a `$ref` value of `record` cannot be resolved as written; None when all are well formed.
+
+    A reference is `{"$ref": {"module": "<Module>", "key": "<source key>"}}`
+    as a top-level field value.
+    """
+    for name, value in record.items():
+        if type(value) is not dict or REF not in value:
+            continue
+        ref = value[REF]
+        if (
+            len(value) != 1
+            or not isinstance(ref, dict)
+            or ref.keys() != {"module", "key"}
+            or not isinstance(ref["module"], str)
+            or not _MODULE_NAME.fullmatch(ref["module"])
+        ):
+            return f'{name}: a reference must be {{"$ref": {{"module": M, "key": K}}}}'
+        key = _source_key(ref["key"], f"{name}.$ref.key")
+        if isinstance(key, _BadKey):
+            return key.reason
+        ref["key"] = key
+    return None
 
 
 def build_change(
@@ -171,6 +306,8 @@ def build_change(
     operation: Operation,
     trigger: tuple[str, ...] | None,
     defaults: RecordDefaults,
+    *,
+    source_key: str | None = None,
 ) -> Change | BadInput:
     """Check the record against its operation and compute its coalescing key.
 
@@ -189,19 +326,55 @@ def build_change(
             record_id = record["id"] = str(record_id)
         else:
             return BadInput(position, "id must be a non-empty string or an integer", module=module)
+    if operation is _DELETE:
+        return _delete(record_id, position, module, trigger, source_key)
     if len(record) <= (record_id is not None):
         return BadInput(position, "empty record", record_id=record_id, module=module)
-    if record_id is not None:
-        key: str | None = record_key(module, record_id)
-    elif operation is Operation.UPDATE:
-        return BadInput(position, "no id for an update", module=module)
-    elif operation is Operation.UPSERT:
-        key = _duplicate_key(record, module, defaults)
-    else:
-        key = None
+    problem = reference_problem(record)
+    if problem is not None:
+        return BadInput(position, problem, record_id=record_id, module=module)
+    if source_key is None and record_id is None and operation is Operation.UPDATE:
+        return BadInput(position, "no id (or source key) for an update", module=module)
+    key = _identity_key(record, module, operation, defaults, record_id, source_key)
     if key is None and defaults.source_id is not None:
         key = position_key(defaults.source_id, position.display, generation=position.generation)
-    return Change(module, operation, record, key, [position], trigger)
+    return Change(module, operation, record, key, [position], trigger, source_key=source_key)
+
+
+def _identity_key(
+    record: Record,
+    module: str,
+    operation: Operation,
+    defaults: RecordDefaults,
+    record_id: str | None,
+    source_key: str | None,
+) -> str | None:
+    """The key of a record's identity: its source key, its id, or its duplicate-check value."""
+    if source_key is not None:
+        return source_record_key(module, source_key)
+    if record_id is not None:
+        return record_key(module, record_id)
+    if operation is Operation.UPSERT:
+        return _duplicate_key(record, module, defaults)
+    return None
+
+
+def _delete(
+    record_id: str | None,
+    position: SourcePosition,
+    module: str,
+    trigger: tuple[str, ...] | None,
+    source_key: str | None,
+) -> Change | BadInput:
+    """A delete names its record by id or by source key; its other fields mean nothing."""
+    if source_key is not None:
+        key = source_record_key(module, source_key)
+    elif record_id is not None:
+        key = record_key(module, record_id)
+    else:
+        return BadInput(position, "no id (or source key) for a delete", module=module)
+    record: Record = {} if record_id is None else {"id": record_id}
+    return Change(module, _DELETE, record, key, [position], trigger, source_key=source_key)
 
 
 def _duplicate_key(record: Record, module: str, defaults: RecordDefaults) -> str | None:
