@@ -254,6 +254,27 @@ def failures(config_path: Path, as_json: bool, code: str | None) -> None:
 
 @cli.command()
 @CONFIG_OPTION
+@click.option("--module", "module", default=None, help="Only this module (e.g. Accounts).")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of {module, key, id}.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a module,key,id header.")
+def ids(config_path: Path, module: str | None, as_json: bool, as_csv: bool) -> None:
+    """The id map: each source key's CRM id, for records inserted or upserted with a key."""
+    if as_json and as_csv:
+        fail("--json and --csv cannot be combined", EXIT_USAGE)
+    config = _load(config_path, needs_secrets=False)
+    from syncengine.ids_command import IdsFormat, write_ids
+
+    fmt: IdsFormat = "json" if as_json else "csv" if as_csv else "text"
+
+    async def main(_stop: asyncio.Event) -> int:
+        async with await Journal.open(config.journal.path) as journal:
+            return await write_ids(journal, sys.stdout, module=module, fmt=fmt)
+
+    _run_async(main)
+
+
+@cli.command()
+@CONFIG_OPTION
 @click.option("--code", default=None, help="Only failures with this code.")
 @click.option("--id", "ids", multiple=True, help="Only this record id (repeatable).")
 def retry(config_path: Path, code: str | None, ids: tuple[str, ...]) -> None:

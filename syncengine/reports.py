@@ -86,6 +86,7 @@ def failure_documents(rows: list[FailureRow]) -> list[dict[str, Any]]:
             "attempts": row.attempts,
             "details": row.details,
             "positions": list(row.positions),
+            "key": row.source_key,
         }
         for row in rows
     ]
@@ -98,6 +99,8 @@ def format_failures(rows: list[dict[str, Any]]) -> str:
     lines = [f"{len(rows)} failed record(s):"]
     for row in rows:
         record = row["id"] if row["id"] is not None else "(no id)"
+        if row.get("key") is not None:
+            record = f"{record} key {row['key']!r}"
         details = row.get("details") or {}
         field = f" [{details['api_name']}]" if details.get("api_name") else ""
         positions = row.get("positions") or []

@@ -132,6 +132,8 @@ class FailureRow:
     details: dict[str, Any] | None
     #: Every position the record still owes, oldest first (the row's own when unknown).
     positions: tuple[int | str, ...] = ()
+    #: The source key the feed names the record by, when it has one.
+    source_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

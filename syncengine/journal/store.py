@@ -283,18 +283,27 @@ class Journal:
         """Failed records with their last error, in feed order (then by time)."""
         where, params = _failed_filter(code, ())
         rows = await self._db.execute_fetchall(
-            "SELECT module, record_id, position, code, message, attempts, details, payload "
+            "SELECT module, record_id, position, code, message, attempts, details, payload, key "
             f"FROM records WHERE {where} ORDER BY position IS NULL, position, updated_at LIMIT ?",
             (*params, -1 if limit is None else limit),
         )
         failures = []
-        for module, rid, pos, code_, message, attempts, details, payload in rows:
+        for module, rid, pos, code_, message, attempts, details, payload, key in rows:
             blamed, owed = owed_report(payload)
             position = pos if blamed is None else blamed
             positions = tuple(owed) if owed else (() if pos is None else (pos,))
+            split = split_source_record_key(key)
             failures.append(
                 FailureRow(
-                    module, rid, position, code_, message, attempts, _load_json(details), positions
+                    module,
+                    rid,
+                    position,
+                    code_,
+                    message,
+                    attempts,
+                    _load_json(details),
+                    positions,
+                    None if split is None else split[1],
                 )
             )
         return failures
