@@ -109,6 +109,7 @@ class DaemonConfig:
     grace_s: float = 30.0  # as limits.grace_s, for the daemon's stop
     metrics_port: int | None = None  # no metrics endpoint unless asked
     poll_interval_s: float = 1.0  # how often a quiet feed is checked for growth
+    reference_wait_s: float = 300.0  # a `$ref` to a record with no id yet fails after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,5 +394,6 @@ def _daemon(table: ConfigTable) -> DaemonConfig:
             grace_s=table.number("grace_s", positive=False),
             metrics_port=table.integer("metrics_port", low=0, high=65535),
             poll_interval_s=table.number("poll_interval_s"),
+            reference_wait_s=table.number("reference_wait_s"),
         )
     )

@@ -86,6 +86,7 @@ def daemon_settings(config: Config) -> EngineSettings:
         linger_s=daemon.linger_ms / 1000,
         grace_s=daemon.grace_s,
         follow_poll_interval_s=daemon.poll_interval_s,
+        reference_wait_s=daemon.reference_wait_s,
         drain_on_stop=True,
         # `syncengine retry` takes effect within a few polls, never hammering the journal.
         redrive_interval_s=max(1.0, 5 * daemon.poll_interval_s),
@@ -127,6 +128,8 @@ async def open_engine(
             commit_timeout_s=config.journal.commit_timeout_s,
         )
         stack.push_async_callback(journal.close)
+        # Read before this pass's own run is recorded: its answers are not lost yet.
+        lost_answers_since = await journal.killed_runs_since()
         session = make_session(
             concurrency=config.limits.concurrency, connect_timeout_s=crm.connect_timeout_s
         )
@@ -158,6 +161,7 @@ async def open_engine(
             total_timeout_s=crm.timeout_s,
             proxy=crm.proxy,
             configured_module=crm.module,
+            lost_answers_since=lost_answers_since,
         )
         engine = Engine(
             journal=journal,

@@ -13,6 +13,7 @@ functions.
 from __future__ import annotations
 
 from collections import OrderedDict
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -21,6 +22,10 @@ from syncengine.model import Record
 
 #: Records remembered at most; the oldest are forgotten first.
 MAX_REMEMBERED = 100_000
+
+#: How far the CRM's clock may run behind ours when its `Created_Time` is
+#: compared with the start of a killed run (`created_since`).
+CLOCK_SKEW_S = 300.0
 
 
 def record_key(module: str, record: Record) -> bytes | None:
@@ -99,3 +104,23 @@ def _same_value(sent: Any, stored: Any) -> bool:
         except ValueError:
             return False
     return False
+
+
+def created_since(stored: dict[str, Any], since: float) -> bool:
+    """True when the stored record's `Created_Time` is at or after `since` (less the skew).
+
+    After a killed run, an insert it sent may have been applied with its
+    answer lost with the process: only a record created since that run began
+    can be such a first copy, never one the org held before. A missing or
+    unreadable `Created_Time` says nothing, so it is taken as older.
+    """
+    value = stored.get("Created_Time")
+    if not isinstance(value, str):
+        return False
+    try:
+        created = datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    if created.tzinfo is None:
+        return False  # the API always gives an offset; without one the moment is unknown
+    return created.timestamp() >= since - CLOCK_SKEW_S

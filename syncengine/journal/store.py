@@ -427,6 +427,18 @@ class Journal:
             (now, exit_status, orjson.dumps(dict(counts)).decode(), run_id),
         )
 
+    async def killed_runs_since(self) -> float | None:
+        """When the earliest of the unfinished runs since the last finished one began.
+
+        A run with no end was killed: requests it had sent may have been
+        applied with their answers lost (None when the last run ended).
+        """
+        row = await self._fetch_one(
+            "SELECT min(started_at) FROM runs WHERE finished_at IS NULL AND id > "
+            "(SELECT coalesce(max(id), 0) FROM runs WHERE finished_at IS NOT NULL)"
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
     async def last_run(self) -> RunRow | None:
         """The most recently started run, finished or not; None before the first."""
         row = await self._fetch_one(
