@@ -25,6 +25,7 @@ from syncengine.sim.server import SimHandle, running_simulator
 from tests.integration.conftest import (
     FIRST_ID,
     SECRET_ENV,
+    admin_get,
     failures_json,
     run_cli,
     seed_leads,
@@ -184,3 +185,43 @@ async def test_keys_update_by_mapped_id_and_unknown_keys_fail(
     assert (other.returncode, other.stdout) == (0, "")
     both = await run_cli("ids", "-c", str(config), "--csv", "--json", cwd=tmp_path)
     assert both.returncode == 2
+
+
+async def test_changes_queued_behind_waiting_ones_never_stall_the_feed(
+    sim: SimHandle, tmp_path: Path
+) -> None:
+    """More changes wait behind unresolved references than the chunker's room, and the
+    Accounts they name come last: intake must go on, and every Contact ends linked."""
+    contacts = 2500  # each with an update queued behind it: more than the 1,000 of room
+    lines: list[Line] = []
+    for n in range(contacts):
+        ref = {"$ref": {"module": "Accounts", "key": f"a{n % 7}"}}
+        record = {"Last_Name": f"C{n}", "Account_Name": ref}
+        lines.append({"key": f"c{n}", "module": "Contacts", "record": record})
+    lines += [
+        {
+            "key": f"c{n}",
+            "module": "Contacts",
+            "operation": "update",
+            "record": {"First_Name": "Ann"},
+        }
+        for n in range(contacts)
+    ]
+    lines += [
+        {"key": f"a{n}", "module": "Accounts", "record": {"Account_Name": f"A{n}"}}
+        for n in range(7)
+    ]
+    write_lines(tmp_path / "changes.jsonl", lines)
+    config = write_config(tmp_path, sim, operation="insert")
+    result = await run_cli("run", "-c", str(config), cwd=tmp_path, timeout_s=60)
+    assert result.returncode == 0, result.stderr
+    state = await admin_get(sim, "records?module=Accounts")
+    account_of = {
+        fields["fields"]["Account_Name"]: rid for rid, fields in state["Accounts"].items()
+    }
+    held = (await admin_get(sim, "records?module=Contacts"))["Contacts"]
+    assert len(held) == contacts
+    for record in held.values():
+        number = int(record["fields"]["Last_Name"][1:])
+        assert record["fields"]["Account_Name"] == {"id": account_of[f"A{number % 7}"]}
+        assert record["fields"]["First_Name"] == "Ann"
