@@ -265,7 +265,9 @@ def _reference_columns(row: Record) -> str | None:
             return f"reference column {name[:100]!r} must be named <Field>@<Module>"
         value = row.pop(name)
         if value is None or value == "":
-            row[field_name] = None  # an empty reference clears the lookup
+            # No reference: the row's own column of that name (one table may feed
+            # several modules) wins; without one, the lookup is cleared.
+            row.setdefault(field_name, None)
             continue
         key = _source_key(value, name)
         if isinstance(key, _BadKey):

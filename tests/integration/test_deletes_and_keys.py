@@ -10,6 +10,8 @@ its latest life, and `ids` maps exactly those keys to exactly those records.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +227,44 @@ async def test_changes_queued_behind_waiting_ones_never_stall_the_feed(
         number = int(record["fields"]["Last_Name"][1:])
         assert record["fields"]["Account_Name"] == {"id": account_of[f"A{number % 7}"]}
         assert record["fields"]["First_Name"] == "Ann"
+
+
+async def test_a_sqlite_outbox_with_a_key_column_inserts_links_and_deletes(
+    sim: SimHandle, tmp_path: Path
+) -> None:
+    """A table feed: `[source] key` names the key column (never sent), `_operation` deletes,
+    and a `<Field>@<Module>` column references an Account by its key."""
+    path = tmp_path / "app.db"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, _module, _operation,"
+            ' customer_id, Last_Name, Account_Name, "Account_Name@Accounts")'
+        )
+        db.executemany(
+            "INSERT INTO outbox (_module, _operation, customer_id, Last_Name, Account_Name,"
+            ' "Account_Name@Accounts") VALUES (?, ?, ?, ?, ?, ?)',
+            [
+                ("Contacts", "insert", "c1", "Kim", None, "a1"),
+                ("Contacts", "insert", "c2", "Lee", None, "a1"),
+                ("Accounts", "insert", "a1", None, "Acme", None),
+                ("Contacts", "delete", "c2", None, None, None),
+            ],
+        )
+    config = write_config(tmp_path, sim, feed="app.db", source_type="sqlite", operation="insert")
+    text = config.read_text().replace(
+        'path = "app.db"', 'path = "app.db"\ntable = "outbox"\ncursor = "seq"\nkey = "customer_id"'
+    )
+    config.write_text(text)
+    result = await run_cli("run", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    accounts = (await admin_get(sim, "records?module=Accounts"))["Accounts"]
+    contacts = (await admin_get(sim, "records?module=Contacts"))["Contacts"]
+    ((account_id, account),) = accounts.items()
+    assert account["fields"]["Account_Name"] == "Acme"
+    assert [c["fields"] for c in contacts.values()] == [
+        {"Last_Name": "Kim", "Account_Name": {"id": account_id}}
+    ]
+    listed = await run_cli("ids", "-c", str(config), "--csv", cwd=tmp_path)
+    assert sorted(listed.stdout.splitlines()[1:]) == sorted(
+        [f"Accounts,a1,{account_id}", f"Contacts,c1,{next(iter(contacts))}"]
+    )
