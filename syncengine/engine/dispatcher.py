@@ -473,8 +473,16 @@ class Pass:
         await self._clock.wait(self._wake, None if timeout_s is None else max(0.0, timeout_s))
 
     def _take_intake(self, end_of_input: bool) -> bool:
-        """Moves feed batches into the chunker while it has room."""
-        while not end_of_input and self._buffered() < self._settings.max_buffered:
+        """Moves feed batches into the chunker while it has room.
+
+        Changes queued behind one that waits for a reference count against
+        the room, yet cannot move until the feed brings the referenced
+        record: when nothing else is on its way, intake goes on regardless.
+        """
+        while not end_of_input and (
+            self._buffered() < self._settings.max_buffered
+            or (self._waits and self._only_waits_left())
+        ):
             try:
                 batch = self._intake.take()
             except asyncio.QueueEmpty:

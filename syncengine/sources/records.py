@@ -265,7 +265,9 @@ def _reference_columns(row: Record) -> str | None:
             return f"reference column {name[:100]!r} must be named <Field>@<Module>"
         value = row.pop(name)
         if value is None or value == "":
-            row[field_name] = None  # an empty reference clears the lookup
+            # No reference: the row's own column of that name (one table may feed
+            # several modules) wins; without one, the lookup is cleared.
+            row.setdefault(field_name, None)
             continue
         key = _source_key(value, name)
         if isinstance(key, _BadKey):
@@ -334,7 +336,7 @@ def build_change(
     if problem is not None:
         return BadInput(position, problem, record_id=record_id, module=module)
     if source_key is None and record_id is None and operation is Operation.UPDATE:
-        return BadInput(position, "no id (or source key) for an update", module=module)
+        return BadInput(position, "no id for an update", module=module)
     key = _identity_key(record, module, operation, defaults, record_id, source_key)
     if key is None and defaults.source_id is not None:
         key = position_key(defaults.source_id, position.display, generation=position.generation)
@@ -372,7 +374,7 @@ def _delete(
     elif record_id is not None:
         key = record_key(module, record_id)
     else:
-        return BadInput(position, "no id (or source key) for a delete", module=module)
+        return BadInput(position, "no id for a delete", module=module)
     record: Record = {} if record_id is None else {"id": record_id}
     return Change(module, _DELETE, record, key, [position], trigger, source_key=source_key)
 

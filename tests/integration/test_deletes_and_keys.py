@@ -10,6 +10,8 @@ its latest life, and `ids` maps exactly those keys to exactly those records.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from syncengine.sim.server import SimHandle, running_simulator
 from tests.integration.conftest import (
     FIRST_ID,
     SECRET_ENV,
+    admin_get,
     failures_json,
     run_cli,
     seed_leads,
@@ -184,3 +187,84 @@ async def test_keys_update_by_mapped_id_and_unknown_keys_fail(
     assert (other.returncode, other.stdout) == (0, "")
     both = await run_cli("ids", "-c", str(config), "--csv", "--json", cwd=tmp_path)
     assert both.returncode == 2
+
+
+async def test_changes_queued_behind_waiting_ones_never_stall_the_feed(
+    sim: SimHandle, tmp_path: Path
+) -> None:
+    """More changes wait behind unresolved references than the chunker's room, and the
+    Accounts they name come last: intake must go on, and every Contact ends linked."""
+    contacts = 2500  # each with an update queued behind it: more than the 1,000 of room
+    lines: list[Line] = []
+    for n in range(contacts):
+        ref = {"$ref": {"module": "Accounts", "key": f"a{n % 7}"}}
+        record = {"Last_Name": f"C{n}", "Account_Name": ref}
+        lines.append({"key": f"c{n}", "module": "Contacts", "record": record})
+    lines += [
+        {
+            "key": f"c{n}",
+            "module": "Contacts",
+            "operation": "update",
+            "record": {"First_Name": "Ann"},
+        }
+        for n in range(contacts)
+    ]
+    lines += [
+        {"key": f"a{n}", "module": "Accounts", "record": {"Account_Name": f"A{n}"}}
+        for n in range(7)
+    ]
+    write_lines(tmp_path / "changes.jsonl", lines)
+    config = write_config(tmp_path, sim, operation="insert")
+    result = await run_cli("run", "-c", str(config), cwd=tmp_path, timeout_s=60)
+    assert result.returncode == 0, result.stderr
+    state = await admin_get(sim, "records?module=Accounts")
+    account_of = {
+        fields["fields"]["Account_Name"]: rid for rid, fields in state["Accounts"].items()
+    }
+    held = (await admin_get(sim, "records?module=Contacts"))["Contacts"]
+    assert len(held) == contacts
+    for record in held.values():
+        number = int(record["fields"]["Last_Name"][1:])
+        assert record["fields"]["Account_Name"] == {"id": account_of[f"A{number % 7}"]}
+        assert record["fields"]["First_Name"] == "Ann"
+
+
+async def test_a_sqlite_outbox_with_a_key_column_inserts_links_and_deletes(
+    sim: SimHandle, tmp_path: Path
+) -> None:
+    """A table feed: `[source] key` names the key column (never sent), `_operation` deletes,
+    and a `<Field>@<Module>` column references an Account by its key."""
+    path = tmp_path / "app.db"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, _module, _operation,"
+            ' customer_id, Last_Name, Account_Name, "Account_Name@Accounts")'
+        )
+        db.executemany(
+            "INSERT INTO outbox (_module, _operation, customer_id, Last_Name, Account_Name,"
+            ' "Account_Name@Accounts") VALUES (?, ?, ?, ?, ?, ?)',
+            [
+                ("Contacts", "insert", "c1", "Kim", None, "a1"),
+                ("Contacts", "insert", "c2", "Lee", None, "a1"),
+                ("Accounts", "insert", "a1", None, "Acme", None),
+                ("Contacts", "delete", "c2", None, None, None),
+            ],
+        )
+    config = write_config(tmp_path, sim, feed="app.db", source_type="sqlite", operation="insert")
+    text = config.read_text().replace(
+        'path = "app.db"', 'path = "app.db"\ntable = "outbox"\ncursor = "seq"\nkey = "customer_id"'
+    )
+    config.write_text(text)
+    result = await run_cli("run", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    accounts = (await admin_get(sim, "records?module=Accounts"))["Accounts"]
+    contacts = (await admin_get(sim, "records?module=Contacts"))["Contacts"]
+    ((account_id, account),) = accounts.items()
+    assert account["fields"]["Account_Name"] == "Acme"
+    assert [c["fields"] for c in contacts.values()] == [
+        {"Last_Name": "Kim", "Account_Name": {"id": account_id}}
+    ]
+    listed = await run_cli("ids", "-c", str(config), "--csv", cwd=tmp_path)
+    assert sorted(listed.stdout.splitlines()[1:]) == sorted(
+        [f"Accounts,a1,{account_id}", f"Contacts,c1,{next(iter(contacts))}"]
+    )

@@ -132,7 +132,7 @@ def test_bad_values_name_their_key(tmp_path: Path, extra: str, expected: str) ->
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("", 'operation = "delete"', "crm.operation: must be one of"),
+        ("", 'operation = "merge"', "crm.operation: must be one of"),
         ("", 'trigger = ["workflow", "email"]', "crm.trigger: 'email'"),
         ("", 'module = "Le ads"', "crm.module"),
         ("", "apply_layout_rules = 1", "crm.apply_layout_rules"),

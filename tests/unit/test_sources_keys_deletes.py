@@ -61,7 +61,7 @@ def test_deletes_by_default_take_bare_records_with_an_id() -> None:
     ],
 )
 def test_a_delete_without_id_or_key_is_bad_input(obj: dict[str, Any]) -> None:
-    assert "no id (or source key) for a delete" in bad(obj).reason
+    assert "no id for a delete" in bad(obj).reason
 
 
 def test_an_envelope_key_names_the_record_and_is_never_a_field() -> None:

@@ -62,7 +62,7 @@ def test_numeric_id_becomes_string() -> None:
         ({"id": True, "Company": "A"}, "id must be a non-empty string or an integer"),
         ({"id": None, "Company": "A"}, "no id for an update"),
         ({"id": "", "Company": "A"}, "id must be a non-empty string or an integer"),
-        ({"record": {"id": "1", "A": 1}, "operation": "delete"}, "unknown operation 'delete'"),
+        ({"record": {"id": "1", "A": 1}, "operation": "merge"}, "unknown operation 'merge'"),
         ({"record": {"id": "1", "A": 1}, "operation": 5}, "unknown operation 'a number'"),
         ({"record": {"id": "1", "A": 1}, "module": "Le ads"}, "module must be a module API name"),
         ({"record": {"id": "1", "A": 1}, "trigger": ["email"]}, "trigger must be a list"),
