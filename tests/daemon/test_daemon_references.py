@@ -56,6 +56,15 @@ def held(sim: SimHandle, module: str, field: str, value: str) -> dict[str, Any] 
     return None
 
 
+def assert_linked(sim: SimHandle, contact_key: str, account_key: str) -> None:
+    """The CRM holds the Contact, its lookup naming the id of the CRM's copy of the Account."""
+    account = held(sim, "Accounts", "Account_Name", f"Account {account_key}")
+    contact = held(sim, "Contacts", "Last_Name", f"Contact {contact_key}")
+    assert account is not None
+    assert contact is not None
+    assert contact["Account_Name"] == {"id": account["id"]}
+
+
 async def test_a_contact_waits_for_an_account_appended_later(
     sim: SimHandle, tmp_path: Path
 ) -> None:
@@ -78,10 +87,7 @@ async def test_a_contact_waits_for_an_account_appended_later(
             lambda: held(sim, "Contacts", "Last_Name", "Contact c1") is not None, timeout_s=10
         )
     assert process.returncode == 0
-    account = held(sim, "Accounts", "Account_Name", "Account a1")
-    contact = held(sim, "Contacts", "Last_Name", "Contact c1")
-    assert account is not None and contact is not None
-    assert contact["Account_Name"]["id"] == account["id"]
+    assert_linked(sim, "c1", "a1")
     assert await failures_json(config, tmp_path) == []
 
 
@@ -120,7 +126,4 @@ async def test_a_reference_that_never_resolves_fails_after_reference_wait_s(
     )
     assert "never" in failure["message"]
     assert held(sim, "Contacts", "Last_Name", "Contact orphan") is None
-    account = held(sim, "Accounts", "Account_Name", "Account a2")
-    contact = held(sim, "Contacts", "Last_Name", "Contact c2")
-    assert account is not None and contact is not None
-    assert contact["Account_Name"]["id"] == account["id"]
+    assert_linked(sim, "c2", "a2")

@@ -6,6 +6,8 @@ the feed in commit order, so a transaction that took a smaller cursor and
 commits later is not skipped. The keys recipe: whatever order transactions
 take their ids and commit in, the last change read for every customer
 carries its latest committed values, and nothing is shown before it is safe.
+Both: a customer deleted from the source table is deleted from the CRM by a
+real `syncengine run` against the simulator, found by its source key.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ import asyncpg
 import pytest
 
 from syncengine.model import Change, Operation
+from syncengine.sim.server import SimHandle
 from syncengine.sources.postgres_table import PostgresTableSource
 from syncengine.sources.records import RecordDefaults
+from tests.integration.conftest import admin_get, run_cli
 from tests.postgres.conftest import DSN, with_query
 
 pytestmark = pytest.mark.postgres
 
-DEFAULTS = RecordDefaults("Contacts", Operation.UPSERT, ())
+#: As `[crm] module = "Contacts"`, `operation = "upsert"` and `[source] key = "customer_id"`.
+DEFAULTS = RecordDefaults("Contacts", Operation.UPSERT, (), key_field="customer_id")
 WAIT_S = 3.0
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -109,7 +114,7 @@ async def test_counter_recipe_feeds_changes_in_commit_order(
     changes = [[item for item in batch if isinstance(item, Change)] for batch in batches]
     assert emails(changes) == ["a@x.io", "b@x.io"]
     assert [c.positions[0].resume_after for batch in changes for c in batch] == [1, 2]
-    assert changes[0][0].key == "Contacts:Email=a@x.io"
+    assert changes[0][0].key == "Contacts/1"  # the source key, never a field
     assert changes[0][0].record == {"Email": "a@x.io", "Last_Name": "A"}  # created_at not sent
 
 
@@ -173,3 +178,103 @@ async def test_keys_recipe_ends_every_customer_on_its_latest_committed_values(
     cursors = [str(change.positions[0].resume_after) for change in changes]
     assert cursors == sorted(cursors)
     assert all(len(cursor) == 39 for cursor in cursors)
+
+
+def recipe_config(folder: Path, sim: SimHandle, table: str, cursor: str) -> Path:
+    """A `run` config for a recipe's feed, with the config lines the README gives it."""
+    path = folder / "outbox.toml"
+    path.write_text(
+        f"""
+[source]
+type = "postgres"
+dsn = "{DSN}"
+table = "{table}"
+cursor = "{cursor}"
+key = "customer_id"
+{'exclude_columns = ["created_at"]' if cursor == "seq" else ""}
+
+[crm]
+api_domain = "{sim.base_url}"
+accounts_url = "{sim.accounts_url}"
+client_id = "demo-client"
+client_secret = "${{SE_TEST_SECRET}}"
+refresh_token = "${{SE_TEST_REFRESH}}"
+module = "Contacts"
+operation = "upsert"
+
+[journal]
+path = "journal.db"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def crm_contacts(sim: SimHandle) -> dict[str, str]:
+    """The simulator's Contacts: Email -> Last_Name."""
+    held = (await admin_get(sim, "records?module=Contacts"))["Contacts"]
+    return {record["fields"]["Email"]: record["fields"]["Last_Name"] for record in held.values()}
+
+
+async def crm_id_of(sim: SimHandle, email: str) -> str:
+    """The id of the simulator's Contact with `email`."""
+    held = (await admin_get(sim, "records?module=Contacts"))["Contacts"]
+    (crm_id,) = [key for key, record in held.items() if record["fields"]["Email"] == email]
+    return str(crm_id)
+
+
+async def run_ok(config: Path, folder: Path) -> None:
+    result = await run_cli("run", "-c", str(config), cwd=folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+async def shown(connection: asyncpg.Connection, table: str, count: int) -> None:
+    """Waits until `table` shows `count` rows (the keys recipe hides rows behind the horizon)."""
+    for _ in range(200):
+        if await connection.fetchval(f"SELECT count(*) FROM {table}") >= count:
+            return
+        await asyncio.sleep(0.03)
+    raise AssertionError(f"{table} never showed {count} rows")
+
+
+@pytest.mark.parametrize("recipe", ["counter", "keys"])
+async def test_a_deleted_customer_is_deleted_from_the_crm(
+    pg: asyncpg.Connection, schema: str, sim: SimHandle, tmp_path: Path, recipe: str
+) -> None:
+    """Customers upserted by one run; then one deleted (with no CRM id in the table,
+    so by its source key), one updated, one deleted after its CRM id was written
+    back: the next run leaves the CRM holding exactly the live customers."""
+    connection = await writer(schema)
+    try:
+        if recipe == "counter":
+            await connection.execute(COUNTER_RECIPE)
+            table, cursor = f"{schema}.crm_outbox", "seq"
+        else:
+            await connection.execute(f"{CUSTOMERS}\n{KEYS_RECIPE}")
+            table, cursor = f"{schema}.crm_changes_feed", "cursor"
+        config = recipe_config(tmp_path, sim, table, cursor)
+        await connection.execute(
+            "INSERT INTO customers VALUES (1, NULL, 'one@x.io', 'One'),"
+            " (2, NULL, 'two@x.io', 'Two'), (3, NULL, 'three@x.io', 'Three')"
+        )
+        await shown(connection, table, 3)
+        await run_ok(config, tmp_path)
+        assert await crm_contacts(sim) == {
+            "one@x.io": "One",
+            "two@x.io": "Two",
+            "three@x.io": "Three",
+        }
+        three = await crm_id_of(sim, "three@x.io")
+        await connection.execute("UPDATE customers SET crm_id = $1 WHERE customer_id = 3", three)
+        await connection.execute("DELETE FROM customers WHERE customer_id = 1")
+        await connection.execute("UPDATE customers SET last_name = 'Deux' WHERE customer_id = 2")
+        await connection.execute("DELETE FROM customers WHERE customer_id = 3")
+        await shown(connection, table, 7)
+        await run_ok(config, tmp_path)
+    finally:
+        await connection.close()
+    assert await crm_contacts(sim) == {"two@x.io": "Deux"}
+    # The deletes unmapped their keys; the update went to the record key 2 maps to.
+    listed = await run_cli("ids", "-c", str(config), "--csv", cwd=tmp_path)
+    two = await crm_id_of(sim, "two@x.io")
+    assert listed.stdout == f"module,key,id\nContacts,2,{two}\n", listed.stderr
