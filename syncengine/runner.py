@@ -129,7 +129,8 @@ async def open_engine(
         )
         stack.push_async_callback(journal.close)
         # Read before this pass's own run is recorded: its answers are not lost yet.
-        lost_answers_since = await journal.killed_runs_since()
+        killed_since = await journal.killed_runs_since()
+        lost_answers = None if killed_since is None else (killed_since, time.time())
         session = make_session(
             concurrency=config.limits.concurrency, connect_timeout_s=crm.connect_timeout_s
         )
@@ -161,7 +162,7 @@ async def open_engine(
             total_timeout_s=crm.timeout_s,
             proxy=crm.proxy,
             configured_module=crm.module,
-            lost_answers_since=lost_answers_since,
+            lost_answers=lost_answers,
         )
         engine = Engine(
             journal=journal,

@@ -16,9 +16,9 @@ the journal. What it settles itself, because none of it is a record attempt:
 * an insert resent after a request that got no answer and now answered
   `DUPLICATE_DATA`: one GET of the existing record tells its own first copy
   (synced, with that id) from a real duplicate (failed as answered). After a
-  killed run (`lost_answers_since`), any insert may be such a resend: its
-  answer was lost with the process, so the client cannot remember it; the
-  existing record must then also have been created since that run began.
+  killed run (`lost_answers`), any insert may be such a resend: its answer
+  was lost with the process, so the client cannot remember it; the existing
+  record must then also have been created while that run was alive.
 
 Whole-request transient failures (5xx, timeout, dropped connection, bad body,
 count mismatch) are not retried here: every record comes back RETRY with the
@@ -49,7 +49,7 @@ from syncengine.crm.origin import check_api_domain
 from syncengine.crm.proxy import route_for
 from syncengine.crm.resent_inserts import (
     UnansweredInserts,
-    created_since,
+    created_within,
     existing_id,
     holds_values,
 )
@@ -128,15 +128,17 @@ class CrmClient:
         proxy: str | None = None,
         environ: Mapping[str, str] | None = None,
         configured_module: str | None = None,
-        lost_answers_since: float | None = None,
+        lost_answers: tuple[float, float] | None = None,
     ) -> None:
         """`configured_module` is `[crm] module`: the one module whose refusal stops the run.
 
-        `lost_answers_since` is when the earliest of the killed runs just
-        before this one began (epoch seconds), None after a clean end.
+        `lost_answers` is (when the earliest of the killed runs just before
+        this one began, when this one began), epoch seconds: the time in which
+        inserts may have been applied with their answers lost with a killed
+        process. None after a clean end.
         """
         self._session = session
-        self._lost_answers_since = lost_answers_since
+        self._lost_answers = lost_answers
         self._configured_module = configured_module
         #: The proxy for the records API (`[crm] proxy`, else the environment's), or None.
         self._proxy = route_for(api_domain, configured=proxy, environ=environ)
@@ -171,12 +173,10 @@ class CrmClient:
         outcomes = await self._write(request)
         if resent:
             await self._resolve_duplicates(request, resent, outcomes)
-        if self._lost_answers_since is not None and request.operation is Operation.INSERT:
+        if self._lost_answers is not None and request.operation is Operation.INSERT:
             remembered = set(resent)
             lost = [index for index in range(len(outcomes)) if index not in remembered]
-            await self._resolve_duplicates(
-                request, lost, outcomes, created_after=self._lost_answers_since
-            )
+            await self._resolve_duplicates(request, lost, outcomes, created_in=self._lost_answers)
         if request.operation is Operation.DELETE:
             return [settle_delete(outcome) for outcome in outcomes]
         return outcomes
@@ -348,12 +348,12 @@ class CrmClient:
         resent: list[int],
         outcomes: list[RecordOutcome],
         *,
-        created_after: float | None = None,
+        created_in: tuple[float, float] | None = None,
     ) -> None:
         """A resent insert answered DUPLICATE_DATA: its own first copy, or a real duplicate.
 
-        One GET of the existing record decides (with `created_after`, it must
-        also have been created since then): it holds every value sent,
+        One GET of the existing record decides (with `created_in`, it must
+        also have been created in that time): it holds every value sent,
         so the unanswered attempt was applied and this change is synced with
         that id; it differs, so the duplicate is real and the failure stands.
         When the record cannot be read, the insert is retried (and remembered
@@ -379,7 +379,7 @@ class CrmClient:
             elif (
                 stored
                 and holds_values(request.records[index], stored)
-                and (created_after is None or created_since(stored, created_after))
+                and (created_in is None or created_within(stored, created_in))
             ):
                 self.stats.duplicates_resolved += 1
                 log.info("crm.resent_insert_found", module=request.module)

@@ -23,8 +23,8 @@ from syncengine.model import Record
 #: Records remembered at most; the oldest are forgotten first.
 MAX_REMEMBERED = 100_000
 
-#: How far the CRM's clock may run behind ours when its `Created_Time` is
-#: compared with the start of a killed run (`created_since`).
+#: How far the CRM's clock may differ from ours when its `Created_Time` is
+#: compared with the time a killed run was alive (`created_within`).
 CLOCK_SKEW_S = 300.0
 
 
@@ -106,13 +106,14 @@ def _same_value(sent: Any, stored: Any) -> bool:
     return False
 
 
-def created_since(stored: dict[str, Any], since: float) -> bool:
-    """True when the stored record's `Created_Time` is at or after `since` (less the skew).
+def created_within(stored: dict[str, Any], window: tuple[float, float]) -> bool:
+    """True when the stored record's `Created_Time` lies in `window` (widened by the skew).
 
     After a killed run, an insert it sent may have been applied with its
-    answer lost with the process: only a record created since that run began
-    can be such a first copy, never one the org held before. A missing or
-    unreadable `Created_Time` says nothing, so it is taken as older.
+    answer lost with the process: only a record created while that run was
+    alive (from its start to this run's) can be such a first copy, never one
+    the org held before nor one this run made. A missing or unreadable
+    `Created_Time` says nothing, so it is taken as outside.
     """
     value = stored.get("Created_Time")
     if not isinstance(value, str):
@@ -123,4 +124,5 @@ def created_since(stored: dict[str, Any], since: float) -> bool:
         return False
     if created.tzinfo is None:
         return False  # the API always gives an offset; without one the moment is unknown
-    return created.timestamp() >= since - CLOCK_SKEW_S
+    began, ended = window
+    return began - CLOCK_SKEW_S <= created.timestamp() <= ended + CLOCK_SKEW_S
