@@ -337,6 +337,21 @@ class Journal:
             found.update({key: record_id for key, record_id in rows})
         return found
 
+    async def accepted_values(self, keys: Sequence[str]) -> dict[str, str]:
+        """For each of `keys` that is synced with digests, the digests (`engine.unchanged`)."""
+        found: dict[str, str] = {}
+        if not keys:
+            return found
+        for group in _id_groups(keys):
+            marks = ",".join("?" * len(group))
+            rows = await self._db.execute_fetchall(
+                f"SELECT key, accepted FROM records WHERE key IN ({marks})"
+                " AND state = 'synced' AND accepted IS NOT NULL",
+                tuple(group),
+            )
+            found.update({key: accepted for key, accepted in rows})
+        return found
+
     async def id_map(
         self, module: str | None = None, *, page: int = 5000
     ) -> AsyncIterator[tuple[str, str, str]]:
@@ -419,7 +434,7 @@ class Journal:
         return cursor.lastrowid
 
     async def finish_run(
-        self, run_id: int, *, now: float, exit_status: int, counts: Mapping[str, int]
+        self, run_id: int, *, now: float, exit_status: int, counts: Mapping[str, object]
     ) -> None:
         """Record the end of run `run_id`, its exit status and its final counts."""
         await self._write(
