@@ -7,9 +7,8 @@ journal's token table is never read.
 
 from __future__ import annotations
 
-import time
-
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
