@@ -585,6 +585,8 @@ class Pass:
         sent_by_change = self._resolver.sent
         rows: dict[int, str] = {}
         for change, outcome in zip(changes, outcomes, strict=True):
+            if outcome.verdict is Verdict.REGROUP:
+                continue  # not sent yet: what it would teach stays noted
             sent = sent_by_change.pop(id(change), None)
             if change.key is None or outcome.verdict is Verdict.WAIT:
                 continue
@@ -617,6 +619,10 @@ class Pass:
             return
         if outcome.verdict is Verdict.WAIT:
             self._wait_for_reference(change, outcome)
+            return
+        if outcome.verdict is Verdict.REGROUP:
+            change.attempts -= 1  # nothing was sent
+            self._chunker.retry(change)  # its key stays in flight: later changes wait
             return
         if outcome.verdict is Verdict.REJECT or change.attempts >= self._settings.max_attempts:
             self._recorder.failed(change, outcome)

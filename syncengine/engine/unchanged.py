@@ -41,7 +41,10 @@ def field_digests(record: Record) -> Digests:
         if name in _NOT_FIELDS or name.startswith("$"):
             continue
         name_digest = hashlib.blake2b(name.encode(), digest_size=4).hexdigest()
-        encoded = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        try:
+            encoded = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        except TypeError:  # a value the CRM could not take either: compared by its text
+            encoded = repr(value).encode()
         digests[name_digest] = hashlib.blake2b(encoded, digest_size=8).hexdigest()
     return digests
 
