@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
+import pytest
+
 from syncengine.sim import SimHandle
 from tests.sim.bulk_helpers import (
     ZGID,
@@ -147,12 +150,8 @@ async def test_dropped_download_then_whole_file(api: Api, sim: SimHandle) -> Non
     job_id = (await create(api, job_body(file_id))).body["details"]["id"]
     await asyncio.sleep(0.01)
     url = (await job(api, job_id)).body["result"]["download_url"]
-    try:
+    with pytest.raises(aiohttp.ClientPayloadError):
         await download(api, url)
-        dropped = False
-    except Exception:  # noqa: BLE001 - any client error shows the drop
-        dropped = True
-    assert dropped
     status, payload = await download(api, url)
     assert status == 200
     assert result_rows(payload)[1][0]["STATUS"] == "ADDED"
