@@ -27,6 +27,7 @@ import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Final
 
 from syncengine.model import Operation, Record
@@ -146,7 +147,8 @@ def _number_cell(value: int | float) -> str | None:
     if not math.isfinite(value):
         return None
     text = repr(value)
-    return format(value, "f") if "e" in text or "E" in text else text
+    # Shortest round-trip digits, written out in full (a cell is no place for 1e+20).
+    return format(Decimal(text), "f") if "e" in text or "E" in text else text
 
 
 def cell_text(value: Any) -> str | None:

@@ -128,7 +128,7 @@ def _row_record(spec: JobSpec, fields: dict[str, Any], row: list[str]) -> dict[s
     record: dict[str, Any] = {}
     for mapping in spec.mappings:
         index = mapping.index
-        cell = row[index].strip() if index is not None and index < len(row) else ""
+        cell = row[index] if index is not None and index < len(row) else ""
         if not cell and mapping.default is not None:
             cell = mapping.default
         if not cell:
