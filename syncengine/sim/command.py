@@ -185,7 +185,7 @@ OPTIONS: Final[list[tuple[str, dict[str, Any]]]] = [
         {
             "multiple": True,
             "help": "A scope the client holds (repeat); default: "
-            "ZohoCRM.modules.ALL and ZohoCRM.settings.ALL.",
+            "ZohoCRM.modules.ALL, ZohoCRM.settings.ALL, ZohoCRM.bulk.ALL, ZohoFiles.files.ALL.",
         },
     ),
     (
