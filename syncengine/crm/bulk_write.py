@@ -62,7 +62,7 @@ from syncengine.crm.bulk_answers import (
 from syncengine.crm.bulk_csv import BulkFile, BulkPlan
 from syncengine.crm.bulk_results import failed_job_outcomes, parse_result
 from syncengine.crm.classification import TOKEN_CODES
-from syncengine.crm.origin import origin
+from syncengine.crm.origin import check_api_domain, origin
 from syncengine.crm.proxy import route_for
 from syncengine.model import Operation, RecordOutcome
 
@@ -140,6 +140,7 @@ class BulkWriteClient:
         self._wall_clock = wall_clock
         self._proxy = proxy
         self._environ = environ
+        self._checked_api_domain: str | None = None
 
     # -- the steps -----------------------------------------------------------
 
@@ -368,6 +369,12 @@ class BulkWriteClient:
     ) -> tuple[int, bytes, str | None, str]:
         """One request with the current token: (status, body, Retry-After, token used)."""
         token = await self._tokens.token()
+        answered = self._tokens.api_domain
+        if answered is not None and answered != self._checked_api_domain:
+            # Records sent to another data centre meet confusing failures; the
+            # mismatch itself is the config error to report (as CrmClient does).
+            check_api_domain(str(self._api), answered)
+            self._checked_api_domain = answered
         headers = {"Authorization": f"Zoho-oauthtoken {token}", **(extra or {})}
         route = route_for(str(url), configured=self._proxy, environ=self._environ)
         if route is not None and route.forwarded:

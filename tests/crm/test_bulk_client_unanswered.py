@@ -20,6 +20,7 @@ from syncengine.crm.auth import TokenProvider
 from syncengine.crm.bulk_answers import BulkJobUnknownError, BulkRefusedError
 from syncengine.crm.bulk_csv import find_by_for, plan_files
 from syncengine.crm.bulk_write import BulkWriteClient
+from syncengine.crm.origin import ApiDomainMismatchError
 from syncengine.crm.session import make_session
 from syncengine.crm.token_store import MemoryTokenStore
 from syncengine.model import Operation
@@ -31,12 +32,17 @@ class Crm:
 
     base_url: str = ""
     creates: int = 0
+    token_domain: str | None = None  # the token answer's api_domain; None: this server
 
 
 def _app(crm: Crm) -> web.Application:
     async def token(request: web.Request) -> web.Response:
         return web.json_response(
-            {"access_token": "t", "expires_in": 3600, "api_domain": crm.base_url}
+            {
+                "access_token": "t",
+                "expires_in": 3600,
+                "api_domain": crm.token_domain or crm.base_url,
+            }
         )
 
     async def create(request: web.Request) -> web.Response:
@@ -59,8 +65,8 @@ def _app(crm: Crm) -> web.Application:
 
 
 @asynccontextmanager
-async def stand_in() -> AsyncIterator[tuple[Crm, BulkWriteClient]]:
-    crm = Crm()
+async def stand_in(crm: Crm | None = None) -> AsyncIterator[tuple[Crm, BulkWriteClient]]:
+    crm = crm or Crm()
     runner = web.AppRunner(_app(crm), shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -121,3 +127,11 @@ async def test_token_is_not_sent_to_a_foreign_download_host() -> None:
         status = await client.status("4876876000006000001")
         with pytest.raises(BulkRefusedError, match=r"attacker\.example"):
             await client.download_result(status)
+
+
+async def test_another_data_centre_stops_before_sending() -> None:
+    """A token answer naming another api_domain is the config error, raised before the call."""
+    crm = Crm(token_domain="https://www.zohoapis.eu")
+    async with stand_in(crm) as (_, client):
+        with pytest.raises(ApiDomainMismatchError, match=r"zohoapis\.eu"):
+            await client.status("4876876000006000001")
