@@ -185,7 +185,7 @@ OPTIONS: Final[list[tuple[str, dict[str, Any]]]] = [
         {
             "multiple": True,
             "help": "A scope the client holds (repeat); default: "
-            "ZohoCRM.modules.ALL and ZohoCRM.settings.ALL.",
+            "ZohoCRM.modules.ALL, ZohoCRM.settings.ALL, ZohoCRM.bulk.ALL, ZohoFiles.files.ALL.",
         },
     ),
     (
@@ -209,6 +209,38 @@ OPTIONS: Final[list[tuple[str, dict[str, Any]]]] = [
             "type": _NON_NEGATIVE,
             "help": "Send Retry-After on 429s (Zoho documents none; default off).",
         },
+    ),
+    (
+        "--bulk-queue-s",
+        {"default": 0.0, "type": _NON_NEGATIVE, "help": "How long a bulk-write job stays ADDED."},
+    ),
+    (
+        "--bulk-job-s",
+        {
+            "default": 0.0,
+            "type": _NON_NEGATIVE,
+            "help": "How long a bulk-write job then stays INPROGRESS (a slow job).",
+        },
+    ),
+    (
+        "--bulk-fault-fail",
+        {
+            "default": 0.0,
+            "type": _PROBABILITY,
+            "help": "Probability that a bulk-write job ends FAILED with nothing applied.",
+        },
+    ),
+    (
+        "--bulk-drop-downloads",
+        {
+            "default": 0,
+            "type": _COUNT,
+            "help": "Downloads of each bulk-write result that drop the connection halfway.",
+        },
+    ),
+    (
+        "--bulk-job-credits",
+        {"default": 500, "type": _COUNT, "help": "API credits one bulk-write job costs."},
     ),
 ]
 

@@ -45,8 +45,14 @@ EDITIONS: Final[dict[str, Edition]] = {
     "ultimate": Edition(25, None, 50_000, 2_000),
 }
 
-#: Scopes the demo client holds unless restricted: every module, and metadata.
-DEFAULT_SCOPES: Final[tuple[str, ...]] = ("ZohoCRM.modules.ALL", "ZohoCRM.settings.ALL")
+#: Scopes the demo client holds unless restricted: every module, metadata, and
+#: bulk write with its file uploads (crm-bulk-write.md §1, §2).
+DEFAULT_SCOPES: Final[tuple[str, ...]] = (
+    "ZohoCRM.modules.ALL",
+    "ZohoCRM.settings.ALL",
+    "ZohoCRM.bulk.ALL",
+    "ZohoFiles.files.ALL",
+)
 
 
 @dataclass(slots=True)
@@ -96,6 +102,14 @@ class SimConfig:
     poison_field: str | None = None
     api_domain: str | None = None  # token answers' api_domain; None: this server
     retry_after_s: float | None = None  # Retry-After on 429s; Zoho documents none (§3.3)
+    # Bulk Write API (crm-bulk-write.md): how long a job stays ADDED, then
+    # INPROGRESS; the probability that a job ends FAILED; how many downloads of
+    # each job's result drop the connection halfway; credits per job.
+    bulk_queue_s: float = 0.0
+    bulk_job_s: float = 0.0
+    bulk_fault_fail: float = 0.0
+    bulk_drop_downloads: int = 0
+    bulk_job_credits: int = 500
 
 
 def edition_limits(config: SimConfig) -> Edition:
@@ -194,6 +208,16 @@ def _check(config: SimConfig) -> None:
             raise KnobError(f"{name}: must not be negative")
     if min(config.live_token_cap, config.mint_limit, config.heavy_concurrency) < 1:
         raise KnobError("live_token_cap, mint_limit, heavy_concurrency: must be at least 1")
+    _check_bulk(config)
+
+
+def _check_bulk(config: SimConfig) -> None:
+    """The bulk-write knobs' ranges; each message names the knob."""
+    if not 0.0 <= config.bulk_fault_fail <= 1.0:
+        raise KnobError("bulk_fault_fail: a probability must be within [0, 1]")
+    for name in ("bulk_queue_s", "bulk_job_s", "bulk_drop_downloads", "bulk_job_credits"):
+        if getattr(config, name) < 0:
+            raise KnobError(f"{name}: must not be negative")
 
 
 def validate_config(config: SimConfig) -> SimConfig:
