@@ -31,7 +31,7 @@ from syncengine.sim.state import STATE_KEY, SimState
 from syncengine.sim.writes import (
     ALL_TRIGGERS,
     WriteContext,
-    default_duplicate_order,
+    duplicate_order,
     delete_one,
     insert_one,
     update_one,
@@ -162,7 +162,7 @@ async def _write(request: web.Request, operation: str) -> web.Response:
         details = {"api_name": poison, "expected_data_type": "jsonobject"}
         return whole_error(state, "INVALID_DATA", details=details)
     url_id = request.match_info.get("record_id")
-    order = env.duplicate_fields or default_duplicate_order(module)
+    order = duplicate_order(module, env.duplicate_fields)
 
     def work() -> tuple[int, Any]:
         ctx = _context(state, module_name, env)

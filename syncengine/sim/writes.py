@@ -195,8 +195,19 @@ def delete_one(ctx: WriteContext, given: str) -> ErrorElement:
     }
 
 
-def default_duplicate_order(module: CompiledModule) -> list[str]:
-    """Upsert's match order without `duplicate_check_fields`: system field, then unique ones."""
-    order = [module.schema.duplicate_check_field] if module.schema.duplicate_check_field else []
+def duplicate_order(module: CompiledModule, named: Sequence[str] | None) -> list[str]:
+    """Upsert's match order: the named fields, else the system field; then the other unique ones.
+
+    Without `duplicate_check_fields` the system duplicate-check field comes
+    first; with them, they come first in the order given. Either way the
+    module's remaining unique fields are checked after (crm-api.md §1.8).
+    """
+    if named:
+        order = list(named)
+    elif module.schema.duplicate_check_field:
+        order = [module.schema.duplicate_check_field]
+    else:
+        order = []
     order += [f for f in module.schema.unique_fields if f not in order]
     return order
+
