@@ -60,10 +60,33 @@ def success(ctx: WriteContext, message: str, record_id: str, stored: StoredRecor
     return {"code": "SUCCESS", "details": details, "message": message, "status": "success"}
 
 
+#: Message of a locked record, as in Zoho's example (crm-oas v8 updateRecords).
+LOCKED_MESSAGE: Final = "Sorry, you cannot perform this operation as the record is locked."
+
+
 def _locked(ctx: WriteContext, record_id: str) -> ErrorElement | None:
     if ctx.config.fault_locked > 0.0 and ctx.faults.locked(ctx.config):
-        return error("RECORD_LOCKED", "the record is locked", {"id": record_id})
+        return error("RECORD_LOCKED", LOCKED_MESSAGE, {"id": record_id})
     return None
+
+
+def _business_rule(ctx: WriteContext, record_id: str, raw: dict[str, Any]) -> ErrorElement | None:
+    """A record a business rule holds: locked, in a blueprint state, or awaiting approval.
+
+    Each is drawn from its own seeded stream only while its knob is on
+    (crm-api.md §1.6): `RECORD_IN_BLUEPRINT` names the first field the
+    write changes, `NOT_APPROVED` the record.
+    """
+    config = ctx.config
+    problem = _locked(ctx, record_id)
+    if problem is None and config.fault_blueprint > 0.0 and ctx.faults.in_blueprint(config):
+        field_name = next((k for k in raw if k != "id" and k[:1] != "$"), "id")
+        problem = error(
+            "RECORD_IN_BLUEPRINT", "The record is in blue print", {"api_name": field_name}
+        )
+    if problem is None and config.fault_not_approved > 0.0 and ctx.faults.not_approved(config):
+        problem = error("NOT_APPROVED", "record not approved", {"id": record_id})
+    return problem
 
 
 def _duplicate(
@@ -82,7 +105,7 @@ def write_existing(
     existing = ctx.store.get(ctx.name, record_id)
     if existing is None:
         return bad_id(), None
-    problem = _locked(ctx, record_id) or check_values(ctx.module, raw, ctx.store.exists)
+    problem = _business_rule(ctx, record_id, raw) or check_values(ctx.module, raw, ctx.store.exists)
     if problem is not None:
         return problem, None
     merged = merge_fields(existing.fields, raw, ctx.module.multiselects)
@@ -210,4 +233,3 @@ def duplicate_order(module: CompiledModule, named: Sequence[str] | None) -> list
         order = []
     order += [f for f in module.schema.unique_fields if f not in order]
     return order
-

@@ -192,7 +192,9 @@ async def test_insert_missing_mandatory_field(api: Api) -> None:
 async def test_blanking_mandatory_field_on_update_fails(api: Api) -> None:
     """Setting a mandatory field to null on update is MANDATORY_NOT_FOUND."""
     await api.seed_leads(1)
-    reply = await api.request("PUT", "/crm/v2/Leads", body={"data": [{"id": ID1, "Last_Name": None}]})
+    reply = await api.request(
+        "PUT", "/crm/v2/Leads", body={"data": [{"id": ID1, "Last_Name": None}]}
+    )
     assert reply.body["data"][0]["code"] == "MANDATORY_NOT_FOUND"
 
 
