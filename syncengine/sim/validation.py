@@ -38,7 +38,8 @@ _PHONE: Final = re.compile(
     r"^\+?[0-9A-Za-z ()\-.]*[0-9A-Za-z][0-9A-Za-z ()\-.]*(?:[,;#][0-9A-Za-z ()\-.,;#]*)?$"
 )
 _WEBSITE: Final = re.compile(
-    r"^(?:https?://)?(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?::\d{1,5})?(?:[/?#]\S*)?$"
+    r"^(?:https?://)?(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?::\d{1,5})?(?:[/?#]\S*)?$",
+    re.IGNORECASE,  # a URL's scheme is case-insensitive (RFC 3986 §3.1)
 )
 _DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME: Final = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$")
