@@ -1,12 +1,12 @@
 """Seeded latency and fault decisions, reproducible per request sequence.
 
 Each kind of decision (jitter, 500, drop, stall, a locked, blueprint-held or
-unapproved record) draws from its
-own `random.Random` stream seeded from `SimConfig.seed` and the decision's
-name, never from the global generator. The same seed and the same sequence of
-requests therefore give the same latencies and faults, and turning one fault
-on does not shift the others. A stream is drawn only while its knob is
-non-zero, so fault-free runs pay nothing per record.
+unapproved record) draws from its own `random.Random` stream seeded from
+`SimConfig.seed` and the decision's name, never from the global generator.
+The same seed and the same sequence of requests therefore give the same
+latencies and faults, and turning one fault on does not shift the others.
+A stream is drawn only while its knob is non-zero, so fault-free runs pay
+nothing per record.
 """
 
 from __future__ import annotations

@@ -73,20 +73,24 @@ def _locked(ctx: WriteContext, record_id: str) -> ErrorElement | None:
 def _business_rule(ctx: WriteContext, record_id: str, raw: dict[str, Any]) -> ErrorElement | None:
     """A record a business rule holds: locked, in a blueprint state, or awaiting approval.
 
-    Each is drawn from its own seeded stream only while its knob is on
-    (crm-api.md §1.6): `RECORD_IN_BLUEPRINT` names the first field the
-    write changes, `NOT_APPROVED` the record.
+    Each is drawn from its own seeded stream while its knob is on, all of
+    them for every record, so turning one on never shifts another's draws
+    (crm-api.md §1.6): `RECORD_IN_BLUEPRINT` names the first field the write
+    carries, `NOT_APPROVED` the record.
     """
-    config = ctx.config
-    problem = _locked(ctx, record_id)
-    if problem is None and config.fault_blueprint > 0.0 and ctx.faults.in_blueprint(config):
+    config, faults = ctx.config, ctx.faults
+    locked = _locked(ctx, record_id)
+    in_blueprint = config.fault_blueprint > 0.0 and faults.in_blueprint(config)
+    not_approved = config.fault_not_approved > 0.0 and faults.not_approved(config)
+    if locked is not None:
+        return locked
+    if in_blueprint:
         field_name = next((k for k in raw if k != "id" and k[:1] != "$"), "id")
-        problem = error(
-            "RECORD_IN_BLUEPRINT", "The record is in blue print", {"api_name": field_name}
-        )
-    if problem is None and config.fault_not_approved > 0.0 and ctx.faults.not_approved(config):
-        problem = error("NOT_APPROVED", "record not approved", {"id": record_id})
-    return problem
+        details = {"api_name": field_name}
+        return error("RECORD_IN_BLUEPRINT", "The record is in blue print", details)
+    if not_approved:
+        return error("NOT_APPROVED", "record not approved", {"id": record_id})
+    return None
 
 
 def _duplicate(
