@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import click
 
-from syncengine.sim.config import EDITIONS, KnobError, SimConfig
+from syncengine.sim.config import EDITIONS, REFUSAL_CODES, KnobError, SimConfig
 from syncengine.sim.schema import SchemaError
 from syncengine.sim.server import SimHandle, running_simulator
 
@@ -201,6 +201,31 @@ OPTIONS: Final[list[tuple[str, dict[str, Any]]]] = [
         {
             "help": "A field whose presence in any record makes the whole write a bare "
             "400 INVALID_DATA (a record the API cannot parse); default off.",
+        },
+    ),
+    (
+        "--refuse-with",
+        {
+            "type": click.Choice(list(REFUSAL_CODES)),
+            "help": "Refuse every records-API call with this whole-request code "
+            "(403 NO_PERMISSION, 400 AUTHORIZATION_FAILED, 403 FEATURE_NOT_SUPPORTED, "
+            "400 LICENSE_LIMIT_EXCEEDED); default off.",
+        },
+    ),
+    (
+        "--fault-blueprint",
+        {
+            "default": 0.0,
+            "type": _PROBABILITY,
+            "help": "Per-record probability of RECORD_IN_BLUEPRINT on existing records.",
+        },
+    ),
+    (
+        "--fault-not-approved",
+        {
+            "default": 0.0,
+            "type": _PROBABILITY,
+            "help": "Per-record probability of NOT_APPROVED on existing records.",
         },
     ),
     (

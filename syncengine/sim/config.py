@@ -110,6 +110,11 @@ class SimConfig:
     bulk_fault_fail: float = 0.0
     bulk_drop_downloads: int = 0
     bulk_job_credits: int = 500
+    # Whole-request refusal answered to every records-API call (crm-api.md §1.7):
+    # one of REFUSAL_CODES, or None (off).
+    refuse_with: str | None = None
+    fault_blueprint: float = 0.0  # per existing record: RECORD_IN_BLUEPRINT
+    fault_not_approved: float = 0.0  # per existing record: NOT_APPROVED
 
 
 def edition_limits(config: SimConfig) -> Edition:
@@ -146,9 +151,18 @@ def write_cost(config: SimConfig, record_count: int) -> int:
 KNOBS: Final[frozenset[str]] = frozenset(f.name for f in dataclasses.fields(SimConfig))
 _PROBABILITIES: Final = frozenset(
     {"fault_500", "fault_drop", "fault_drop_after", "fault_stall", "fault_locked", "fault_429"}
+    | {"fault_blueprint", "fault_not_approved"}
 )
 _OPTIONAL: Final = frozenset(
     {"poison_field", "concurrency", "credits", "users", "api_domain", "retry_after_s"}
+    | {"refuse_with"}
+)
+#: Whole-request refusals `refuse_with` can answer: a person must act (crm-api.md §1.7).
+REFUSAL_CODES: Final = (
+    "NO_PERMISSION",
+    "AUTHORIZATION_FAILED",
+    "FEATURE_NOT_SUPPORTED",
+    "LICENSE_LIMIT_EXCEEDED",
 )
 
 
@@ -188,6 +202,7 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
     if special:
         return converted
     kinds: dict[str, type] = {"api_domain": str, "retry_after_s": float, "poison_field": str}
+    kinds["refuse_with"] = str
     kind = kinds.get(name) or (type(current) if current is not None else int)
     return _scalar(name, value, kind)
 
@@ -198,6 +213,8 @@ def _check(config: SimConfig) -> None:
     for name in _PROBABILITIES:
         if not 0.0 <= float(getattr(config, name)) <= 1.0:
             raise KnobError(f"{name}: a probability must be within [0, 1]")
+    if config.refuse_with is not None and config.refuse_with not in REFUSAL_CODES:
+        raise KnobError(f"refuse_with: must be one of {', '.join(REFUSAL_CODES)}")
     if config.partial_status not in (202, 207):
         raise KnobError("partial_status: must be 202 or 207")
     if config.token_error_status not in (200, 400):
