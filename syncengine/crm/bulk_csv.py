@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from syncengine.model import Operation, Record
+from syncengine.sources.records import SYSTEM_DUPLICATE_FIELDS
 
 MAX_ROWS_PER_FILE: Final = 25_000
 MAX_COLUMNS: Final = 200
@@ -41,21 +42,7 @@ DATE_FORMAT: Final = "yyyy-MM-dd"
 DATETIME_FORMAT: Final = "yyyy-MM-dd'T'HH:mm:ssXXX"
 
 #: System duplicate-check field per module (crm-api.md "Duplicate checks").
-DUPLICATE_CHECK_FIELDS: Final[dict[str, str]] = {
-    "Leads": "Email",
-    "Contacts": "Email",
-    "Accounts": "Account_Name",
-    "Deals": "Deal_Name",
-    "Campaigns": "Campaign_Name",
-    "Cases": "Subject",
-    "Quotes": "Subject",
-    "Sales_Orders": "Subject",
-    "Purchase_Orders": "Subject",
-    "Invoices": "Subject",
-    "Solutions": "Solution_Title",
-    "Products": "Product_Name",
-    "Vendors": "Vendor_Name",
-}
+DUPLICATE_CHECK_FIELDS: Final[Mapping[str, str]] = SYSTEM_DUPLICATE_FIELDS
 
 _ISO_DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ISO_DATETIME: Final = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$")

@@ -325,31 +325,28 @@ class Journal:
 
     async def mapped_ids(self, keys: Sequence[str]) -> dict[str, str]:
         """The CRM id each of `keys` (source record keys) maps to; unmapped keys are left out."""
-        found: dict[str, str] = {}
-        if not keys:
-            return found
-        for group in _id_groups(keys):
-            marks = ",".join("?" * len(group))
-            rows = await self._db.execute_fetchall(
-                f"SELECT key, record_id FROM records WHERE key IN ({marks}) AND {_MAPPED}",
-                tuple(group),
-            )
-            found.update({key: record_id for key, record_id in rows})
-        return found
+        return await self._column_by_key("record_id", keys, _MAPPED)
 
     async def accepted_values(self, keys: Sequence[str]) -> dict[str, str]:
         """For each of `keys` that is synced with digests, the digests (`engine.unchanged`)."""
-        found: dict[str, str] = {}
+        return await self._column_by_key(
+            "accepted", keys, "state = 'synced' AND accepted IS NOT NULL"
+        )
+
+    async def _column_by_key(
+        self, column: str, keys: Sequence[str], condition: str
+    ) -> dict[str, Any]:
+        """`column` of each row of `keys` that meets `condition` (SQL of this module only)."""
+        found: dict[str, Any] = {}
         if not keys:
             return found
         for group in _id_groups(keys):
             marks = ",".join("?" * len(group))
             rows = await self._db.execute_fetchall(
-                f"SELECT key, accepted FROM records WHERE key IN ({marks})"
-                " AND state = 'synced' AND accepted IS NOT NULL",
+                f"SELECT key, {column} FROM records WHERE key IN ({marks}) AND {condition}",
                 tuple(group),
             )
-            found.update({key: accepted for key, accepted in rows})
+            found.update({key: value for key, value in rows})
         return found
 
     async def id_map(
