@@ -167,11 +167,16 @@ def cli(log_format: LogFormat, log_level: str) -> None:
 
 @cli.command()
 @CONFIG_OPTION
-def run(config_path: Path) -> None:
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Send every change, even those [crm] skip_unchanged would leave out.",
+)
+def run(config_path: Path, full: bool) -> None:
     """One pass, as a cron job: due retries, then the feed to its current end."""
     config = _load(config_path)
     tune_gc_for_throughput()
-    result = _run_async(lambda stop: run_pass(config, command="run", stop=stop))
+    result = _run_async(lambda stop: run_pass(config, command="run", stop=stop, full=full))
     sys.exit(result.exit_status)
 
 

@@ -78,6 +78,7 @@ class CrmConfig:
     timeout_s: float = 60.0  # a 100-record write seldom takes more than seconds
     token_timeout_s: float = 30.0  # token calls must not hang a run (crm-api.md §5)
     proxy: str | None = field(default=None, repr=False)  # may hold proxy credentials
+    skip_unchanged: bool = False  # a person's edit in the CRM must not be masked by default
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ class LimitsConfig:
     retry_base_s: float = 1.0  # first backoff step
     retry_cap_s: float = 60.0  # longest single backoff
     grace_s: float = 30.0  # in-flight requests finish within this after SIGINT/SIGTERM
+    credits_per_call: int = 1  # Zoho: 1 credit per call unless listed (crm-api.md §3.1)
+    records_per_credit: int = 10  # Zoho: insert/update/upsert cost 1 credit per 10 records
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +353,7 @@ def _crm(table: ConfigTable) -> CrmConfig:
             timeout_s=table.number("timeout_s"),
             token_timeout_s=table.number("token_timeout_s"),
             proxy=table.proxy_url("proxy"),
+            skip_unchanged=table.boolean("skip_unchanged"),
         ),
     )
 
@@ -364,6 +368,8 @@ def _limits(table: ConfigTable) -> LimitsConfig:
             retry_base_s=table.number("retry_base_s"),
             retry_cap_s=table.number("retry_cap_s"),
             grace_s=table.number("grace_s", positive=False),
+            credits_per_call=table.integer("credits_per_call", low=1),
+            records_per_credit=table.integer("records_per_credit", low=1, high=100),
         )
     )
     if limits.retry_cap_s < limits.retry_base_s:

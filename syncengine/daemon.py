@@ -91,6 +91,20 @@ class LiveView:
         """Age of the oldest change read and not yet settled."""
         return self._parts.engine.sync_lag_s()
 
+    @property
+    def credits_spent(self) -> int:
+        """Credits this process's answered calls cost, by the cost model."""
+        return self._parts.client.stats.credits_spent
+
+    @property
+    def credits_saved(self) -> Mapping[str, float]:
+        """Credits the daemon did not spend: records folded or found unchanged."""
+        counts, model = self._parts.engine.counts, self._parts.client.credit_model
+        return {
+            "coalescing": model.records_cost(counts.coalesced),
+            "skip_unchanged": model.records_cost(counts.unchanged),
+        }
+
 
 class ReadinessChecks:
     """`/readyz`: is the token usable and the feed reachable?

@@ -81,6 +81,16 @@ class EngineView(Protocol):
         """Age in seconds of the oldest change not yet synced; 0 when nothing waits."""
         ...
 
+    @property
+    def credits_spent(self) -> int:
+        """API credits the CRM's answers cost, by the config's cost model."""
+        ...
+
+    @property
+    def credits_saved(self) -> Mapping[str, float]:
+        """Credits not spent, by cause: coalescing, skip_unchanged, validation."""
+        ...
+
 
 #: Help text of every metric, by family name (the `_total` suffix is added on output).
 HELP = {
@@ -95,9 +105,16 @@ HELP = {
         "Last X-API-CREDITS-REMAINING sent by the CRM (absent while unknown)."
     ),
     "syncengine_sync_lag_seconds": "Age of the oldest unsynced change (0 when nothing waits).",
+    "syncengine_credits_spent": "API credits spent, by the config's cost model.",
+    "syncengine_credits_saved": "API credits not spent, by cause (records never sent).",
 }
 
+#: Causes of saved credits, always exported (at 0 until seen).
+SAVINGS = ("coalescing", "skip_unchanged", "validation")
+
 _COUNTERS = {
+    "syncengine_credits_spent",
+    "syncengine_credits_saved",
     "syncengine_records",
     "syncengine_requests",
     "syncengine_token_refreshes",
@@ -117,6 +134,8 @@ class EngineCollector:
         yield _requests({})
         for name in ("syncengine_token_refreshes", "syncengine_throttled"):
             yield _counter(name, 0)
+        yield _counter("syncengine_credits_spent", 0)
+        yield _saved({})
         for name in HELP.keys() - _COUNTERS:
             yield _gauge(name, 0)
 
@@ -134,6 +153,17 @@ class EngineCollector:
         if remaining is not None:
             yield _gauge("syncengine_credits_remaining", remaining)
         yield _gauge("syncengine_sync_lag_seconds", max(0.0, view.sync_lag_s))
+        yield _counter("syncengine_credits_spent", view.credits_spent)
+        yield _saved(view.credits_saved)
+
+
+def _saved(by_cause: Mapping[str, float]) -> CounterMetricFamily:
+    family = CounterMetricFamily(
+        "syncengine_credits_saved", HELP["syncengine_credits_saved"], labels=["by"]
+    )
+    for cause in SAVINGS:
+        family.add_metric([cause], by_cause.get(cause, 0.0))
+    return family
 
 
 def _gauge(name: str, value: float) -> GaugeMetricFamily:

@@ -38,6 +38,7 @@ class Verdict(enum.StrEnum):
     REJECT = "reject"  # permanent: journal as failed with code, message, details
     RETRY = "retry"  # transient: resend later with backoff; counts as an attempt
     WAIT = "wait"  # not sent: a `$ref` names a record with no CRM id yet (engine.references)
+    REGROUP = "regroup"  # not sent: goes out with others in a fuller chunk (engine.resolver)
 
 
 class RecordState(enum.StrEnum):
@@ -119,7 +120,8 @@ class Change:
     `source_key` is the source's own name for the record (the envelope's
     `key`, the `[source] key` column): the change's `key` is then built from
     it, and the CRM id it maps to is looked up when the change is sent
-    (`engine.references`).
+    (`engine.references`). `compared` is set once `skip_unchanged` found the
+    change differs from what the CRM holds, so it is not compared again.
     """
 
     module: str
@@ -132,6 +134,7 @@ class Change:
     earlier_positions: list[int | str] | None = None
     field_positions: dict[str, int | str] | None = None
     source_key: str | None = None
+    compared: bool = False
 
     @property
     def record_id(self) -> str | None:

@@ -8,6 +8,7 @@ journal's token table is never read.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,19 @@ async def status_document(journal: Journal, path: Path) -> dict[str, Any]:
             "exit_status": last.exit_status,
             "counts": dict(last.counts or {}),
         }
+    day = await journal.runs(since=time.time() - 86_400)
     return {
         "journal": str(path),
         "records": {
             "synced": counts.get("synced", 0),
             "pending": counts.get("pending", 0),
             "failed": counts.get("failed", 0),
+        },
+        "credits": {
+            "last_run": None if last is None else (last.counts or {}).get("credits"),
+            "spent_last_24h": sum(
+                int(((run.counts or {}).get("credits") or {}).get("spent") or 0) for run in day
+            ),
         },
         "checkpoints": {
             source_id: {"position": cp.display, "resume_after": cp.resume_after}
@@ -71,6 +79,19 @@ def format_status(document: dict[str, Any]) -> str:
             else "did not finish (killed or still running)"
         )
         lines.append(f"last run: {last['command']} started {last['started_at']}, {ended}")
+    credits = document.get("credits") or {}
+    spent_run = (credits.get("last_run") or {}).get("spent")
+    if spent_run is not None:
+        run = credits["last_run"]
+        saved = (
+            run.get("saved_by_coalescing", 0)
+            + run.get("saved_by_skip_unchanged", 0)
+            + run.get("saved_by_validation", 0)
+        )
+        lines.append(
+            f"credits: {spent_run} spent in the last run (about {saved:g} saved), "
+            f"{credits.get('spent_last_24h', 0)} in the last 24 h"
+        )
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ from functools import partial
 import structlog
 
 from syncengine.config import Config
+from syncengine.credits import CreditModel, CreditTally
 from syncengine.crm.auth import TokenProvider
 from syncengine.crm.client import CrmClient, make_session
 from syncengine.engine import Engine, EngineSettings, PassCounts
@@ -46,6 +47,8 @@ class PassResult:
     elapsed_s: float
     #: The pass's row in the runs table (for its report).
     run_id: int = 0
+    #: Credits spent and saved (`credits`), as the summary line shows them.
+    credits: dict[str, float | int | None] | None = None
 
 
 def tune_gc_for_throughput() -> None:
@@ -75,6 +78,23 @@ def engine_settings(config: Config) -> EngineSettings:
         duplicate_check_fields=crm.duplicate_check_fields,
         apply_feature_execution=("layout_rules",) if crm.apply_layout_rules else (),
         max_buffered=max(2, limits.concurrency) * MAX_CHUNK_RECORDS,
+        track_unchanged=crm.skip_unchanged,
+        skip_unchanged=crm.skip_unchanged,
+    )
+
+
+def credit_model(config: Config) -> CreditModel:
+    """The price of calls from `[limits]` (`credits.CreditModel`)."""
+    return CreditModel(config.limits.credits_per_call, config.limits.records_per_credit)
+
+
+def credit_tally(counts: PassCounts, spent: int, remaining: int | None) -> CreditTally:
+    """The credits a pass spent (`spent`, by the model) and saved, from its counts."""
+    return CreditTally(
+        spent=spent,
+        coalesced_records=counts.coalesced,
+        unchanged_records=counts.unchanged,
+        remaining=remaining,
     )
 
 
@@ -163,6 +183,7 @@ async def open_engine(
             proxy=crm.proxy,
             configured_module=crm.module,
             lost_answers=lost_answers,
+            credit_model=credit_model(config),
         )
         engine = Engine(
             journal=journal,
@@ -174,7 +195,13 @@ async def open_engine(
 
 
 async def record_end(
-    journal: Journal, run_id: int, *, exit_status: int, counts: PassCounts, failing: bool
+    journal: Journal,
+    run_id: int,
+    *,
+    exit_status: int,
+    counts: PassCounts,
+    failing: bool,
+    credits: dict[str, float | int | None] | None = None,
 ) -> None:
     """Records the end of run `run_id` in the runs table.
 
@@ -183,9 +210,10 @@ async def record_end(
     logged, and the run stays unfinished in the table, as a killed one does.
     """
     try:
-        await journal.finish_run(
-            run_id, now=time.time(), exit_status=exit_status, counts=counts.as_dict()
-        )
+        row: dict[str, object] = dict(counts.as_dict())
+        if credits is not None:
+            row["credits"] = credits
+        await journal.finish_run(run_id, now=time.time(), exit_status=exit_status, counts=row)
     except Exception as exc:
         if not failing:
             raise
@@ -205,6 +233,7 @@ async def run_pass(
     command: str,
     stop: asyncio.Event,
     on_engine: Callable[[Engine], None] | None = None,
+    full: bool = False,
 ) -> PassResult:
     """One `run` or `migrate` pass; the runs table records its start and end.
 
@@ -212,8 +241,19 @@ async def run_pass(
     exit statuses; the journal is consistent whichever way the pass ends.
     """
     started = time.monotonic()
-    async with open_engine(config, command=command) as parts:
+    settings = engine_settings(config)
+    if full:  # `run --full`: send everything, keep recording what the CRM holds
+        settings = replace(settings, skip_unchanged=False)
+    model = credit_model(config)
+    async with open_engine(config, command=command, settings=settings) as parts:
         engine, journal = parts.engine, parts.journal
+        stats = parts.client.stats
+        spent_before = stats.credits_spent
+
+        def credits() -> dict[str, float | int | None]:
+            spent = stats.credits_spent - spent_before
+            return credit_tally(engine.counts, spent, stats.credits_remaining).as_dict(model)
+
         run_id = await journal.start_run(command, now=time.time())
         if on_engine is not None:
             on_engine(engine)
@@ -226,10 +266,16 @@ async def run_pass(
             failing = False
         finally:
             await record_end(
-                journal, run_id, exit_status=exit_status, counts=engine.counts, failing=failing
+                journal,
+                run_id,
+                exit_status=exit_status,
+                counts=engine.counts,
+                failing=failing,
+                credits=credits(),
             )
+        spent = credits()
     elapsed_s = time.monotonic() - started
-    result = PassResult(counts, engine.stopped_early, exit_status, elapsed_s, run_id)
+    result = PassResult(counts, engine.stopped_early, exit_status, elapsed_s, run_id, spent)
     log.info(
         "run.summary",
         command=command,
@@ -237,5 +283,6 @@ async def run_pass(
         elapsed_s=round(elapsed_s, 3),
         records_per_s=round(counts.synced / elapsed_s, 1) if elapsed_s > 0 else None,
         **counts.as_dict(),
+        **{f"credits_{name}": value for name, value in spent.items()},
     )
     return result

@@ -42,6 +42,7 @@ import structlog
 import yarl
 
 from syncengine.backoff import backoff_s, parse_retry_after_s
+from syncengine.credits import CreditModel
 from syncengine.crm.auth import TokenProvider
 from syncengine.crm.classification import ErrorClass, refuses_feed_module
 from syncengine.crm.deletes import delete_query, settle_delete
@@ -107,6 +108,8 @@ class ClientStats:
     duplicates_checked: int = 0
     #: ... of which the existing record held the values sent: taken as synced.
     duplicates_resolved: int = 0
+    #: Credits the answered calls cost by the config's model (`credits.CreditModel`).
+    credits_spent: int = 0
 
 
 class CrmClient:
@@ -129,6 +132,7 @@ class CrmClient:
         environ: Mapping[str, str] | None = None,
         configured_module: str | None = None,
         lost_answers: tuple[float, float] | None = None,
+        credit_model: CreditModel | None = None,
     ) -> None:
         """`configured_module` is `[crm] module`: the one module whose refusal stops the run.
 
@@ -139,6 +143,7 @@ class CrmClient:
         """
         self._session = session
         self._lost_answers = lost_answers
+        self.credit_model = credit_model or CreditModel()
         self._configured_module = configured_module
         #: The proxy for the records API (`[crm] proxy`, else the environment's), or None.
         self._proxy = route_for(api_domain, configured=proxy, environ=environ)
@@ -407,6 +412,7 @@ class CrmClient:
                 headers.update(self._proxy.request_headers())
             async with self._limiter.slot(records=1) as ticket:
                 self.stats.requests += 1
+                self.stats.credits_spent += self.credit_model.call_cost()
                 try:
                     async with self._session.get(
                         self._base.with_path(f"/crm/v2/{module}/{record_id}"),
@@ -495,6 +501,13 @@ class CrmClient:
             if isinstance(parsed, RecordResults) and request.operation is not Operation.INSERT:
                 parsed = _matching_ids(parsed, request, indices, status)
             self._account(status, parsed, credits, ticket)
+            if isinstance(parsed, RecordResults):
+                model = self.credit_model
+                self.stats.credits_spent += (
+                    model.call_cost()
+                    if request.operation is Operation.DELETE
+                    else model.write_cost(count)
+                )
         return parsed, retry_after
 
     def _transport_failure(

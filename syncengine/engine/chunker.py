@@ -74,6 +74,7 @@ class Chunker:
         "_parked",
         "_ready",
         "_waiting",
+        "merged",
         "to_load",
     )
 
@@ -110,6 +111,8 @@ class Chunker:
         self._parked: set[str] = set()
         #: Keys whose owed state the engine must load from the journal (`owed_loaded`).
         self.to_load: list[str] = []
+        #: Changes folded into a waiting change to their record (each saved a record's send).
+        self.merged = 0
 
     @property
     def buffered(self) -> int:
@@ -156,6 +159,7 @@ class Chunker:
             held = self._mergeable.get(key)
             if held is not None and can_merge(held, change):
                 merge_into(held, change)
+                self.merged += 1
                 return
             if held is not None or key in self._in_flight:
                 self._waiting[key] = deque((change,))
@@ -345,6 +349,7 @@ class Chunker:
         tail = queue[-1]
         if can_merge(tail, change):
             merge_into(tail, change)
+            self.merged += 1
         else:
             queue.append(change)
             self._buffered += 1

@@ -41,12 +41,14 @@ from syncengine.engine.admission import Admission
 from syncengine.engine.chunker import Chunker
 from syncengine.engine.flusher import Flusher
 from syncengine.engine.intake import END, Intake, RedriveBatch
+from syncengine.engine.known_values import KnownValues
 from syncengine.engine.owed_loader import OwedLoader
 from syncengine.engine.read_times import ReadTimes
 from syncengine.engine.recorder import PassCounts, Recorder
 from syncengine.engine.reference_waits import ReferenceWaits
-from syncengine.engine.references import IdMap, Resolver
+from syncengine.engine.references import IdMap
 from syncengine.engine.replay import ReplayWindow, read_start
+from syncengine.engine.resolver import Resolver
 from syncengine.engine.retry_queue import RetrySchedule
 from syncengine.engine.senders import Senders, Writer
 from syncengine.engine.settings import EngineSettings
@@ -216,6 +218,11 @@ class Pass:
             clock=clock,
         )
         self._id_map = IdMap(journal)
+        self._resolver = Resolver(
+            self._id_map,
+            accepted=KnownValues(journal.accepted_values) if settings.track_unchanged else None,
+            skip=settings.skip_unchanged,
+        )
         self._waits = ReferenceWaits()
         self._senders = Senders(
             writer,
@@ -224,7 +231,7 @@ class Pass:
             duplicate_check_fields=settings.duplicate_check_fields,
             on_answer=self._wake.set,
             on_fatal=lambda error: self._fail("sender", error),
-            resolver=Resolver(self._id_map),
+            resolver=self._resolver,
         )
         self._replay = ReplayWindow(journal, source_id, high_water, start)
         self._watermark = Watermark(start)
@@ -274,7 +281,9 @@ class Pass:
     @property
     def counts(self) -> PassCounts:
         """Live counts of this pass."""
-        return self._recorder.counts
+        counts = self._recorder.counts
+        counts.coalesced = self._chunker.merged
+        return counts
 
     @property
     def in_flight(self) -> int:
@@ -319,7 +328,7 @@ class Pass:
                 await self._guarded("dispatcher", self._shutdown(reader, workers, flusher))
         if self._failure is not None:
             raise self._failure
-        return self._recorder.counts
+        return self.counts
 
     def _spawn(
         self, group: asyncio.TaskGroup, stage: str, work: Coroutine[Any, Any, None]
@@ -538,7 +547,8 @@ class Pass:
         for chunk, outcomes in self._senders.take_answered():
             self._note_settled(chunk.changes)
             self._learn_ids(chunk.changes, outcomes)
-            others = self._recorder.synced_many(chunk.changes, outcomes)
+            accepted = self._learn_accepted(chunk.changes, outcomes)
+            others = self._recorder.synced_many(chunk.changes, outcomes, accepted)
             if not others:  # the common case: the whole chunk synced
                 self._chunker.complete_many(chunk.changes)
             else:
@@ -564,6 +574,30 @@ class Pass:
                 for waiting in self._waits.release(key):
                     self._chunker.resume(waiting)
 
+    def _learn_accepted(
+        self, changes: list[Change], outcomes: list[RecordOutcome]
+    ) -> dict[int, str] | None:
+        """With `skip_unchanged`: what the CRM now holds of each record answered, by
+        id(change), for its journal row; anything but a success makes it unknown."""
+        known = self._resolver.accepted
+        if known is None:
+            return None
+        sent_by_change = self._resolver.sent
+        rows: dict[int, str] = {}
+        for change, outcome in zip(changes, outcomes, strict=True):
+            if outcome.verdict is Verdict.REGROUP:
+                continue  # not sent yet: what it would teach stays noted
+            sent = sent_by_change.pop(id(change), None)
+            if change.key is None or outcome.verdict is Verdict.WAIT:
+                continue
+            text = None
+            if sent is not None and outcome.verdict is Verdict.SYNCED:
+                text = sent.after(outcome.details)
+            known.learn(change.key, text)
+            if text is not None:
+                rows[id(change)] = text
+        return rows
+
     def _wait_for_reference(self, change: Change, outcome: RecordOutcome) -> None:
         """The change names a record with no id yet: held (its record's later changes
         queue behind it) until that record is journaled with one."""
@@ -585,6 +619,10 @@ class Pass:
             return
         if outcome.verdict is Verdict.WAIT:
             self._wait_for_reference(change, outcome)
+            return
+        if outcome.verdict is Verdict.REGROUP:
+            change.attempts -= 1  # nothing was sent
+            self._chunker.retry(change)  # its key stays in flight: later changes wait
             return
         if outcome.verdict is Verdict.REJECT or change.attempts >= self._settings.max_attempts:
             self._recorder.failed(change, outcome)

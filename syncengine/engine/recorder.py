@@ -14,6 +14,7 @@ import asyncio
 from dataclasses import dataclass
 
 from syncengine.engine.owed import blamed_position
+from syncengine.engine.unchanged import UNCHANGED
 from syncengine.engine.watermark import Watermark
 from syncengine.errors import FatalError
 from syncengine.journal import Journal, RecordUpdate, SyncedRow, encode_payload
@@ -42,6 +43,10 @@ class PassCounts:
     retries_scheduled: int = 0
     redriven: int = 0
     replay_skipped: int = 0
+    #: Synced without a send: the CRM held every value already (`skip_unchanged`).
+    unchanged: int = 0
+    #: Feed changes folded into another change to their record before sending.
+    coalesced: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counts as a plain mapping, for logs and the runs table."""
@@ -53,6 +58,8 @@ class PassCounts:
             "retries_scheduled": self.retries_scheduled,
             "redriven": self.redriven,
             "replay_skipped": self.replay_skipped,
+            "unchanged": self.unchanged,
+            "coalesced": self.coalesced,
         }
 
 
@@ -114,13 +121,18 @@ class Recorder:
         return len(self._updates) >= self._flush_rows
 
     def synced_many(
-        self, changes: list[Change], outcomes: list[RecordOutcome]
+        self,
+        changes: list[Change],
+        outcomes: list[RecordOutcome],
+        accepted: dict[int, str] | None = None,
     ) -> list[tuple[Change, RecordOutcome]]:
         """A lean journal row for each change the CRM said SUCCESS for; returns the other pairs.
 
         One chunk's answers at a time, because it runs for nearly every
         record of a migration. A synced row keeps no message or details (the
-        success details, times and owner, are the CRM's to keep).
+        success details, times and owner, are the CRM's to keep). `accepted`
+        holds, by id(change), the digests a synced row keeps for
+        `skip_unchanged` (`engine.unchanged`); such rows take the general path.
         """
         others: list[tuple[Change, RecordOutcome]] = []
         append, settled = self._updates.append, self._positions.extend
@@ -128,6 +140,9 @@ class Recorder:
         synced = Verdict.SYNCED
         done = 0
         for change, outcome in zip(changes, outcomes, strict=True):
+            if accepted is not None and outcome.verdict is synced and id(change) in accepted:
+                self.synced_with_code(change, outcome, accepted=accepted[id(change)])
+                continue
             if outcome.verdict is not synced or outcome.code != "SUCCESS":
                 others.append((change, outcome))
                 continue
@@ -152,10 +167,15 @@ class Recorder:
         self.counts.synced += done
         return others
 
-    def synced_with_code(self, change: Change, outcome: RecordOutcome) -> None:
-        """Synced with a code of its own (a delete of a record already gone): the row keeps it."""
+    def synced_with_code(
+        self, change: Change, outcome: RecordOutcome, *, accepted: str | None = None
+    ) -> None:
+        """Synced with a code of its own (a delete of a record already gone, a record
+        found unchanged) or with digests of what the CRM now holds: the row keeps them."""
         self.counts.synced += 1
-        self._add(change, RecordState.SYNCED, outcome, payload=None)
+        if outcome.code == UNCHANGED:
+            self.counts.unchanged += 1
+        self._add(change, RecordState.SYNCED, outcome, payload=None, accepted=accepted)
 
     def failed(self, change: Change, outcome: RecordOutcome) -> None:
         """Permanent failure, or attempts exhausted: kept with its whole owed state.
@@ -216,6 +236,7 @@ class Recorder:
         payload: bytes | None,
         record_id: str | None = None,
         next_attempt_at: float | None = None,
+        accepted: str | None = None,
     ) -> None:
         assert change.key is not None, "the engine gives every change a journal key"
         display = change.positions[-1].display if change.positions else None
@@ -234,6 +255,7 @@ class Recorder:
                 payload=payload,
                 position=display,
                 source_id=self._row_source(change.positions[-1]) if change.positions else None,
+                accepted=accepted,
             )
         )
         # The positions are settled by this row; a later outcome for the same

@@ -18,18 +18,17 @@ an id records (module, source key) → id in the journal, see `IdMap`):
   until the referenced record is journaled with an id, or until the pass
   gives up on it (`UNRESOLVED_REFERENCE`).
 
-`plan_chunk` is the pure policy; `Resolver` looks the keys up and sends.
+`plan_chunk` is the pure policy; `engine.resolver` looks the keys up and sends.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from syncengine.crm.deletes import ALREADY_DELETED
-from syncengine.crm.write_request import WriteRequest
+from syncengine.engine.known_values import KnownValues
 from syncengine.keys import source_record_key
 from syncengine.model import Change, Chunk, Operation, Record, RecordOutcome, Verdict
 from syncengine.sources.records import REF, reference_problem
@@ -42,62 +41,19 @@ UNRESOLVED_REFERENCE = "UNRESOLVED_REFERENCE"
 BAD_INPUT = "BAD_INPUT"
 
 
+class IdMap(KnownValues[str]):
+    """(module, source key) → CRM id, as the pass knows it (see `KnownValues`)."""
+
+    def __init__(self, journal: IdSource, *, capacity: int = 50_000) -> None:
+        super().__init__(journal.mapped_ids, capacity=capacity)
+
+
 class IdSource(Protocol):
-    """Where ids not in memory come from: the journal."""
+    """Where ids not learned in the pass come from: the journal."""
 
     async def mapped_ids(self, keys: list[str]) -> dict[str, str]:
         """The CRM id of each of `keys` that maps to a live record."""
         ...
-
-
-class IdMap:
-    """(module, source key) → CRM id, as the pass knows it.
-
-    The ids the pass learns (`learn`) are kept in memory, most recent last,
-    up to `capacity`; older ones are read from the journal. Capacity is far
-    above the records a pass may have answered but not yet journaled (the
-    dispatcher's bound), so an id the journal does not hold yet is always
-    still here. `None` means "known to map to nothing" (deleted, or looked up
-    and absent), so a delete learned in this pass is never undone by a
-    journal read that began before it.
-    """
-
-    def __init__(self, source: IdSource, *, capacity: int = 50_000) -> None:
-        self._source = source
-        self._capacity = capacity
-        self._known: OrderedDict[str, str | None] = OrderedDict()
-
-    def learn(self, key: str, crm_id: str | None) -> None:
-        """What the CRM's answer just taught: `key` maps to `crm_id` (None: to nothing)."""
-        known = self._known
-        known[key] = crm_id
-        known.move_to_end(key)
-        if len(known) > self._capacity:
-            known.popitem(last=False)
-
-    def get(self, key: str) -> tuple[bool, str | None]:
-        """(whether the map knows `key` in memory, its id)."""
-        if key in self._known:
-            return True, self._known[key]
-        return False, None
-
-    async def lookup(self, keys: Iterable[str]) -> dict[str, str | None]:
-        """The id of each of `keys` (None when none is mapped)."""
-        found: dict[str, str | None] = {}
-        missing: list[str] = []
-        for key in keys:
-            known, crm_id = self.get(key)
-            if known:
-                found[key] = crm_id
-            else:
-                missing.append(key)
-        if missing:
-            read = await self._source.mapped_ids(missing)
-            for key in missing:
-                # Learned while the journal was read: newer than what it holds.
-                known, crm_id = self.get(key)
-                found[key] = crm_id if known else read.get(key)
-        return found
 
 
 def references_of(record: Record) -> list[tuple[str, str]]:
@@ -230,34 +186,3 @@ def plan_chunk(changes: list[Change], ids: Mapping[str, str | None]) -> Plan:
         records.append(wire)
     plan.requests = [(op, indices, records) for op, (indices, records) in by_operation.items()]
     return plan
-
-
-Write = Callable[[WriteRequest], Awaitable[list[RecordOutcome]]]
-
-
-class Resolver:
-    """Resolves a chunk against the id map and sends it as one request per operation."""
-
-    def __init__(self, id_map: IdMap) -> None:
-        self.id_map = id_map
-
-    async def send(
-        self,
-        chunk: Chunk,
-        request_for: Callable[[Operation, list[Record]], WriteRequest],
-        write: Write,
-    ) -> list[RecordOutcome]:
-        """One outcome per change of `chunk`, in order."""
-        ids = await self.id_map.lookup(keys_to_look_up(chunk.changes))
-        plan = plan_chunk(chunk.changes, ids)
-        outcomes = plan.outcomes
-        for operation, indices, records in plan.requests:
-            answers = await write(request_for(operation, records))
-            for index, answer in zip(indices, answers, strict=True):
-                record_id = plan.ids[index]
-                if answer.crm_id is None and record_id is not None:
-                    answer = replace(answer, crm_id=record_id)
-                outcomes[index] = answer
-        answered = [outcome for outcome in outcomes if outcome is not None]
-        assert len(answered) == len(outcomes), "every change of the chunk has an outcome"
-        return answered

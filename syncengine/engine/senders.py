@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from syncengine.crm.client import WriteRequest
-from syncengine.engine.references import Resolver, needs_resolution
+from syncengine.engine.resolver import Resolver
 from syncengine.model import Chunk, Operation, Record, RecordOutcome
 
 
@@ -98,7 +98,7 @@ class Senders:
     async def _loop(self) -> None:
         while (chunk := await self._queue.get()) is not None:
             try:
-                if self._resolver is not None and needs_resolution(chunk):
+                if self._resolver is not None and self._resolver.wants(chunk):
                     outcomes = await self._resolver.send(
                         chunk, functools.partial(self._request_of, chunk), self._writer.write
                     )

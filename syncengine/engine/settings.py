@@ -47,3 +47,8 @@ class EngineSettings:
     #: (`$ref`) to get a CRM id before it fails `UNRESOLVED_REFERENCE`. A
     #: `run` waits until nothing else is left to do instead.
     reference_wait_s: float = 300.0
+    #: `[crm] skip_unchanged`: keep digests of what the CRM accepted, per record...
+    track_unchanged: bool = False
+    #: ...and leave unsent a change whose every field the CRM holds already
+    #: (False with `run --full`, which sends everything and keeps the digests).
+    skip_unchanged: bool = False

@@ -112,6 +112,9 @@ class RecordUpdate:
     #: The feed the change came from; None for a change re-driven from the
     #: journal (the row keeps the feed it had).
     source_id: str | None = None
+    #: Digests of the field values the CRM now holds (`engine.unchanged`), for
+    #: a synced row when `[crm] skip_unchanged` is on; None clears them.
+    accepted: str | None = None
 
 
 #: A record the CRM accepted, in the lean form the hot path writes:
@@ -157,4 +160,4 @@ class RunRow:
     started_at: float
     finished_at: float | None
     exit_status: int | None
-    counts: dict[str, int] | None
+    counts: dict[str, Any] | None

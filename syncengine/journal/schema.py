@@ -162,8 +162,15 @@ _V4 = (
     "CREATE INDEX timeline_by_run ON timeline (run_id, t)",
 )
 
+_V5 = (
+    # `[crm] skip_unchanged`: digests of the field values the CRM last accepted
+    # for the record (`engine.unchanged`). Every write of the row that does not
+    # carry them clears them, so they are never older than the row.
+    "ALTER TABLE records ADD COLUMN accepted TEXT",
+)
+
 #: `MIGRATIONS[i]` holds the statements that take a file from version i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 
 #: The version this engine writes; files above it are refused.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -325,16 +325,28 @@ class Journal:
 
     async def mapped_ids(self, keys: Sequence[str]) -> dict[str, str]:
         """The CRM id each of `keys` (source record keys) maps to; unmapped keys are left out."""
-        found: dict[str, str] = {}
+        return await self._column_by_key("record_id", keys, _MAPPED)
+
+    async def accepted_values(self, keys: Sequence[str]) -> dict[str, str]:
+        """For each of `keys` that is synced with digests, the digests (`engine.unchanged`)."""
+        return await self._column_by_key(
+            "accepted", keys, "state = 'synced' AND accepted IS NOT NULL"
+        )
+
+    async def _column_by_key(
+        self, column: str, keys: Sequence[str], condition: str
+    ) -> dict[str, Any]:
+        """`column` of each row of `keys` that meets `condition` (SQL of this module only)."""
+        found: dict[str, Any] = {}
         if not keys:
             return found
         for group in _id_groups(keys):
             marks = ",".join("?" * len(group))
             rows = await self._db.execute_fetchall(
-                f"SELECT key, record_id FROM records WHERE key IN ({marks}) AND {_MAPPED}",
+                f"SELECT key, {column} FROM records WHERE key IN ({marks}) AND {condition}",
                 tuple(group),
             )
-            found.update({key: record_id for key, record_id in rows})
+            found.update({key: value for key, value in rows})
         return found
 
     async def id_map(
@@ -419,7 +431,7 @@ class Journal:
         return cursor.lastrowid
 
     async def finish_run(
-        self, run_id: int, *, now: float, exit_status: int, counts: Mapping[str, int]
+        self, run_id: int, *, now: float, exit_status: int, counts: Mapping[str, object]
     ) -> None:
         """Record the end of run `run_id`, its exit status and its final counts."""
         await self._write(

@@ -22,15 +22,15 @@ from syncengine.model import RecordState
 
 _UPSERT_RECORD = """
 INSERT INTO records (key, module, record_id, operation, state, attempts, code, message,
-                     details, next_attempt_at, payload, position, updated_at, source)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     details, next_attempt_at, payload, position, updated_at, source, accepted)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET
     module = excluded.module, record_id = excluded.record_id,
     operation = excluded.operation, state = excluded.state, attempts = excluded.attempts,
     code = excluded.code, message = excluded.message, details = excluded.details,
     next_attempt_at = excluded.next_attempt_at, payload = excluded.payload,
     position = coalesce(excluded.position, records.position), updated_at = excluded.updated_at,
-    source = coalesce(excluded.source, records.source)
+    source = coalesce(excluded.source, records.source), accepted = excluded.accepted
 """
 
 # The bulk of a migration: rows that became synced. A narrower statement than
@@ -44,7 +44,8 @@ ON CONFLICT (key) DO UPDATE SET
     operation = excluded.operation, state = 'synced', attempts = excluded.attempts,
     code = 'SUCCESS', message = NULL, details = NULL, next_attempt_at = NULL, payload = NULL,
     position = coalesce(excluded.position, records.position),
-    source = coalesce(excluded.source, records.source), updated_at = excluded.updated_at
+    source = coalesce(excluded.source, records.source), updated_at = excluded.updated_at,
+    accepted = NULL
 """
 
 # The general upsert takes a whole run of rows as one JSON array parameter
@@ -75,9 +76,9 @@ SYNCED_STATEMENT_ROWS = tuple(
 )
 
 _UPSERT_RECORD_JSON = _UPSERT_RECORD.replace(
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "SELECT "
-    + ", ".join("CAST(r.value->>10 AS BLOB)" if n == 10 else f"r.value->>{n}" for n in range(14))
+    + ", ".join("CAST(r.value->>10 AS BLOB)" if n == 10 else f"r.value->>{n}" for n in range(15))
     + f" {_FROM_JSON}",
 )
 
@@ -163,6 +164,7 @@ def _record_row(update: RecordUpdate, now: float) -> tuple[Any, ...]:
         update.position,
         now,
         update.source_id,
+        update.accepted if state is RecordState.SYNCED else None,
     )
 
 

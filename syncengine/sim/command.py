@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import click
 
-from syncengine.sim.config import EDITIONS, KnobError, SimConfig
+from syncengine.sim.config import EDITIONS, REFUSAL_CODES, KnobError, SimConfig
 from syncengine.sim.schema import SchemaError
 from syncengine.sim.server import SimHandle, running_simulator
 
@@ -185,7 +185,7 @@ OPTIONS: Final[list[tuple[str, dict[str, Any]]]] = [
         {
             "multiple": True,
             "help": "A scope the client holds (repeat); default: "
-            "ZohoCRM.modules.ALL and ZohoCRM.settings.ALL.",
+            "ZohoCRM.modules.ALL, ZohoCRM.settings.ALL, ZohoCRM.bulk.ALL, ZohoFiles.files.ALL.",
         },
     ),
     (
@@ -204,11 +204,68 @@ OPTIONS: Final[list[tuple[str, dict[str, Any]]]] = [
         },
     ),
     (
+        "--refuse-with",
+        {
+            "type": click.Choice(list(REFUSAL_CODES)),
+            "help": "Refuse every records-API call with this whole-request code "
+            "(403 NO_PERMISSION, 400 AUTHORIZATION_FAILED, 403 FEATURE_NOT_SUPPORTED, "
+            "400 LICENSE_LIMIT_EXCEEDED); default off.",
+        },
+    ),
+    (
+        "--fault-blueprint",
+        {
+            "default": 0.0,
+            "type": _PROBABILITY,
+            "help": "Per-record probability of RECORD_IN_BLUEPRINT on existing records.",
+        },
+    ),
+    (
+        "--fault-not-approved",
+        {
+            "default": 0.0,
+            "type": _PROBABILITY,
+            "help": "Per-record probability of NOT_APPROVED on existing records.",
+        },
+    ),
+    (
         "--retry-after-s",
         {
             "type": _NON_NEGATIVE,
             "help": "Send Retry-After on 429s (Zoho documents none; default off).",
         },
+    ),
+    (
+        "--bulk-queue-s",
+        {"default": 0.0, "type": _NON_NEGATIVE, "help": "How long a bulk-write job stays ADDED."},
+    ),
+    (
+        "--bulk-job-s",
+        {
+            "default": 0.0,
+            "type": _NON_NEGATIVE,
+            "help": "How long a bulk-write job then stays INPROGRESS (a slow job).",
+        },
+    ),
+    (
+        "--bulk-fault-fail",
+        {
+            "default": 0.0,
+            "type": _PROBABILITY,
+            "help": "Probability that a bulk-write job ends FAILED with nothing applied.",
+        },
+    ),
+    (
+        "--bulk-drop-downloads",
+        {
+            "default": 0,
+            "type": _COUNT,
+            "help": "Downloads of each bulk-write result that drop the connection halfway.",
+        },
+    ),
+    (
+        "--bulk-job-credits",
+        {"default": 500, "type": _COUNT, "help": "API credits one bulk-write job costs."},
     ),
 ]
 

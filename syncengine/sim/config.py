@@ -45,8 +45,14 @@ EDITIONS: Final[dict[str, Edition]] = {
     "ultimate": Edition(25, None, 50_000, 2_000),
 }
 
-#: Scopes the demo client holds unless restricted: every module, and metadata.
-DEFAULT_SCOPES: Final[tuple[str, ...]] = ("ZohoCRM.modules.ALL", "ZohoCRM.settings.ALL")
+#: Scopes the demo client holds unless restricted: every module, metadata, and
+#: bulk write with its file uploads (crm-bulk-write.md §1, §2).
+DEFAULT_SCOPES: Final[tuple[str, ...]] = (
+    "ZohoCRM.modules.ALL",
+    "ZohoCRM.settings.ALL",
+    "ZohoCRM.bulk.ALL",
+    "ZohoFiles.files.ALL",
+)
 
 
 @dataclass(slots=True)
@@ -96,6 +102,19 @@ class SimConfig:
     poison_field: str | None = None
     api_domain: str | None = None  # token answers' api_domain; None: this server
     retry_after_s: float | None = None  # Retry-After on 429s; Zoho documents none (§3.3)
+    # Bulk Write API (crm-bulk-write.md): how long a job stays ADDED, then
+    # INPROGRESS; the probability that a job ends FAILED; how many downloads of
+    # each job's result drop the connection halfway; credits per job.
+    bulk_queue_s: float = 0.0
+    bulk_job_s: float = 0.0
+    bulk_fault_fail: float = 0.0
+    bulk_drop_downloads: int = 0
+    bulk_job_credits: int = 500
+    # Whole-request refusal answered to every records-API call (crm-api.md §1.7):
+    # one of REFUSAL_CODES, or None (off).
+    refuse_with: str | None = None
+    fault_blueprint: float = 0.0  # per existing record: RECORD_IN_BLUEPRINT
+    fault_not_approved: float = 0.0  # per existing record: NOT_APPROVED
 
 
 def edition_limits(config: SimConfig) -> Edition:
@@ -132,9 +151,18 @@ def write_cost(config: SimConfig, record_count: int) -> int:
 KNOBS: Final[frozenset[str]] = frozenset(f.name for f in dataclasses.fields(SimConfig))
 _PROBABILITIES: Final = frozenset(
     {"fault_500", "fault_drop", "fault_drop_after", "fault_stall", "fault_locked", "fault_429"}
+    | {"fault_blueprint", "fault_not_approved"}
 )
 _OPTIONAL: Final = frozenset(
     {"poison_field", "concurrency", "credits", "users", "api_domain", "retry_after_s"}
+    | {"refuse_with"}
+)
+#: Whole-request refusals `refuse_with` can answer: a person must act (crm-api.md §1.7).
+REFUSAL_CODES: Final = (
+    "NO_PERMISSION",
+    "AUTHORIZATION_FAILED",
+    "FEATURE_NOT_SUPPORTED",
+    "LICENSE_LIMIT_EXCEEDED",
 )
 
 
@@ -174,6 +202,7 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
     if special:
         return converted
     kinds: dict[str, type] = {"api_domain": str, "retry_after_s": float, "poison_field": str}
+    kinds["refuse_with"] = str
     kind = kinds.get(name) or (type(current) if current is not None else int)
     return _scalar(name, value, kind)
 
@@ -184,6 +213,8 @@ def _check(config: SimConfig) -> None:
     for name in _PROBABILITIES:
         if not 0.0 <= float(getattr(config, name)) <= 1.0:
             raise KnobError(f"{name}: a probability must be within [0, 1]")
+    if config.refuse_with is not None and config.refuse_with not in REFUSAL_CODES:
+        raise KnobError(f"refuse_with: must be one of {', '.join(REFUSAL_CODES)}")
     if config.partial_status not in (202, 207):
         raise KnobError("partial_status: must be 202 or 207")
     if config.token_error_status not in (200, 400):
@@ -194,6 +225,16 @@ def _check(config: SimConfig) -> None:
             raise KnobError(f"{name}: must not be negative")
     if min(config.live_token_cap, config.mint_limit, config.heavy_concurrency) < 1:
         raise KnobError("live_token_cap, mint_limit, heavy_concurrency: must be at least 1")
+    _check_bulk(config)
+
+
+def _check_bulk(config: SimConfig) -> None:
+    """The bulk-write knobs' ranges; each message names the knob."""
+    if not 0.0 <= config.bulk_fault_fail <= 1.0:
+        raise KnobError("bulk_fault_fail: a probability must be within [0, 1]")
+    for name in ("bulk_queue_s", "bulk_job_s", "bulk_drop_downloads", "bulk_job_credits"):
+        if getattr(config, name) < 0:
+            raise KnobError(f"{name}: must not be negative")
 
 
 def validate_config(config: SimConfig) -> SimConfig:

@@ -60,11 +60,19 @@ def _layout_rules(value: Any) -> bool | BodyError:
 
 
 def _duplicate_fields(value: Any, module: CompiledModule) -> list[str] | BodyError | None:
-    """Upsert's `duplicate_check_fields`: field API names of the module."""
+    """Upsert's `duplicate_check_fields`: the module's duplicate-check or unique fields.
+
+    Zoho lets upsert match only on the system duplicate-check field and
+    unique fields (crm-api.md §1.8). Naming any other field is refused as a
+    whole, never matched: a match on a field whose values repeat could update
+    the wrong record.
+    """
     if value is None:
         return None
-    fields = module.schema.fields
-    if not isinstance(value, list) or not all(isinstance(v, str) and v in fields for v in value):
+    matchable = set(module.schema.unique_fields)
+    if module.schema.duplicate_check_field is not None:
+        matchable.add(module.schema.duplicate_check_field)
+    if not isinstance(value, list) or not all(isinstance(v, str) and v in matchable for v in value):
         return _invalid("duplicate_check_fields", "jsonarray")
     return list(value)
 

@@ -1,11 +1,12 @@
 """Seeded latency and fault decisions, reproducible per request sequence.
 
-Each kind of decision (jitter, 500, drop, stall, locked record) draws from its
-own `random.Random` stream seeded from `SimConfig.seed` and the decision's
-name, never from the global generator. The same seed and the same sequence of
-requests therefore give the same latencies and faults, and turning one fault
-on does not shift the others. A stream is drawn only while its knob is
-non-zero, so fault-free runs pay nothing per record.
+Each kind of decision (jitter, 500, drop, stall, a locked, blueprint-held or
+unapproved record) draws from its own `random.Random` stream seeded from
+`SimConfig.seed` and the decision's name, never from the global generator.
+The same seed and the same sequence of requests therefore give the same
+latencies and faults, and turning one fault on does not shift the others.
+A stream is drawn only while its knob is non-zero, so fault-free runs pay
+nothing per record.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ STREAMS = (
     "fault_locked",
     "fault_429",
     "fault_drop_after",
+    "fault_blueprint",
+    "fault_not_approved",
 )
 
 
@@ -83,3 +86,11 @@ class FaultPlan:
     def locked(self, config: SimConfig) -> bool:
         """Whether the next record of an update is answered `RECORD_LOCKED`."""
         return self._hit("fault_locked", config.fault_locked)
+
+    def in_blueprint(self, config: SimConfig) -> bool:
+        """Whether the next existing record written is answered `RECORD_IN_BLUEPRINT`."""
+        return self._hit("fault_blueprint", config.fault_blueprint)
+
+    def not_approved(self, config: SimConfig) -> bool:
+        """Whether the next existing record written is answered `NOT_APPROVED`."""
+        return self._hit("fault_not_approved", config.fault_not_approved)

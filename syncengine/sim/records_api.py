@@ -31,8 +31,8 @@ from syncengine.sim.state import STATE_KEY, SimState
 from syncengine.sim.writes import (
     ALL_TRIGGERS,
     WriteContext,
-    default_duplicate_order,
     delete_one,
+    duplicate_order,
     insert_one,
     update_one,
     upsert_one,
@@ -113,16 +113,29 @@ async def run_limited(
 
 
 def _gate(request: web.Request, state: SimState, operation: str) -> web.Response | None:
-    """The whole-request error for a call the token, module or scope stops."""
+    """The whole-request error for a call the token, module, scope or `refuse_with` stops."""
+    module = request.match_info["module"]
     code = access_problem(
         state.config,
         state.tokens,
         request.headers.get("Authorization"),
-        module=request.match_info["module"],
+        module=module,
         known_modules=state.modules,
         operation=operation,
     )
+    if code is None and state.config.refuse_with is not None:
+        return refusal(state, state.config.refuse_with, module)
     return None if code is None else whole_error(state, code)
+
+
+def refusal(state: SimState, code: str, module: str) -> web.Response:
+    """A whole-request refusal a person must resolve (crm-api.md §1.7).
+
+    `NO_PERMISSION` lists the profile permission that is missing, as Zoho's
+    example does (`details.permissions`); the others carry no details.
+    """
+    details = {"permissions": [f"Crm_Implied_View_{module}"]} if code == "NO_PERMISSION" else {}
+    return whole_error(state, code, details=details)
 
 
 def _context(state: SimState, module_name: str, env: Envelope | None) -> WriteContext:
@@ -162,7 +175,7 @@ async def _write(request: web.Request, operation: str) -> web.Response:
         details = {"api_name": poison, "expected_data_type": "jsonobject"}
         return whole_error(state, "INVALID_DATA", details=details)
     url_id = request.match_info.get("record_id")
-    order = env.duplicate_fields or default_duplicate_order(module)
+    order = duplicate_order(module, env.duplicate_fields)
 
     def work() -> tuple[int, Any]:
         ctx = _context(state, module_name, env)

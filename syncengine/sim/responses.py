@@ -20,7 +20,7 @@ WHOLE_ERRORS: Final[dict[str, tuple[int, str]]] = {
     "INVALID_TOKEN": (401, "invalid oauth token"),
     "AUTHENTICATION_FAILURE": (401, "Authentication failed"),
     "OAUTH_SCOPE_MISMATCH": (401, "invalid oauth scope to access this URL"),
-    "INVALID_MODULE": (400, "the module name given seems to be invalid"),
+    "INVALID_MODULE": (400, "The module name given seems to be invalid"),
     "INVALID_URL_PATTERN": (404, "Please check if the URL trying to access is a correct one"),
     "INVALID_REQUEST_METHOD": (400, "The http request method type is not a valid one"),
     "REQUIRED_PARAM_MISSING": (400, "One of the expected parameter is missing"),
@@ -29,6 +29,11 @@ WHOLE_ERRORS: Final[dict[str, tuple[int, str]]] = {
     "LIMIT_EXCEEDED": (400, "the number of records exceeds the allowed limit"),
     "TOO_MANY_REQUESTS": (429, "too many requests"),
     "INTERNAL_ERROR": (500, "Internal Server Error"),
+    # Refusals a person must resolve (crm-api.md §1.7); messages from Zoho's examples.
+    "NO_PERMISSION": (403, "permission denied"),
+    "AUTHORIZATION_FAILED": (400, "User does not have sufficient privilege to perform this action"),
+    "FEATURE_NOT_SUPPORTED": (403, "feature not available in this edition"),
+    "LICENSE_LIMIT_EXCEEDED": (400, "Request exceeds your license limit."),
 }
 
 CONCURRENCY_MESSAGE: Final = "The concurrency limit of the user for the given App has exceeded"

@@ -54,6 +54,14 @@ DEFAULT_LENGTHS: Final[dict[str, int]] = {
 }
 
 
+#: Field types whose values come from `pick_list_values`.
+PICKLIST_TYPES: Final = frozenset({"picklist", "multiselectpicklist"})
+#: Metadata key telling whether a picklist takes only its listed values.
+RESTRICTED_KEY: Final = "restricted_picklist"
+#: Metadata key telling whether layout rules (`apply_feature_execution`) require the field.
+LAYOUT_MANDATORY_KEY: Final = "layout_mandatory"
+
+
 class SchemaError(ValueError):
     """A schema file is unusable; the message names the module and field."""
 
@@ -197,12 +205,18 @@ def field_metadata(module: ModuleSchema) -> list[dict[str, Any]]:
             "field_label": spec.label,
             "id": spec.id,
             "unique": {"casesensitive": False} if spec.unique else {},
+            # [unverified] key: Zoho shows layout-mandated fields in its layouts
+            # API, which the simulator does not serve (crm-api.md §1.8).
+            LAYOUT_MANDATORY_KEY: spec.layout_mandatory,
         }
         if spec.pick_list_values:
             item["pick_list_values"] = [
                 {"display_value": v, "actual_value": v, "id": f"{spec.id}{i:03d}"}
                 for i, v in enumerate(spec.pick_list_values)
             ]
+        if spec.data_type in PICKLIST_TYPES:
+            # [unverified] key: Zoho's field metadata has none for this (crm-api.md §1.8).
+            item[RESTRICTED_KEY] = spec.restricted
         if spec.lookup_module is not None:
             item["lookup"] = {"module": spec.lookup_module, "api_name": spec.api_name}
         out.append(item)

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from syncengine.sim import admin, metadata_api, oauth_api, records_api
+from syncengine.sim import admin, bulk_api, metadata_api, oauth_api, records_api
 from syncengine.sim.config import SimConfig
 from syncengine.sim.responses import whole_error
 from syncengine.sim.state import STATE_KEY, SimState
@@ -63,6 +63,7 @@ def create_app(config: SimConfig) -> web.Application:
     router.add_post("/oauth/v2/token", oauth_api.issue_token)
     router.add_get("/crm/v2/settings/fields", metadata_api.get_fields)
     router.add_get("/crm/v2/settings/modules", metadata_api.get_modules)
+    bulk_api.add_bulk_routes(app)  # before the records routes: /crm/v2/upload is no module
     router.add_post("/crm/v2/{module}/upsert", records_api.upsert_records)
     router.add_post("/crm/v2/{module}", records_api.insert_records)
     router.add_put("/crm/v2/{module}", records_api.update_records)

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from syncengine.sim.bulk_jobs import BulkState
 from syncengine.sim.config import SimConfig, apply_knobs, validate_config
 from syncengine.sim.faults import FaultPlan
 from syncengine.sim.limits import Limits
@@ -67,6 +68,7 @@ class SimState:
         self.stats = Stats()
         self.recent_calls: deque[float] = deque()  # records-API arrival times, last minute
         self.base_url = ""  # set once the server listens
+        self.bulk = BulkState(config.seed)  # bulk-write uploads and jobs
 
     def note_api_call(self) -> None:
         """Track the busiest rolling minute of records-API calls (`max_requests_per_minute`)."""
@@ -125,6 +127,7 @@ class SimState:
         self.limits.reset()
         self.faults.reseed(self.config.seed)
         self.recent_calls.clear()
+        self.bulk.reset(self.config.seed)
         in_flight = self.stats.in_flight
         self.stats = Stats(in_flight=in_flight, max_in_flight=in_flight)
 

@@ -24,10 +24,22 @@ ErrorElement = dict[str, Any]
 Exists = Callable[[str, str], bool]
 Checker = Callable[[Any, Exists], ErrorElement | None]
 
-_EMAIL: Final = re.compile(r"^\w[\w.+\-'&]*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,22}$")
-_PHONE: Final = re.compile(r"^\+?[0-9 ()\-.]*[0-9][0-9 ()\-.]*$")
+#: RFC 5322 dot-atom local part (letters, digits, ``!#$%&'*+/=?^_`{|}~-``, dots
+#: between atoms), then domain labels and a final label of 2-22 letters
+#: (crm-api.md §1.8).
+_ATOM: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_EMAIL: Final = re.compile(
+    rf"^{_ATOM}(?:\.{_ATOM})*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{{2,22}}$"
+)
+#: An optional leading `+`, then digits, letters (vanity numbers such as
+#: `1-800-FLOWERS`), spaces and `( ) - .`; an extension or dial pause after
+#: `,` `;` or `#` (crm-api.md §1.8). The length comes from the field.
+_PHONE: Final = re.compile(
+    r"^\+?[0-9A-Za-z ()\-.]*[0-9A-Za-z][0-9A-Za-z ()\-.]*(?:[,;#][0-9A-Za-z ()\-.,;#]*)?$"
+)
 _WEBSITE: Final = re.compile(
-    r"^(?:https?://)?(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?::\d{1,5})?(?:[/?#]\S*)?$"
+    r"^(?:https?://)?(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?::\d{1,5})?(?:[/?#]\S*)?$",
+    re.IGNORECASE,  # a URL's scheme is case-insensitive (RFC 3986 §3.1)
 )
 _DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME: Final = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$")
@@ -100,11 +112,21 @@ def _picklist_checker(spec: FieldSpec) -> Checker:
 
 
 def _multiselect_checker(spec: FieldSpec) -> Checker:
-    """A JSON array of strings (`expected_data_type: jsonarray` otherwise)."""
+    """A JSON array of strings (`expected_data_type: jsonarray` otherwise).
+
+    The field's `length` bounds the options joined as the CRM stores them
+    (`;`-separated); a restricted multi-select takes only listed options.
+    """
+    name, limit = spec.api_name, spec.length
+    allowed = frozenset(spec.pick_list_values)
 
     def check(value: Any, exists: Exists) -> ErrorElement | None:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            return invalid(spec.api_name, expected_data_type="jsonarray")
+            return invalid(name, expected_data_type="jsonarray")
+        if limit is not None and len(";".join(value)) > limit:
+            return invalid(name, maximum_length=str(limit))
+        if spec.restricted and not allowed.issuperset(value):
+            return invalid(name, expected_data_type="multiselectpicklist")
         return None
 
     return check

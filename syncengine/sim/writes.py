@@ -60,9 +60,36 @@ def success(ctx: WriteContext, message: str, record_id: str, stored: StoredRecor
     return {"code": "SUCCESS", "details": details, "message": message, "status": "success"}
 
 
+#: Message of a locked record, as in Zoho's example (crm-oas v8 updateRecords).
+LOCKED_MESSAGE: Final = "Sorry, you cannot perform this operation as the record is locked."
+
+
 def _locked(ctx: WriteContext, record_id: str) -> ErrorElement | None:
     if ctx.config.fault_locked > 0.0 and ctx.faults.locked(ctx.config):
-        return error("RECORD_LOCKED", "the record is locked", {"id": record_id})
+        return error("RECORD_LOCKED", LOCKED_MESSAGE, {"id": record_id})
+    return None
+
+
+def _business_rule(ctx: WriteContext, record_id: str, raw: dict[str, Any]) -> ErrorElement | None:
+    """A record a business rule holds: locked, in a blueprint state, or awaiting approval.
+
+    Each is drawn from its own seeded stream while its knob is on, all of
+    them for every record, so turning one on never shifts another's draws
+    (crm-api.md §1.6): `RECORD_IN_BLUEPRINT` names the first field the write
+    carries, `NOT_APPROVED` the record.
+    """
+    config, faults = ctx.config, ctx.faults
+    locked = _locked(ctx, record_id)
+    in_blueprint = config.fault_blueprint > 0.0 and faults.in_blueprint(config)
+    not_approved = config.fault_not_approved > 0.0 and faults.not_approved(config)
+    if locked is not None:
+        return locked
+    if in_blueprint:
+        field_name = next((k for k in raw if k != "id" and k[:1] != "$"), "id")
+        details = {"api_name": field_name}
+        return error("RECORD_IN_BLUEPRINT", "The record is in blue print", details)
+    if not_approved:
+        return error("NOT_APPROVED", "record not approved", {"id": record_id})
     return None
 
 
@@ -82,7 +109,7 @@ def write_existing(
     existing = ctx.store.get(ctx.name, record_id)
     if existing is None:
         return bad_id(), None
-    problem = _locked(ctx, record_id) or check_values(ctx.module, raw, ctx.store.exists)
+    problem = _business_rule(ctx, record_id, raw) or check_values(ctx.module, raw, ctx.store.exists)
     if problem is not None:
         return problem, None
     merged = merge_fields(existing.fields, raw, ctx.module.multiselects)
@@ -195,8 +222,18 @@ def delete_one(ctx: WriteContext, given: str) -> ErrorElement:
     }
 
 
-def default_duplicate_order(module: CompiledModule) -> list[str]:
-    """Upsert's match order without `duplicate_check_fields`: system field, then unique ones."""
-    order = [module.schema.duplicate_check_field] if module.schema.duplicate_check_field else []
+def duplicate_order(module: CompiledModule, named: Sequence[str] | None) -> list[str]:
+    """Upsert's match order: the named fields, else the system field; then the other unique ones.
+
+    Without `duplicate_check_fields` the system duplicate-check field comes
+    first; with them, they come first in the order given. Either way the
+    module's remaining unique fields are checked after (crm-api.md §1.8).
+    """
+    if named:
+        order = list(named)
+    elif module.schema.duplicate_check_field:
+        order = [module.schema.duplicate_check_field]
+    else:
+        order = []
     order += [f for f in module.schema.unique_fields if f not in order]
     return order

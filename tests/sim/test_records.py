@@ -192,7 +192,9 @@ async def test_insert_missing_mandatory_field(api: Api) -> None:
 async def test_blanking_mandatory_field_on_update_fails(api: Api) -> None:
     """Setting a mandatory field to null on update is MANDATORY_NOT_FOUND."""
     await api.seed_leads(1)
-    reply = await api.request("PUT", "/crm/v2/Leads", body={"data": [{"id": ID1, "Company": None}]})
+    reply = await api.request(
+        "PUT", "/crm/v2/Leads", body={"data": [{"id": ID1, "Last_Name": None}]}
+    )
     assert reply.body["data"][0]["code"] == "MANDATORY_NOT_FOUND"
 
 
@@ -239,8 +241,8 @@ async def test_upsert_reports_action_and_duplicate_field(api: Api) -> None:
     assert (await api.record("Leads", ID1))["fields"]["Last_Name"] == "Match"
 
 
-async def test_upsert_uses_given_duplicate_check_fields(api: Api) -> None:
-    """duplicate_check_fields decides which field matches an existing record."""
+async def test_upsert_refuses_duplicate_check_fields_that_are_not_unique(api: Api) -> None:
+    """Naming a field that is neither unique nor the system duplicate check refuses the call."""
     await api.seed_leads(1)
     await api.request("PUT", "/crm/v2/Leads", body={"data": [{"id": ID1, "Mobile": "+1 999"}]})
     body = {
@@ -248,8 +250,13 @@ async def test_upsert_uses_given_duplicate_check_fields(api: Api) -> None:
         "duplicate_check_fields": ["Mobile"],
     }
     reply = await api.request("POST", "/crm/v2/Leads/upsert", body=body)
-    assert reply.body["data"][0]["duplicate_field"] == "Mobile"
-    assert reply.body["data"][0]["details"]["id"] == ID1
+    assert reply.status == 400
+    assert "data" not in reply.body
+    assert (reply.body["code"], reply.body["details"]["api_name"]) == (
+        "INVALID_DATA",
+        "duplicate_check_fields",
+    )
+    assert (await api.record("Leads", ID1))["fields"]["Last_Name"] != "M"
 
 
 async def test_layout_rules_enforced_only_when_applied(api: Api) -> None:
@@ -346,7 +353,7 @@ async def test_lookup_must_name_existing_record(api: Api) -> None:
     ("field", "value", "details"),
     [
         ("Company", "x" * 201, {"api_name": "Company", "maximum_length": "200"}),
-        ("Phone", "call me", {"api_name": "Phone", "expected_data_type": "phone"}),
+        ("Phone", "call me!", {"api_name": "Phone", "expected_data_type": "phone"}),
         ("Website", "not a url", {"api_name": "Website", "expected_data_type": "website"}),
         ("Languages", "French", {"api_name": "Languages", "expected_data_type": "jsonarray"}),
         (

@@ -25,6 +25,8 @@ class FakeView:
     throttled: int = 0
     credits_remaining: int | None = None
     sync_lag_s: float = 0.0
+    credits_spent: int = 0
+    credits_saved: dict[str, float] = field(default_factory=dict)
 
 
 def scrape(registry: CollectorRegistry) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -84,6 +86,7 @@ def test_types_and_help_texts() -> None:
     families = {family.name: family for family in text_string_to_metric_families(text)}
     counters = {"syncengine_records", "syncengine_requests"}
     counters |= {"syncengine_token_refreshes", "syncengine_throttled"}
+    counters |= {"syncengine_credits_spent", "syncengine_credits_saved"}
     assert set(families) == set(HELP)
     for name, family in families.items():
         assert family.type == ("counter" if name in counters else "gauge"), name
@@ -152,3 +155,15 @@ def test_registries_are_private() -> None:
     second = build_registry(FakeView(queue_depth=2))
     assert scrape(first)["syncengine_queue_depth"] == {(): 1}
     assert scrape(second)["syncengine_queue_depth"] == {(): 2}
+
+
+def test_credits_spent_and_saved_by_cause_are_counters() -> None:
+    """Spent is one counter; saved has a series per cause, at 0 until seen."""
+    view = FakeView(credits_spent=120, credits_saved={"skip_unchanged": 95.5})
+    samples = scrape(build_registry(view, process_metrics=False))
+    assert samples["syncengine_credits_spent_total"] == {(): 120.0}
+    assert samples["syncengine_credits_saved_total"] == {
+        (("by", "coalescing"),): 0.0,
+        (("by", "skip_unchanged"),): 95.5,
+        (("by", "validation"),): 0.0,
+    }
