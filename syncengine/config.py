@@ -77,6 +77,8 @@ class CrmConfig:
     timeout_s: float = 60.0  # a 100-record write seldom takes more than seconds
     token_timeout_s: float = 30.0  # token calls must not hang a run (crm-api.md §5)
     proxy: str | None = field(default=None, repr=False)  # may hold proxy credentials
+    validate: bool = True  # refuse locally what the CRM would certainly refuse: saves credits
+    unknown_fields: Literal["warn", "fail"] = "warn"  # the CRM ignores them: a warning is enough
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +338,8 @@ def _crm(table: ConfigTable) -> CrmConfig:
             timeout_s=table.number("timeout_s"),
             token_timeout_s=table.number("token_timeout_s"),
             proxy=table.proxy_url("proxy"),
+            validate=table.boolean("validate"),
+            unknown_fields=table.choice("unknown_fields", ("warn", "fail")),
         ),
     )
 

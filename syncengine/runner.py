@@ -22,10 +22,13 @@ import structlog
 from syncengine.config import Config
 from syncengine.crm.auth import TokenProvider
 from syncengine.crm.client import CrmClient, make_session
+from syncengine.crm.field_metadata import FieldRulesSource
 from syncengine.engine import Engine, EngineSettings, PassCounts
+from syncengine.engine.validating_writer import ValidatingWriter
 from syncengine.errors import ConfigError
 from syncengine.exit_status import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
 from syncengine.journal import Journal
+from syncengine.journal.field_cache import JournalFieldCache
 from syncengine.journal.token_cache import JournalTokenStore
 from syncengine.limits import Limiter
 from syncengine.logs import register_secret
@@ -108,6 +111,12 @@ class LiveParts:
     limiter: Limiter
 
 
+def validated(client: CrmClient, journal: Journal, config: Config) -> ValidatingWriter:
+    """`client` behind local validation (`[crm] validate`), metadata cached in the journal."""
+    rules = FieldRulesSource(client.read_fields, JournalFieldCache(journal), clock=time.time)
+    return ValidatingWriter(client, rules, unknown_fields=config.crm.unknown_fields)
+
+
 @asynccontextmanager
 async def open_engine(
     config: Config, *, command: str, settings: EngineSettings | None = None
@@ -161,7 +170,7 @@ async def open_engine(
         )
         engine = Engine(
             journal=journal,
-            writer=client,
+            writer=validated(client, journal, config) if crm.validate else client,
             settings=settings or engine_settings(config),
             source=open_source(config),
         )
