@@ -72,17 +72,16 @@ Checker = Callable[[Any], Rejection | None]
 # E-mail: an address has one `@`, a local part and a dotted domain whose last
 # label is letters (Zoho's published form ends `\.[a-zA-Z]{2,22}`; the limit of
 # 22 is not enforced here, nor are IDN labels refused). The local part takes
-# every RFC 5322 atext character and dots (`+tag`, `'`, `&`, `!`, `#`, ...),
-# because Zoho's pattern takes `+`, `'`, `&`, `-` and we cannot tell which
-# others it takes: doubt sends.
-_EMAIL: Final = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@(?:[\w\-]+\.)+(?:[^\W\d_]{2,}|xn--[\w\-]+)",
-)
+# every RFC 5322 atext character and dots (`+tag`, `'`, `&`, `!`, `#`, ...)
+# and non-ASCII letters (RFC 6531), refusing only spaces and the RFC's
+# specials, because Zoho's pattern takes `+`, `'`, `&`, `-` and word
+# characters and we cannot tell which others it takes: doubt sends.
+_EMAIL: Final = re.compile(r"[^\s@\"(),:;<>\[\]\\]+@(?:[\w\-]+\.)+(?:[^\W\d_]{2,}|xn--[\w\-]+)")
 # Phone: Zoho accepts digits, letters (vanity numbers, `ext`), `+`, spaces,
-# `( ) - .` and `, ; #` extension parts (and `*`, `/` are common in dial
+# `( ) - .` and `, ; #` extension parts (`*`, `/` and RFC 3966 `;ext=` are common in dial
 # strings). Refused only: characters no dial string holds, or no digit or
 # letter at all.
-_PHONE_FORBIDDEN: Final = re.compile(r"[@!$%^&=?<>{}\[\]|\\\"~`\x00-\x1f\x7f]")
+_PHONE_FORBIDDEN: Final = re.compile(r"[@!$%^&?<>{}\[\]|\\\"~`\x00-\x1f\x7f]")
 _ALNUM: Final = re.compile(r"[0-9A-Za-z]")
 # Dates: `yyyy-MM-dd`; date-times: `yyyy-MM-ddTHH:mm:ss` with an offset
 # (crm-api.md §1.8). A `Z` and fractions of seconds are ISO 8601 too: accepted.
