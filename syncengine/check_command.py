@@ -87,7 +87,7 @@ async def run_check(config: Config, *, whole_feed: bool) -> CheckReport:
             start = read_start(
                 await journal.checkpoint(source_id), await journal.high_water(source_id)
             )
-        check = FeedCheck(unknown_mode=crm.unknown_fields)
+        check = FeedCheck(unknown_mode=crm.unknown_fields, default_module=crm.module)
         async with aclosing(source.read(start)) as batches:
             async for batch in batches:
                 for item in batch:

@@ -103,6 +103,8 @@ class FeedCheck:
     """Collects a feed's items (`add_change`, `add_bad_input`), then judges them (`finish`)."""
 
     unknown_mode: UnknownFieldsMode = "warn"
+    #: `[crm] module`, which a pass journals for an unusable line that names none.
+    default_module: str | None = None
     _units: list[_Unit] = field(default_factory=list)
     _by_key: dict[str, _Unit] = field(default_factory=dict)
     _unknown: dict[tuple[str, str], UnknownField] = field(default_factory=dict)
@@ -151,7 +153,7 @@ class FeedCheck:
         unchecked = 0
         for unit in self._units:
             if unit.bad is not None:
-                refusals.append(_bad_input(unit.bad))
+                refusals.append(_bad_input(unit.bad, self.default_module))
                 continue
             change = unit.change
             if change is None:
@@ -197,9 +199,9 @@ def _refusal(change: Change, code: str, message: str, details: dict[str, Any]) -
     )
 
 
-def _bad_input(bad: BadInput) -> Refusal:
+def _bad_input(bad: BadInput, default_module: str | None) -> Refusal:
     return Refusal(
-        module=bad.module,
+        module=bad.module or default_module,
         id=bad.record_id,
         position=bad.position.display,
         positions=[bad.position.display],
