@@ -170,18 +170,12 @@ class FeedCheck:
         return CheckResult(self._read, refusals, list(self._unknown.values()), unchecked)
 
     def _judge(self, change: Change, rules: ModuleRules, holders: UniqueHolders) -> Refusal | None:
-        own = own_id(change.operation, change.record)
         rejection, _unknown = judge(
-            rules,
-            change.operation,
-            change.record,
-            holders=holders,
-            own=own,
-            unknown_mode=self.unknown_mode,
+            rules, change.operation, change.record, holders=holders, unknown_mode=self.unknown_mode
         )
         if rejection is not None:
             return _refusal(change, rejection.code, rejection.message, rejection.details)
-        holder = own or change.key or f"@{id(change)}"
+        holder = own_id(change.operation, change.record) or change.key or f"@{id(change)}"
         holders.accept(rules, change.record, holder)
         return None
 

@@ -15,6 +15,7 @@ takes. An hour bounds that window at one credit per module per hour.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
 
@@ -88,6 +89,7 @@ class FieldRulesSource:
         self._ttl_s = ttl_s
         #: module -> (its rules or None, when they were looked up)
         self._rules: dict[str, tuple[ModuleRules | None, float]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         #: Modules whose metadata could not be had, with the reason's code.
         self.unavailable: dict[str, str] = {}
 
@@ -99,6 +101,14 @@ class FieldRulesSource:
         known = self._rules.get(module)
         if known is not None and self._clock() - known[1] < self._ttl_s:
             return known[0]
+        # Single flight: ten senders meeting a module at once make one read.
+        async with self._locks.setdefault(module, asyncio.Lock()):
+            known = self._rules.get(module)
+            if known is not None and self._clock() - known[1] < self._ttl_s:
+                return known[0]
+            return await self._look_up(module)
+
+    async def _look_up(self, module: str) -> ModuleRules | None:
         looked_up_at = self._clock()
         try:
             fields = await self._fields(module)

@@ -171,9 +171,12 @@ def _text(rule: FieldRule) -> Checker:
     name, limit, kind, allowed = rule.api_name, rule.length, rule.data_type, rule.allowed
 
     def check(value: Any) -> Rejection | None:
-        if isinstance(value, dict | list):
+        if type(value) is str:
+            text = value
+        elif isinstance(value, dict | list):
             return invalid(name, expected_data_type=kind)
-        text = value if isinstance(value, str) else str(value)
+        else:
+            text = str(value)
         if limit is not None and len(text) > limit:
             return invalid(name, maximum_length=str(limit))
         if allowed is not None and text not in allowed and text != "":
@@ -382,9 +385,11 @@ def _blank(value: Any) -> bool:
 
 def _check_id(record: Mapping[str, Any]) -> Rejection | None:
     """An update needs an `id` of digits (crm-api.md §1.1: `id` mandatory per record)."""
-    if ID_FIELD not in record or record[ID_FIELD] is None:
+    raw = record.get(ID_FIELD)
+    if type(raw) is str and raw.isdigit():
+        return None  # the common case, first
+    if raw is None:
         return mandatory_missing(ID_FIELD)
-    raw = record[ID_FIELD]
     if isinstance(raw, bool) or not isinstance(raw, str | int) or not str(raw).isdigit():
         return bad_id()
     return None
@@ -428,19 +433,33 @@ def check_record(
     null only blanks), then `$append_values`, then the mandatory fields.
     Unknown fields are not errors here (`unknown_fields`).
     """
-    if operation is Operation.UPDATE:
-        problem = _check_id(record)
-        if problem is not None:
-            return problem
-    checkers = rules.checkers
+    return inspect_record(rules, operation, record)[0]
+
+
+#: What `inspect_record` says of a record with no unknown field (shared, never mutated).
+_NONE_UNKNOWN: Final[tuple[str, ...]] = ()
+
+
+def inspect_record(
+    rules: ModuleRules, operation: Operation, record: Mapping[str, Any]
+) -> tuple[Rejection | None, tuple[str, ...]]:
+    """`check_record` and `unknown_fields` in one walk over the record (a pass runs it on
+    every record it sends, so the common case costs a lookup and a call per field)."""
+    problem = _check_id(record) if operation is Operation.UPDATE else None
+    checkers, fields = rules.checkers, rules.fields
+    unknown: list[str] | None = None
     for name, value in record.items():
         checker = checkers.get(name)
-        if checker is None or value is None:
-            continue
-        problem = checker(value)
-        if problem is not None:
-            return problem
-    return _check_append(record) or _check_mandatory(rules, operation, record)
+        if checker is None:
+            if name not in fields and name != ID_FIELD and name[:1] != "$":
+                if unknown is None:
+                    unknown = []
+                unknown.append(name)
+        elif problem is None and value is not None:
+            problem = checker(value)
+    if problem is None:
+        problem = _check_append(record) or _check_mandatory(rules, operation, record)
+    return problem, _NONE_UNKNOWN if unknown is None else tuple(unknown)
 
 
 def unknown_fields(rules: ModuleRules, record: Mapping[str, Any]) -> list[str]:

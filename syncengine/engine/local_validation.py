@@ -21,13 +21,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
-from syncengine.crm.field_rules import (
-    ModuleRules,
-    Rejection,
-    check_record,
-    unique_value,
-    unknown_fields,
-)
+from syncengine.crm.field_rules import ModuleRules, Rejection, inspect_record, unique_value
 from syncengine.model import Operation
 
 #: The engine's code for a record refused for a field its module lacks (`unknown_fields = "fail"`).
@@ -120,17 +114,15 @@ def judge(
     record: Mapping[str, Any],
     *,
     holders: UniqueHolders,
-    own: str | None,
     unknown_mode: UnknownFieldsMode,
-) -> tuple[Rejection | None, list[str]]:
+) -> tuple[Rejection | None, tuple[str, ...]]:
     """(the refusal the CRM would certainly answer, or None; the record's unknown field names).
 
     Order, as the CRM reports its first problem: field values and mandatory
-    fields (`check_record`), then unknown fields when they fail, then
+    fields (`inspect_record`), then unknown fields when they fail, then
     duplicates (never for an upsert, which may match the holder instead).
     """
-    rejection = check_record(rules, operation, record)
-    unknown = unknown_fields(rules, record)
+    rejection, unknown = inspect_record(rules, operation, record)
     if rejection is None and unknown and unknown_mode == "fail":
         rejection = Rejection(
             UNKNOWN_FIELD,
@@ -138,5 +130,10 @@ def judge(
             {"api_name": unknown[0]},
         )
     if rejection is None and rules.unique and operation is not Operation.UPSERT:
-        rejection = holders.clash(rules, record, own)
+        rejection = holders.clash(rules, record, own_id(operation, record))
     return rejection, unknown
+
+
+def touches_unique(rules: ModuleRules, record: Mapping[str, Any]) -> bool:
+    """True when `record` sets a unique field (so its record's held values may change)."""
+    return any(rule.api_name in record for rule in rules.unique)

@@ -21,7 +21,13 @@ import structlog
 
 from syncengine.crm.field_rules import ModuleRules
 from syncengine.crm.write_request import WriteRequest
-from syncengine.engine.local_validation import UniqueHolders, UnknownFieldsMode, judge, own_id
+from syncengine.engine.local_validation import (
+    UniqueHolders,
+    UnknownFieldsMode,
+    judge,
+    own_id,
+    touches_unique,
+)
 from syncengine.model import Operation, Record, RecordOutcome, Verdict
 
 log = structlog.get_logger(__name__)
@@ -84,12 +90,7 @@ class ValidatingWriter:
         self, rules: ModuleRules, operation: Operation, record: Record
     ) -> RecordOutcome | None:
         rejection, unknown = judge(
-            rules,
-            operation,
-            record,
-            holders=self._holders,
-            own=own_id(operation, record),
-            unknown_mode=self._unknown_mode,
+            rules, operation, record, holders=self._holders, unknown_mode=self._unknown_mode
         )
         for name in unknown:
             self._warn_unknown(rules.module, name)
@@ -115,20 +116,26 @@ class ValidatingWriter:
         if not rules.unique:
             return await self._inner.write(request)
         module, holders = rules.module, self._holders
-        ids = [own_id(request.operation, record) for record in request.records]
-        for record_id in ids:
-            if record_id is not None:
-                holders.begin(module, record_id)
+        operation = request.operation
+        # Only a record whose change sets a unique field may be giving a value up.
+        busy = [
+            record_id
+            for record in request.records
+            if (record_id := own_id(operation, record)) is not None
+            and touches_unique(rules, record)
+        ]
+        for record_id in busy:
+            holders.begin(module, record_id)
         try:
             outcomes = await self._inner.write(request)
         finally:
-            for record_id in ids:
-                if record_id is not None:
-                    holders.end(module, record_id)
-        for record, record_id, outcome in zip(request.records, ids, outcomes, strict=True):
-            holder = outcome.crm_id or record_id
-            if outcome.verdict is Verdict.SYNCED and holder is not None:
-                holders.accept(rules, record, holder)
+            for record_id in busy:
+                holders.end(module, record_id)
+        for record, outcome in zip(request.records, outcomes, strict=True):
+            if outcome.verdict is Verdict.SYNCED and touches_unique(rules, record):
+                holder = outcome.crm_id or own_id(operation, record)
+                if holder is not None:
+                    holders.accept(rules, record, holder)
         return outcomes
 
 

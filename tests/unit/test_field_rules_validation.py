@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -115,17 +116,13 @@ def test_a_holder_with_a_change_in_flight_holds_nothing_for_sure() -> None:
     holders = UniqueHolders()
     holders.accept(LEADS, {"Email": "a@x.org"}, "11")
     record = _insert(Email="a@x.org")
-    refused, _ = judge(
-        LEADS, Operation.INSERT, record, holders=holders, own=None, unknown_mode="warn"
-    )
+    refused, _ = judge(LEADS, Operation.INSERT, record, holders=holders, unknown_mode="warn")
     assert refused is not None
     holders.begin("Leads", "11")
-    sent, _ = judge(LEADS, Operation.INSERT, record, holders=holders, own=None, unknown_mode="warn")
+    sent, _ = judge(LEADS, Operation.INSERT, record, holders=holders, unknown_mode="warn")
     assert sent is None
     holders.end("Leads", "11")
-    upsert, _ = judge(
-        LEADS, Operation.UPSERT, record, holders=holders, own=None, unknown_mode="warn"
-    )
+    upsert, _ = judge(LEADS, Operation.UPSERT, record, holders=holders, unknown_mode="warn")
     assert upsert is None  # an upsert may match the holder instead
 
 
@@ -191,4 +188,19 @@ async def test_unavailable_metadata_is_none_and_remembered() -> None:
     assert await source.rules("Leads") is None
     assert await source.rules("Leads") is None
     assert source.unavailable == {"Leads": "OAUTH_SCOPE_MISMATCH"}
+    assert reads == ["Leads"]
+
+
+async def test_senders_meeting_a_module_at_once_make_one_read() -> None:
+    """Ten concurrent lookups of an unknown module share one metadata read."""
+    reads: list[str] = []
+
+    async def fetch(module: str) -> tuple[int, bytes] | None:
+        reads.append(module)
+        await asyncio.sleep(0.01)
+        return 200, orjson.dumps({"fields": LEADS_FIELDS})
+
+    source = FieldRulesSource(fetch, None, clock=lambda: 0.0)
+    found = await asyncio.gather(*(source.rules("Leads") for _ in range(10)))
+    assert all(rules is not None for rules in found)
     assert reads == ["Leads"]
