@@ -31,6 +31,9 @@ from typing import Any, Final
 
 from syncengine.model import Operation
 
+_UPDATE: Final = Operation.UPDATE
+_INSERT: Final = Operation.INSERT
+
 #: Where the CRM's record id goes, and the key that names it in errors.
 ID_FIELD = "id"
 APPEND_VALUES = "$append_values"
@@ -259,17 +262,22 @@ def _number(rule: FieldRule) -> Checker:
     limit = None if digits is None else 10**digits
 
     def check(value: Any) -> Rejection | None:
-        if isinstance(value, str):
+        kind_of = type(value)
+        if kind_of is str:
             if value == "":
                 return None
             if (_DIGITS if integral else _NUMBER).fullmatch(value) is None:
                 return invalid(name, expected_data_type=kind)
             value = int(value) if integral else float(value)
-        elif isinstance(value, bool) or not isinstance(value, int | float):
+        elif (
+            kind_of is not int
+            and kind_of is not float
+            and (isinstance(value, bool) or not isinstance(value, (int, float)))
+        ):
             return invalid(name, expected_data_type=kind)
-        if integral and isinstance(value, float) and not value.is_integer():
+        if integral and kind_of is float and not value.is_integer():
             return invalid(name, expected_data_type=kind)
-        if limit is not None and abs(value) >= limit:
+        if limit is not None and not -limit < value < limit:
             return invalid(name, expected_data_type=kind)
         return None
 
@@ -351,6 +359,9 @@ class ModuleRules:
     checkers: dict[str, Checker]
     mandatory: tuple[str, ...]
     unique: tuple[FieldRule, ...]
+    #: The names of `mandatory` and `unique`, for one set test per record.
+    mandatory_names: frozenset[str] = frozenset()
+    unique_names: frozenset[str] = frozenset()
 
 
 def compile_rules(module: str, metadata: Iterable[Any]) -> ModuleRules:
@@ -369,18 +380,17 @@ def compile_rules(module: str, metadata: Iterable[Any]) -> ModuleRules:
         checker = None if rule.read_only else make_checker(rule)
         if checker is not None:
             checkers[rule.api_name] = checker
+    mandatory = tuple(r.api_name for r in fields.values() if r.mandatory and not r.read_only)
+    unique = tuple(r for r in fields.values() if r.unique and not r.read_only)
     return ModuleRules(
         module=module,
         fields=fields,
         checkers=checkers,
-        mandatory=tuple(r.api_name for r in fields.values() if r.mandatory and not r.read_only),
-        unique=tuple(r for r in fields.values() if r.unique and not r.read_only),
+        mandatory=mandatory,
+        unique=unique,
+        mandatory_names=frozenset(mandatory),
+        unique_names=frozenset(rule.api_name for rule in unique),
     )
-
-
-def _blank(value: Any) -> bool:
-    """Values that leave a field empty (the CRM's blanking of a mandatory field)."""
-    return value is None or value == "" or value == []
 
 
 def _check_id(record: Mapping[str, Any]) -> Rejection | None:
@@ -415,11 +425,13 @@ def _check_mandatory(
     existing record that has it: doubt sends. Layout-mandated fields are not
     in the fields metadata and are left to the CRM.
     """
+    inserting = operation is _INSERT
     for name in rules.mandatory:
         if name in record:
-            if _blank(record[name]):
+            value = record[name]
+            if value is None or value == "" or value == []:
                 return mandatory_missing(name)
-        elif operation is Operation.INSERT:
+        elif inserting:
             return mandatory_missing(name)
     return None
 
@@ -445,7 +457,11 @@ def inspect_record(
 ) -> tuple[Rejection | None, tuple[str, ...]]:
     """`check_record` and `unknown_fields` in one walk over the record (a pass runs it on
     every record it sends, so the common case costs a lookup and a call per field)."""
-    problem = _check_id(record) if operation is Operation.UPDATE else None
+    problem = None
+    if operation is _UPDATE:
+        raw = record.get(ID_FIELD)
+        if type(raw) is not str or not raw.isdigit():
+            problem = _check_id(record)
     checkers, fields = rules.checkers, rules.fields
     unknown: list[str] | None = None
     for name, value in record.items():
@@ -457,8 +473,10 @@ def inspect_record(
                 unknown.append(name)
         elif problem is None and value is not None:
             problem = checker(value)
-    if problem is None:
-        problem = _check_append(record) or _check_mandatory(rules, operation, record)
+    if problem is None and APPEND_VALUES in record:
+        problem = _check_append(record)
+    if problem is None and (operation is _INSERT or not rules.mandatory_names.isdisjoint(record)):
+        problem = _check_mandatory(rules, operation, record)
     return problem, _NONE_UNKNOWN if unknown is None else tuple(unknown)
 
 

@@ -129,11 +129,15 @@ def judge(
             f"the module {rules.module} has no field {unknown[0]} (the CRM would ignore it)",
             {"api_name": unknown[0]},
         )
-    if rejection is None and rules.unique and operation is not Operation.UPSERT:
+    if (
+        rejection is None
+        and operation is not Operation.UPSERT
+        and not rules.unique_names.isdisjoint(record)
+    ):
         rejection = holders.clash(rules, record, own_id(operation, record))
     return rejection, unknown
 
 
 def touches_unique(rules: ModuleRules, record: Mapping[str, Any]) -> bool:
     """True when `record` sets a unique field (so its record's held values may change)."""
-    return any(rule.api_name in record for rule in rules.unique)
+    return not rules.unique_names.isdisjoint(record)

@@ -92,8 +92,9 @@ class ValidatingWriter:
         rejection, unknown = judge(
             rules, operation, record, holders=self._holders, unknown_mode=self._unknown_mode
         )
-        for name in unknown:
-            self._warn_unknown(rules.module, name)
+        if unknown:
+            for name in unknown:
+                self._warn_unknown(rules.module, name)
         if rejection is None:
             return None
         self.refused += 1
@@ -115,14 +116,15 @@ class ValidatingWriter:
         """Sends `request`; the unique values of what the CRM took are then held by its records."""
         if not rules.unique:
             return await self._inner.write(request)
-        module, holders = rules.module, self._holders
-        operation = request.operation
+        module, holders, operation = rules.module, self._holders, request.operation
         # Only a record whose change sets a unique field may be giving a value up.
+        touching = [touches_unique(rules, record) for record in request.records]
+        if not any(touching):
+            return await self._inner.write(request)
         busy = [
             record_id
-            for record in request.records
-            if (record_id := own_id(operation, record)) is not None
-            and touches_unique(rules, record)
+            for record, touches in zip(request.records, touching, strict=True)
+            if touches and (record_id := own_id(operation, record)) is not None
         ]
         for record_id in busy:
             holders.begin(module, record_id)
@@ -131,8 +133,8 @@ class ValidatingWriter:
         finally:
             for record_id in busy:
                 holders.end(module, record_id)
-        for record, outcome in zip(request.records, outcomes, strict=True):
-            if outcome.verdict is Verdict.SYNCED and touches_unique(rules, record):
+        for record, touches, outcome in zip(request.records, touching, outcomes, strict=True):
+            if touches and outcome.verdict is Verdict.SYNCED:
                 holder = outcome.crm_id or own_id(operation, record)
                 if holder is not None:
                     holders.accept(rules, record, holder)
