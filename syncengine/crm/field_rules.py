@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Final
 
@@ -362,6 +362,10 @@ class ModuleRules:
     #: The names of `mandatory` and `unique`, for one set test per record.
     mandatory_names: frozenset[str] = frozenset()
     unique_names: frozenset[str] = frozenset()
+    #: Fields whose common values need no checker call (`is_plain`): name -> the
+    #: exact JSON type a plain value has and the bound its length (strings) or
+    #: magnitude (numbers) stays below. A value not plain goes to its checker.
+    plain: dict[str, tuple[type, int]] = field(default_factory=dict)
 
 
 def compile_rules(module: str, metadata: Iterable[Any]) -> ModuleRules:
@@ -380,6 +384,11 @@ def compile_rules(module: str, metadata: Iterable[Any]) -> ModuleRules:
         checker = None if rule.read_only else make_checker(rule)
         if checker is not None:
             checkers[rule.api_name] = checker
+    plain = {
+        rule.api_name: bound
+        for rule in fields.values()
+        if not rule.read_only and (bound := _plain_bound(rule)) is not None
+    }
     mandatory = tuple(r.api_name for r in fields.values() if r.mandatory and not r.read_only)
     unique = tuple(r for r in fields.values() if r.unique and not r.read_only)
     return ModuleRules(
@@ -390,7 +399,27 @@ def compile_rules(module: str, metadata: Iterable[Any]) -> ModuleRules:
         unique=unique,
         mandatory_names=frozenset(mandatory),
         unique_names=frozenset(rule.api_name for rule in unique),
+        plain=plain,
     )
+
+
+#: Text-like types whose checker takes any string shorter than the field's length.
+_PLAIN_TEXT: Final = frozenset({"text", "textarea", "picklist", "website"})
+
+
+def _plain_bound(rule: FieldRule) -> tuple[type, int] | None:
+    """(type, bound) of the values `rule`'s checker takes without a look (`ModuleRules.plain`).
+
+    Strings shorter than `length + 1` for text (not a restricted picklist);
+    ints of fewer digits than the limit for integer types. Exactly what the
+    checkers take, never more: a value outside goes to the checker.
+    """
+    if rule.data_type in _PLAIN_TEXT and rule.allowed is None and rule.length is not None:
+        return str, rule.length + 1
+    digits = rule.length or _DEFAULT_DIGITS.get(rule.data_type)
+    if rule.data_type in ("integer", "bigint", "double", "currency", "percent") and digits:
+        return int, 10**digits
+    return None
 
 
 def _check_id(record: Mapping[str, Any]) -> Rejection | None:
@@ -478,6 +507,43 @@ def inspect_record(
     if problem is None and (operation is _INSERT or not rules.mandatory_names.isdisjoint(record)):
         problem = _check_mandatory(rules, operation, record)
     return problem, _NONE_UNKNOWN if unknown is None else tuple(unknown)
+
+
+def is_plain_record(rules: ModuleRules, operation: Operation, record: Mapping[str, Any]) -> bool:
+    """True when `check_record` would pass `record` and it names no unknown field.
+
+    The fast answer for the common record of a pass; False means "look
+    closer" (`inspect_record`), never "refuse". A blank value is never plain,
+    so a plain update blanks no mandatory field.
+    """
+    if operation is _UPDATE:
+        raw = record.get(ID_FIELD)
+        if type(raw) is not str or not raw.isdigit():
+            return False
+    if not _plain_values(rules, record) or APPEND_VALUES in record:
+        return False
+    return operation is not _INSERT or record.keys() >= rules.mandatory_names
+
+
+def _plain_values(rules: ModuleRules, record: Mapping[str, Any]) -> bool:
+    """Every value is non-blank and passes its field's check (the plain ones without a
+    call); no unknown name."""
+    plain, checkers, fields = rules.plain, rules.checkers, rules.fields
+    value: Any
+    for name, value in record.items():
+        bound = plain.get(name)
+        if bound is not None and type(value) is bound[0]:
+            size: Any = value  # a str or an int here
+            limit = bound[1]
+            if (0 < len(size) < limit) if bound[0] is str else (-limit < size < limit):
+                continue
+        checker = checkers.get(name)
+        if checker is not None:
+            if value is None or value == "" or value == [] or checker(value) is not None:
+                return False
+        elif name not in fields and name != ID_FIELD and name[:1] != "$":
+            return False
+    return True
 
 
 def unknown_fields(rules: ModuleRules, record: Mapping[str, Any]) -> list[str]:

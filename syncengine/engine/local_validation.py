@@ -18,10 +18,16 @@ stays bounded, design.md invariant 4; a forgotten value is simply sent).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal
 
-from syncengine.crm.field_rules import ModuleRules, Rejection, inspect_record, unique_value
+from syncengine.crm.field_rules import (
+    ModuleRules,
+    Rejection,
+    inspect_record,
+    is_plain_record,
+    unique_value,
+)
 from syncengine.model import Operation
 
 #: The engine's code for a record refused for a field its module lacks (`unknown_fields = "fail"`).
@@ -141,3 +147,18 @@ def judge(
 def touches_unique(rules: ModuleRules, record: Mapping[str, Any]) -> bool:
     """True when `record` sets a unique field (so its record's held values may change)."""
     return not rules.unique_names.isdisjoint(record)
+
+
+def all_plainly_valid(
+    rules: ModuleRules, operation: Operation, records: Iterable[Mapping[str, Any]]
+) -> bool:
+    """True when every record would pass `judge` with nothing to say or remember.
+
+    No refusal, no unknown field, no unique field set (so no duplicate to
+    judge and no holder to note). The pass's fast path for a whole request.
+    """
+    unique_names = rules.unique_names
+    return all(
+        is_plain_record(rules, operation, record) and unique_names.isdisjoint(record)
+        for record in records
+    )

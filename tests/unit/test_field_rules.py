@@ -20,8 +20,10 @@ from syncengine.crm.field_rules import (
     ModuleRules,
     check_record,
     compile_rules,
+    inspect_record,
     is_email,
     is_phone,
+    is_plain_record,
     unique_value,
     unknown_fields,
 )
@@ -324,3 +326,21 @@ def test_every_address_the_simulator_takes_is_taken(address: str) -> None:
 def test_every_phone_the_simulator_takes_is_taken(phone: str) -> None:
     """The simulator's phone grammar (narrower than Zoho's) is inside ours."""
     assert is_phone(phone)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(sorted(MODULES)).flatmap(lambda m: st.tuples(st.just(m), records(m))),
+    st.sampled_from(list(Operation)),
+    st.sampled_from([None, "4876876000000100001", "x1"]),
+)
+def test_the_fast_path_passes_only_what_the_full_check_passes(
+    case: tuple[str, dict[str, Any]], operation: Operation, record_id: str | None
+) -> None:
+    """A record the fast path calls plain has no problem and no unknown field."""
+    module, record = case
+    if record_id is not None:
+        record = {"id": record_id, **record}
+    rules, _compiled, _schema = MODULES[module]
+    if is_plain_record(rules, operation, record):
+        assert inspect_record(rules, operation, record) == (None, ())
