@@ -29,6 +29,9 @@ log = structlog.get_logger(__name__)
 #: How long cached metadata is trusted, in seconds (see the module docstring).
 FIELD_METADATA_TTL_S: Final = 3600.0
 
+#: How soon a metadata read that got no usable answer (no connection, 5xx) is tried again.
+RETRY_UNANSWERED_S: Final = 60.0
+
 #: Reads one module's metadata: (HTTP status, body), or None when unanswered.
 FetchFields = Callable[[str], Awaitable[tuple[int, bytes] | None]]
 
@@ -87,7 +90,7 @@ class FieldRulesSource:
         self._cache = cache
         self._clock = clock
         self._ttl_s = ttl_s
-        #: module -> (its rules or None, when they were looked up)
+        #: module -> (its rules or None, until when that answer holds)
         self._rules: dict[str, tuple[ModuleRules | None, float]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         #: Modules whose metadata could not be had, with the reason's code.
@@ -99,12 +102,12 @@ class FieldRulesSource:
         Looked up again once `ttl_s` old, so a daemon follows the org's changes.
         """
         known = self._rules.get(module)
-        if known is not None and self._clock() - known[1] < self._ttl_s:
+        if known is not None and self._clock() < known[1]:
             return known[0]
         # Single flight: ten senders meeting a module at once make one read.
         async with self._locks.setdefault(module, asyncio.Lock()):
             known = self._rules.get(module)
-            if known is not None and self._clock() - known[1] < self._ttl_s:
+            if known is not None and self._clock() < known[1]:
                 return known[0]
             return await self._look_up(module)
 
@@ -115,11 +118,15 @@ class FieldRulesSource:
         except MetadataUnavailable as exc:
             self.unavailable[module] = exc.code
             log.warning("validation.no_metadata", module=module, code=exc.code, status=exc.status)
-            self._rules[module] = (None, looked_up_at)
+            # A refusal stands for the expiry; a read that got no answer is tried again soon.
+            wait_s = (
+                self._ttl_s if 400 <= exc.status < 500 else min(self._ttl_s, RETRY_UNANSWERED_S)
+            )
+            self._rules[module] = (None, looked_up_at + wait_s)
             return None
         rules = compile_rules(module, fields)
         self.unavailable.pop(module, None)
-        self._rules[module] = (rules, looked_up_at)
+        self._rules[module] = (rules, looked_up_at + self._ttl_s)
         return rules
 
     async def _fields(self, module: str) -> list[dict[str, Any]]:

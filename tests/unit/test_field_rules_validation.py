@@ -204,3 +204,20 @@ async def test_senders_meeting_a_module_at_once_make_one_read() -> None:
     found = await asyncio.gather(*(source.rules("Leads") for _ in range(10)))
     assert all(rules is not None for rules in found)
     assert reads == ["Leads"]
+
+
+async def test_an_unanswered_read_is_tried_again_soon() -> None:
+    """No answer (a dropped connection) is retried after a minute, not after the expiry."""
+    answers: list[tuple[int, bytes] | None] = [None, (200, orjson.dumps({"fields": LEADS_FIELDS}))]
+    now = [0.0]
+
+    async def fetch(module: str) -> tuple[int, bytes] | None:
+        return answers.pop(0)
+
+    source = FieldRulesSource(fetch, None, clock=lambda: now[0], ttl_s=3600)
+    assert await source.rules("Leads") is None
+    now[0] += 30
+    assert await source.rules("Leads") is None  # not yet asked again
+    now[0] += 31
+    assert await source.rules("Leads") is not None
+    assert source.unavailable == {}
