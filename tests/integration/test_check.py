@@ -140,7 +140,7 @@ async def _check_then_migrate(folder: Path, feed: list[dict[str, Any] | bytes]) 
 
 
 @settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.lists(lines(), min_size=1, max_size=16))
 def test_check_lists_exactly_what_migrate_fails(
