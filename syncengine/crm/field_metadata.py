@@ -32,6 +32,9 @@ FIELD_METADATA_TTL_S: Final = 3600.0
 #: How soon a metadata read that got no usable answer (no connection, 5xx) is tried again.
 RETRY_UNANSWERED_S: Final = 60.0
 
+#: 4xx answers that say nothing lasting about the metadata: tried again soon too.
+_PASSING_CODES: Final = frozenset({"INVALID_TOKEN", "TOO_MANY_REQUESTS"})
+
 #: Reads one module's metadata: (HTTP status, body), or None when unanswered.
 FetchFields = Callable[[str], Awaitable[tuple[int, bytes] | None]]
 
@@ -119,9 +122,8 @@ class FieldRulesSource:
             self.unavailable[module] = exc.code
             log.warning("validation.no_metadata", module=module, code=exc.code, status=exc.status)
             # A refusal stands for the expiry; a read that got no answer is tried again soon.
-            wait_s = (
-                self._ttl_s if 400 <= exc.status < 500 else min(self._ttl_s, RETRY_UNANSWERED_S)
-            )
+            refused = 400 <= exc.status < 500 and exc.code not in _PASSING_CODES
+            wait_s = self._ttl_s if refused else min(self._ttl_s, RETRY_UNANSWERED_S)
             self._rules[module] = (None, looked_up_at + wait_s)
             return None
         rules = compile_rules(module, fields)

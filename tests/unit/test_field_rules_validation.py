@@ -221,3 +221,22 @@ async def test_an_unanswered_read_is_tried_again_soon() -> None:
     now[0] += 31
     assert await source.rules("Leads") is not None
     assert source.unavailable == {}
+
+
+async def test_a_refusal_stands_but_an_expired_token_does_not() -> None:
+    """A scope refusal holds for the expiry; an INVALID_TOKEN answer is tried again soon."""
+    now = [0.0]
+    calls: list[str] = []
+
+    async def fetch(module: str) -> tuple[int, bytes] | None:
+        calls.append(module)
+        code = "OAUTH_SCOPE_MISMATCH" if module == "Leads" else "INVALID_TOKEN"
+        return 401, orjson.dumps({"code": code, "status": "error"})
+
+    source = FieldRulesSource(fetch, None, clock=lambda: now[0], ttl_s=3600)
+    assert await source.rules("Leads") is None
+    assert await source.rules("Deals") is None
+    now[0] += 61
+    await source.rules("Leads")
+    await source.rules("Deals")
+    assert calls == ["Leads", "Deals", "Deals"]
