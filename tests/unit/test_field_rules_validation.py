@@ -8,12 +8,15 @@ from typing import Any
 
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
+from syncengine.config import load_config
 from syncengine.crm.field_metadata import FieldRulesSource, MetadataUnavailable, parse_fields_answer
 from syncengine.crm.field_rules import ModuleRules, compile_rules
 from syncengine.crm.write_request import WriteRequest
 from syncengine.engine.local_validation import UniqueHolders, judge
 from syncengine.engine.validating_writer import ValidatingWriter
+from syncengine.errors import ConfigError
 from syncengine.journal import Journal
 from syncengine.journal.field_cache import JournalFieldCache
 from syncengine.model import Operation, RecordOutcome, Verdict
@@ -240,3 +243,36 @@ async def test_a_refusal_stands_but_an_expired_token_does_not() -> None:
     await source.rules("Leads")
     await source.rules("Deals")
     assert calls == ["Leads", "Deals", "Deals"]
+
+
+async def test_an_unknown_field_is_logged_once_per_run() -> None:
+    """However many records name it, one warning per module and field in a run."""
+    writer = ValidatingWriter(FakeCrm(), FixedRules(), unknown_fields="warn")
+    with capture_logs() as logs:
+        for _ in range(3):
+            await writer.write(
+                WriteRequest("Leads", Operation.INSERT, [_insert(Nope=1), _insert(Nope=2)])
+            )
+    warnings = [entry for entry in logs if entry["event"] == "validation.unknown_field"]
+    assert [(w["module"], w["field"], w["log_level"]) for w in warnings] == [
+        ("Leads", "Nope", "warning")
+    ]
+
+
+def test_config_keys_for_validation(tmp_path: Path) -> None:
+    """`validate` defaults on and `unknown_fields` to warn; a bad choice names its key."""
+    base = (
+        '[source]\ntype = "jsonl"\npath = "f.jsonl"\n[crm]\n'
+        'api_domain = "http://127.0.0.1:1"\naccounts_url = "http://127.0.0.1:1"\n'
+        'client_id = "a"\nclient_secret = "b"\nrefresh_token = "c"\n'
+    )
+    path = tmp_path / "sync.toml"
+    path.write_text(base, encoding="utf-8")
+    crm = load_config(path).crm
+    assert (crm.validate, crm.unknown_fields) == (True, "warn")
+    path.write_text(base + 'validate = false\nunknown_fields = "fail"\n', encoding="utf-8")
+    crm = load_config(path).crm
+    assert (crm.validate, crm.unknown_fields) == (False, "fail")
+    path.write_text(base + 'unknown_fields = "shout"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"crm\.unknown_fields"):
+        load_config(path)
