@@ -16,13 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syncengine.crm.field_checks import is_email, is_phone
 from syncengine.crm.field_rules import (
     ModuleRules,
     check_record,
     compile_rules,
     inspect_record,
-    is_email,
-    is_phone,
     is_plain_record,
     unique_value,
     unknown_fields,
