@@ -66,6 +66,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=300_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--no-validate",
+        action="store_true",
+        help="Run the engine with [crm] validate = false (no checks before sending).",
+    )
     args = parser.parse_args()
     port = free_port()
     with (
@@ -75,7 +80,8 @@ def main() -> None:
         folder = Path(tmp)
         feed = folder / "feed.jsonl"
         write_update_feed(feed, args.records)
-        config = write_config(folder, port=port, feed=feed)
+        extra_crm = "validate = false" if args.no_validate else ""
+        config = write_config(folder, port=port, feed=feed, extra_crm=extra_crm)
         engine_rates, bare_rates = [], []
         for round_index in range(args.rounds):
             for stale in folder.glob("bench.db*"):

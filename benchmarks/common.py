@@ -67,7 +67,13 @@ def write_update_feed(path: Path, count: int) -> None:
 
 
 def write_config(
-    folder: Path, *, port: int, feed: Path, concurrency: int = 10, extra_limits: str = ""
+    folder: Path,
+    *,
+    port: int,
+    feed: Path,
+    concurrency: int = 10,
+    extra_limits: str = "",
+    extra_crm: str = "",
 ) -> Path:
     path = folder / "bench.toml"
     path.write_text(
@@ -84,6 +90,7 @@ client_secret = 'demo-secret'  # the simulator's fixed demo values
 refresh_token = 'demo-refresh'
 module = "Leads"
 operation = "update"
+{extra_crm}
 
 [limits]
 concurrency = {concurrency}

@@ -39,9 +39,19 @@ async def write(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps({"data": data}), content_type="application/json")
 
 
+async def fields(request: web.Request) -> web.Response:
+    # The simulator's built-in layout of the module, so a validating engine has rules to apply.
+    from syncengine.sim.schema import field_metadata, load_schema
+
+    module = load_schema().modules[request.query.get("module", "Leads")]
+    body = orjson.dumps({"fields": field_metadata(module)})
+    return web.Response(body=body, content_type="application/json")
+
+
 def make_app() -> web.Application:
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app.router.add_post("/oauth/v2/token", token)
+    app.router.add_get("/crm/v2/settings/fields", fields)
     app.router.add_route("*", "/crm/v2/{module}", write)
     app.router.add_route("*", "/crm/v2/{module}/upsert", write)
     return app

@@ -23,7 +23,14 @@ import orjson
 from syncengine import __version__
 from syncengine.config import Config, load_config
 from syncengine.errors import ConfigError, FatalError, JournalLockedError, SyncError
-from syncengine.exit_status import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_USAGE
+from syncengine.exit_status import (
+    EXIT_FATAL,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+)
 from syncengine.journal import Journal
 from syncengine.logs import LogFormat, configure_logging, scrub
 from syncengine.process_hardening import disable_core_dumps
@@ -300,6 +307,25 @@ def retry(config_path: Path, code: str | None, ids: tuple[str, ...]) -> None:
             f"{stuck} record(s) came from feed lines that could not be used (BAD_INPUT): "
             "fix them in the feed; they cannot be re-sent as they are."
         )
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on standard output.")
+@click.option(
+    "--all",
+    "whole_feed",
+    is_flag=True,
+    help="The whole feed, not only what follows the checkpoint.",
+)
+def check(config_path: Path, as_json: bool, whole_feed: bool) -> None:
+    """What a pass would fail, found without writing: exit 0 when clean, 1 when not."""
+    from syncengine.check_command import check_document, check_text, run_check
+
+    config = _load(config_path)
+    report = _run_async(lambda _stop: run_check(config, whole_feed=whole_feed))
+    click.echo(orjson.dumps(check_document(report)).decode() if as_json else check_text(report))
+    sys.exit(EXIT_SOME_FAILED if report.result.refusals else EXIT_OK)
 
 
 def main() -> None:

@@ -79,6 +79,8 @@ class CrmConfig:
     token_timeout_s: float = 30.0  # token calls must not hang a run (crm-api.md §5)
     proxy: str | None = field(default=None, repr=False)  # may hold proxy credentials
     skip_unchanged: bool = False  # a person's edit in the CRM must not be masked by default
+    validate: bool = True  # refuse locally what the CRM would certainly refuse: saves credits
+    unknown_fields: Literal["warn", "fail"] = "warn"  # the CRM ignores them: a warning is enough
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +356,8 @@ def _crm(table: ConfigTable) -> CrmConfig:
             token_timeout_s=table.number("token_timeout_s"),
             proxy=table.proxy_url("proxy"),
             skip_unchanged=table.boolean("skip_unchanged"),
+            validate=table.boolean("validate"),
+            unknown_fields=table.choice("unknown_fields", ("warn", "fail")),
         ),
     )
 

@@ -98,11 +98,13 @@ class LiveView:
 
     @property
     def credits_saved(self) -> Mapping[str, float]:
-        """Credits the daemon did not spend: records folded or found unchanged."""
+        """Credits the daemon did not spend: records folded, found unchanged or refused
+        before sending."""
         counts, model = self._parts.engine.counts, self._parts.client.credit_model
         return {
             "coalescing": model.records_cost(counts.coalesced),
             "skip_unchanged": model.records_cost(counts.unchanged),
+            "validation": model.records_cost(self._parts.locally_refused),
         }
 
 

@@ -23,10 +23,13 @@ from syncengine.config import Config
 from syncengine.credits import CreditModel, CreditTally
 from syncengine.crm.auth import TokenProvider
 from syncengine.crm.client import CrmClient, make_session
+from syncengine.crm.field_metadata import FieldRulesSource
 from syncengine.engine import Engine, EngineSettings, PassCounts
+from syncengine.engine.validating_writer import ValidatingWriter
 from syncengine.errors import ConfigError
 from syncengine.exit_status import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
 from syncengine.journal import Journal
+from syncengine.journal.field_cache import JournalFieldCache
 from syncengine.journal.token_cache import JournalTokenStore
 from syncengine.limits import Limiter
 from syncengine.logs import register_secret
@@ -88,12 +91,16 @@ def credit_model(config: Config) -> CreditModel:
     return CreditModel(config.limits.credits_per_call, config.limits.records_per_credit)
 
 
-def credit_tally(counts: PassCounts, spent: int, remaining: int | None) -> CreditTally:
-    """The credits a pass spent (`spent`, by the model) and saved, from its counts."""
+def credit_tally(
+    counts: PassCounts, spent: int, remaining: int | None, *, refused: int = 0
+) -> CreditTally:
+    """The credits a pass spent (`spent`, by the model) and saved, from its counts and
+    the records validation `refused` before sending."""
     return CreditTally(
         spent=spent,
         coalesced_records=counts.coalesced,
         unchanged_records=counts.unchanged,
+        validated_records=refused,
         remaining=remaining,
     )
 
@@ -127,6 +134,19 @@ class LiveParts:
     client: CrmClient
     tokens: TokenProvider
     limiter: Limiter
+    #: The client behind local validation (`[crm] validate`), None when it is off.
+    validator: ValidatingWriter | None = None
+
+    @property
+    def locally_refused(self) -> int:
+        """Records failed before sending because the CRM would certainly refuse them."""
+        return 0 if self.validator is None else self.validator.refused
+
+
+def validated(client: CrmClient, journal: Journal, config: Config) -> ValidatingWriter:
+    """`client` behind local validation (`[crm] validate`), metadata cached in the journal."""
+    rules = FieldRulesSource(client.read_fields, JournalFieldCache(journal), clock=time.time)
+    return ValidatingWriter(client, rules, unknown_fields=config.crm.unknown_fields)
 
 
 @asynccontextmanager
@@ -185,13 +205,14 @@ async def open_engine(
             lost_answers=lost_answers,
             credit_model=credit_model(config),
         )
+        validator = validated(client, journal, config) if crm.validate else None
         engine = Engine(
             journal=journal,
-            writer=client,
+            writer=client if validator is None else validator,
             settings=settings or engine_settings(config),
             source=open_source(config),
         )
-        yield LiveParts(engine, journal, client, tokens, limiter)
+        yield LiveParts(engine, journal, client, tokens, limiter, validator)
 
 
 async def record_end(
@@ -252,7 +273,9 @@ async def run_pass(
 
         def credits() -> dict[str, float | int | None]:
             spent = stats.credits_spent - spent_before
-            return credit_tally(engine.counts, spent, stats.credits_remaining).as_dict(model)
+            return credit_tally(
+                engine.counts, spent, stats.credits_remaining, refused=parts.locally_refused
+            ).as_dict(model)
 
         run_id = await journal.start_run(command, now=time.time())
         if on_engine is not None:

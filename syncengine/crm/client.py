@@ -397,11 +397,29 @@ class CrmClient:
                 )
 
     async def _read_record(self, module: str, record_id: str) -> dict[str, Any] | None:
-        """`GET /crm/v2/{module}/{id}`: the record, {} when there is none, None when unknown.
+        """`GET /crm/v2/{module}/{id}`: the record, {} when there is none, None when unknown."""
+        answer = await self._get(f"/crm/v2/{module}/{record_id}")
+        return None if answer is None else _read_answer(*answer)
 
-        A 429 is waited out as for writes (the read shares the org's
-        concurrency and credits); a few of them in a row leave it unknown.
+    async def read_fields(self, module: str) -> tuple[int, bytes] | None:
+        """`GET /crm/v2/settings/fields?module=`: (status, body), or None when unanswered.
+
+        The field metadata local validation checks records against; one
+        credit, no write. The caller parses the body (`crm.field_metadata`).
         """
+        return await self._get("/crm/v2/settings/fields", {"module": module})
+
+    async def _get(
+        self, path: str, query: Mapping[str, str] | None = None
+    ) -> tuple[int, bytes] | None:
+        """One GET below the API domain: (status, body), None when no answer came.
+
+        A 429 is waited out as for writes (a read shares the org's
+        concurrency and credits); a few of them in a row leave it unanswered.
+        """
+        url = self._base.with_path(path)
+        if query:
+            url = url.with_query(query)
         for throttles in range(1, READ_THROTTLE_TRIES + 1):
             try:
                 token = await self._tokens.token()
@@ -415,7 +433,7 @@ class CrmClient:
                 self.stats.credits_spent += self.credit_model.call_cost()
                 try:
                     async with self._session.get(
-                        self._base.with_path(f"/crm/v2/{module}/{record_id}"),
+                        url,
                         headers=headers,
                         timeout=self._timeout,
                         allow_redirects=False,
@@ -433,9 +451,9 @@ class CrmClient:
                     self.stats.throttled += 1
                     self._limiter.on_throttled(ticket)
             if status != 429:
-                break
+                return status, payload
             await self._wait_throttled(throttles, retry_after)
-        return _read_answer(status, payload)
+        return None
 
     def _check_data_centre(self) -> None:
         """Stop before writing when the token answer names another data centre.

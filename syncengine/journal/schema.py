@@ -169,8 +169,22 @@ _V5 = (
     "ALTER TABLE records ADD COLUMN accepted TEXT",
 )
 
+#: Version 6: the field-metadata cache, for validating records before they are
+#: sent (`journal.field_cache`). One row per module: the `fields` list the CRM
+#: served (JSON) and when it was read, so runs within its expiry spend no
+#: credit on it.
+_V6_FIELD_METADATA = (
+    """
+    CREATE TABLE field_metadata (
+        module     TEXT PRIMARY KEY,
+        fields     BLOB NOT NULL,
+        fetched_at REAL NOT NULL
+    )
+    """,
+)
+
 #: `MIGRATIONS[i]` holds the statements that take a file from version i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6_FIELD_METADATA)
 
 #: The version this engine writes; files above it are refused.
 SCHEMA_VERSION = len(MIGRATIONS)
