@@ -160,19 +160,19 @@ async def test_check_command_reports_and_changes_nothing(sim: SimHandle, tmp_pat
         [
             {"id": str(FIRST_ID), "Email": "kim+news@example.org", "Shoe_Size": 9},
             {"id": str(FIRST_ID + 1), "No_of_Employees": "lots"},
-            {"record": {"Last_Name": "Lee"}, "operation": "insert"},
+            {"record": {"Company": "Lee Ltd"}, "operation": "insert"},
         ],
     )
     text = await run_cli("check", "-c", str(config), cwd=tmp_path)
     assert text.returncode == 1, text.stderr
     assert "position 2: Leads 4876876000000100002: INVALID_DATA [No_of_Employees]" in text.stdout
-    assert "position 3: Leads (no id): MANDATORY_NOT_FOUND [Company]" in text.stdout
+    assert "position 3: Leads (no id): MANDATORY_NOT_FOUND [Last_Name]" in text.stdout
     assert "unknown field Leads.Shoe_Size" in text.stdout
     as_json = await run_cli("check", "-c", str(config), "--json", cwd=tmp_path)
     document = orjson.loads(as_json.stdout)
     assert [(r["position"], r["code"], r["field"]) for r in document["refused"]] == [
         (2, "INVALID_DATA", "No_of_Employees"),
-        (3, "MANDATORY_NOT_FOUND", "Company"),
+        (3, "MANDATORY_NOT_FOUND", "Last_Name"),
     ]
     assert document["read"] == 3
     assert document["unknown_fields"] == [

@@ -227,9 +227,10 @@ def test_datetime_forms(value: object, refused: bool) -> None:
 def test_mandatory_on_insert_and_blanking_on_update() -> None:
     """An insert needs every system-mandatory field; an update may omit one but not blank it."""
     rules, _compiled, _schema = MODULES["Leads"]
-    missing = check_record(rules, Operation.INSERT, {"Last_Name": "Kim"})
+    missing = check_record(rules, Operation.INSERT, {"Company": "Acme"})
     assert missing is not None
-    assert (missing.code, missing.details) == ("MANDATORY_NOT_FOUND", {"api_name": "Company"})
+    assert (missing.code, missing.details) == ("MANDATORY_NOT_FOUND", {"api_name": "Last_Name"})
+    assert check_record(rules, Operation.INSERT, {"Last_Name": "Kim"}) is None
     assert check_record(rules, Operation.UPDATE, {"id": "7", "Email": "kim@example.org"}) is None
     blanked = check_record(rules, Operation.UPDATE, {"id": "7", "Last_Name": ""})
     assert blanked is not None

@@ -70,7 +70,7 @@ async def test_a_chunk_refused_whole_sends_nothing() -> None:
     """When every record is refused, no request is made at all."""
     crm = FakeCrm()
     writer = ValidatingWriter(crm, FixedRules(), unknown_fields="warn")
-    outcomes = await writer.write(WriteRequest("Leads", Operation.INSERT, [{"Last_Name": "x"}]))
+    outcomes = await writer.write(WriteRequest("Leads", Operation.INSERT, [{"Company": "x"}]))
     assert [o.code for o in outcomes] == ["MANDATORY_NOT_FOUND"]
     assert crm.requests == []
 
