@@ -96,7 +96,8 @@ async def run_check(config: Config, *, whole_feed: bool) -> CheckReport:
                         continue
                     module_rules, refused = await _rules_for(rules, item.module, crm.module)
                     check.add_change(item, module_rules, refused_module=refused)
-    return CheckReport(check.finish(), source.source_id)
+        known = await journal.synced_keys(check.keys_to_ask())
+    return CheckReport(check.finish(known), source.source_id)
 
 
 async def _rules_for(

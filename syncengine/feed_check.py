@@ -23,10 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from syncengine.crm.field_rules import ModuleRules
+from syncengine.crm.field_rules import ModuleRules, inspect_record
 from syncengine.engine.local_validation import UniqueHolders, UnknownFieldsMode, judge, own_id
 from syncengine.engine.owed import absorb_owed, blamed_position
-from syncengine.model import BadInput, Change
+from syncengine.model import BadInput, Change, Operation
+
+#: The CRM's code for a mandatory field missing on insert (crm-api.md §1.6).
+MANDATORY_NOT_FOUND = "MANDATORY_NOT_FOUND"
 
 Display = int | str
 
@@ -109,6 +112,7 @@ class FeedCheck:
     _by_key: dict[str, _Unit] = field(default_factory=dict)
     _unknown: dict[tuple[str, str], UnknownField] = field(default_factory=dict)
     _read: int = 0
+    _known: set[str] | frozenset[str] = frozenset()
 
     def add_bad_input(self, bad: BadInput) -> None:
         """A line the feed could not turn into a change: failed as it stands."""
@@ -146,8 +150,25 @@ class FeedCheck:
             else:
                 seen.changes += 1
 
-    def finish(self) -> CheckResult:
-        """Judge every record, in order of its first change."""
+    def keys_to_ask(self) -> list[str]:
+        """Keys of the upserts read: whether each names a record the journal knows synced."""
+        return [
+            unit.change.key
+            for unit in self._units
+            if unit.change is not None
+            and unit.change.key is not None
+            and unit.change.operation is Operation.UPSERT
+        ]
+
+    def finish(self, known: set[str] | frozenset[str] = frozenset()) -> CheckResult:
+        """Judge every record, in order of its first change.
+
+        An upsert whose key is not in `known` (the records the journal holds as
+        synced) is taken to create its record, so it needs the fields an insert
+        needs: `check` lists it as the pass would see it fail when no record
+        matches. A pass itself sends such an upsert (a match may exist).
+        """
+        self._known = known
         holders = UniqueHolders(max_values=len(self._units) + 1)
         refusals: list[Refusal] = []
         unchecked = 0
@@ -173,6 +194,14 @@ class FeedCheck:
         rejection, _unknown = judge(
             rules, change.operation, change.record, holders=holders, unknown_mode=self.unknown_mode
         )
+        if (
+            rejection is None
+            and change.operation is Operation.UPSERT
+            and change.key not in self._known
+        ):
+            as_insert, _ = inspect_record(rules, Operation.INSERT, change.record)
+            if as_insert is not None and as_insert.code == MANDATORY_NOT_FOUND:
+                rejection = as_insert
         if rejection is not None:
             return _refusal(change, rejection.code, rejection.message, rejection.details)
         holder = own_id(change.operation, change.record) or change.key or f"@{id(change)}"

@@ -333,6 +333,10 @@ class Journal:
             "accepted", keys, "state = 'synced' AND accepted IS NOT NULL"
         )
 
+    async def synced_keys(self, keys: Sequence[str]) -> set[str]:
+        """Those of `keys` whose record the journal holds as synced (the CRM has it)."""
+        return set(await self._column_by_key("key", keys, "state = 'synced'"))
+
     async def _column_by_key(
         self, column: str, keys: Sequence[str], condition: str
     ) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from syncengine.check_command import run_check
 from syncengine.config import load_config
+from syncengine.demo import write_demo_files
 from syncengine.journal import Journal
 from syncengine.reports import failure_documents
 from syncengine.runner import run_pass
@@ -34,6 +35,7 @@ from tests.integration.conftest import (
     FIRST_ID,
     SECRET_ENV,
     admin_post,
+    failures_json,
     run_cli,
     seed_leads,
     sim_leads,
@@ -201,3 +203,19 @@ async def test_check_refuses_a_bad_config(tmp_path: Path) -> None:
     result = await run_cli("check", "-c", str(config), cwd=tmp_path)
     assert result.returncode == 2
     assert "syncengine: error:" in result.stderr
+
+
+async def test_check_on_the_demo_feed_lists_exactly_what_its_migrate_fails(
+    sim: SimHandle, tmp_path: Path
+) -> None:
+    """The demo's own feed (bad JSON, a bad e-mail, a missing Last_Name among 5,000 leads):
+    `check --all` names the same positions and codes as the failures of a real migrate."""
+    config = write_demo_files(tmp_path, records=5000, port=sim.port)
+    checked = await run_cli("check", "-c", str(config), "--all", "--json", cwd=tmp_path)
+    assert checked.returncode == 1, checked.stderr
+    predicted = {(r["position"], r["code"]) for r in orjson.loads(checked.stdout)["refused"]}
+    migrated = await run_cli("migrate", "-c", str(config), cwd=tmp_path, timeout_s=120)
+    assert migrated.returncode == 1, migrated.stderr
+    failed = {(r["position"], r["code"]) for r in await failures_json(config, tmp_path)}
+    assert predicted == failed
+    assert {code for _, code in failed} == {"BAD_INPUT", "INVALID_DATA", "MANDATORY_NOT_FOUND"}
