@@ -71,7 +71,15 @@ def main() -> None:
         action="store_true",
         help="Run the engine with [crm] validate = false (no checks before sending).",
     )
+    parser.add_argument(
+        "--compare-validation",
+        action="store_true",
+        help="Each round also runs the engine with validate = false: what validation costs.",
+    )
     args = parser.parse_args()
+    if args.compare_validation:
+        compare_validation(args.records, args.rounds)
+        return
     port = free_port()
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -101,6 +109,43 @@ def main() -> None:
         print(
             f"median: engine {median(engine_rates):,.0f} rec/s, bare {median(bare_rates):,.0f} "
             f"rec/s, ratio {median(ratios):.2f} (bar: >= 0.30)"
+        )
+
+
+def compare_validation(records: int, rounds: int) -> None:
+    """The engine with and without `[crm] validate`, side by side, round by round.
+
+    The bar: validation costs the pass at most 10 % of its records per second.
+    """
+    port = free_port()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        server_process([str(REPO / "benchmarks" / "sink.py"), "--port", str(port)], port),
+    ):
+        folder = Path(tmp)
+        feed = folder / "feed.jsonl"
+        write_update_feed(feed, records)
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        for round_index in range(rounds):
+            for validate in (True, False) if round_index % 2 == 0 else (False, True):
+                for stale in folder.glob("bench.db*"):
+                    stale.unlink()
+                extra_crm = "" if validate else "validate = false"
+                config = write_config(folder, port=port, feed=feed, extra_crm=extra_crm)
+                summary, status = run_engine_logged(config)
+                assert status == 0, f"engine exit status {status}"
+                rates[validate].append(float(summary["synced"]) / float(summary["elapsed_s"]))  # type: ignore[arg-type]
+            print(
+                f"round {round_index + 1}: with validation {rates[True][-1]:,.0f} rec/s, "
+                f"without {rates[False][-1]:,.0f} rec/s, "
+                f"ratio {rates[True][-1] / rates[False][-1]:.3f}"
+            )
+        ratios = [w / o for w, o in zip(rates[True], rates[False], strict=True)]
+        print(
+            f"median: with validation {median(rates[True]):,.0f} rec/s, without "
+            f"{median(rates[False]):,.0f} rec/s; ratio of medians "
+            f"{median(rates[True]) / median(rates[False]):.3f}, median of round ratios "
+            f"{median(ratios):.3f} (bar: >= 0.90)"
         )
 
 
