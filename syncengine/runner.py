@@ -19,6 +19,8 @@ from functools import partial
 
 import structlog
 
+from syncengine.bulk.choice import api_for
+from syncengine.bulk.phase import run_bulk_phase
 from syncengine.config import Config
 from syncengine.credits import CreditModel, CreditTally
 from syncengine.crm.auth import TokenProvider
@@ -88,13 +90,17 @@ def credit_model(config: Config) -> CreditModel:
     return CreditModel(config.limits.credits_per_call, config.limits.records_per_credit)
 
 
-def credit_tally(counts: PassCounts, spent: int, remaining: int | None) -> CreditTally:
-    """The credits a pass spent (`spent`, by the model) and saved, from its counts."""
+def credit_tally(
+    counts: PassCounts, spent: int, remaining: int | None, *, bulk_spent: int = 0
+) -> CreditTally:
+    """The credits a pass spent (`spent` by the records API, by the model, plus
+    `bulk_spent` by bulk-write jobs) and saved, from its counts."""
     return CreditTally(
-        spent=spent,
+        spent=spent + bulk_spent,
         coalesced_records=counts.coalesced,
         unchanged_records=counts.unchanged,
         remaining=remaining,
+        bulk_spent=bulk_spent,
     )
 
 
@@ -229,8 +235,13 @@ async def run_pass(
     stop: asyncio.Event,
     on_engine: Callable[[Engine], None] | None = None,
     full: bool = False,
+    api: str | None = None,
 ) -> PassResult:
     """One `run` or `migrate` pass; the runs table records its start and end.
+
+    `migrate` first sends what is cheaper by bulk write (`syncengine.bulk`;
+    `api` is `migrate --api`), then runs the records pass; `run` only
+    finishes bulk jobs a killed `migrate` left.
 
     FatalError and JournalLockedError propagate to the CLI, which maps them to
     exit statuses; the journal is consistent whichever way the pass ends.
@@ -244,10 +255,14 @@ async def run_pass(
         engine, journal = parts.engine, parts.journal
         stats = parts.client.stats
         spent_before = stats.credits_spent
+        bulk_spent = 0
 
         def credits() -> dict[str, float | int | None]:
             spent = stats.credits_spent - spent_before
-            return credit_tally(engine.counts, spent, stats.credits_remaining).as_dict(model)
+            tally = credit_tally(
+                engine.counts, spent, stats.credits_remaining, bulk_spent=bulk_spent
+            )
+            return tally.as_dict(model)
 
         run_id = await journal.start_run(command, now=time.time())
         if on_engine is not None:
@@ -255,8 +270,19 @@ async def run_pass(
         exit_status = EXIT_FATAL
         failing = True
         try:
+            bulk = await run_bulk_phase(
+                config,
+                journal,
+                parts.tokens,
+                api=api_for(command, api, config.crm.write_api),
+                stop=stop,
+            )
+            bulk_spent = bulk.counts.credits
             async with sampled(journal, run_id, partial(reading_of, parts)):
                 counts = await engine.run(stop)
+            # The records pass skipped the rows the bulk phase settled (its replay window).
+            counts.synced += bulk.counts.synced
+            counts.failed += bulk.counts.failed
             exit_status = exit_status_for(counts, interrupted=engine.stopped_early)
             failing = False
         finally:
