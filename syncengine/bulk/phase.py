@@ -183,7 +183,8 @@ class BulkPhase:
         return picked
 
     async def _send(self, census: Census, picked: set[Group], stop: asyncio.Event) -> None:
-        waiting: dict[Group, list[Change]] = {group: [] for group in picked}
+        # Jobs go in the order the feed first names their groups.
+        waiting = {group: list[Change]() for group in census.rows_by_group() if group in picked}
         async for batch in self._feed.changes():
             for change in batch:
                 group = census.group_of(change)

@@ -1,0 +1,129 @@
+"""`migrate --api bulk` killed (SIGKILL) at each step of a job, then run again.
+
+The second `migrate` resumes the job the journal names (polls it, fetches its
+result) instead of uploading its rows again, and ends with the CRM and the
+journal as an uninterrupted migration would: every insert created once, every
+update applied, nothing pending or failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from syncengine.sim.server import SimHandle
+from tests.integration.conftest import (
+    FIRST_ID,
+    admin_get,
+    run_cli,
+    seed_leads,
+    sim_leads,
+    start_cli,
+    write_config,
+    write_feed,
+)
+
+UPDATES = 3_000
+INSERTS = 3_000
+
+
+def feed() -> list[dict[str, Any] | bytes]:
+    """Updates of seeded leads first (the first job), then keyless inserts (the second)."""
+    rows: list[dict[str, Any] | bytes] = [
+        {"id": str(FIRST_ID + n), "Company": f"Updated {n}"} for n in range(UPDATES)
+    ]
+    rows += [
+        {"record": {"Last_Name": f"Insert {n}", "Company": "New"}, "operation": "insert"}
+        for n in range(INSERTS)
+    ]
+    return rows
+
+
+def uploading(sim: SimHandle, _journal: Path) -> bool:
+    return sim.state.stats.bulk_uploads >= 1
+
+
+def created(sim: SimHandle, _journal: Path) -> bool:
+    return sim.state.stats.bulk_jobs >= 1
+
+
+def journaled_job_id(journal: Path) -> bool:
+    """The migration journaled a job id: from here on the job is only polled and read."""
+    if not journal.exists():
+        return False
+    with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
+        try:
+            rows = db.execute("SELECT count(*) FROM bulk_jobs WHERE job_id IS NOT NULL").fetchone()
+        except sqlite3.OperationalError:  # not created yet, or busy
+            return False
+    return bool(rows[0])
+
+
+def downloading(sim: SimHandle, _journal: Path) -> bool:
+    return any(job.downloads >= 1 for job in sim.state.bulk.jobs.values())
+
+
+#: (moment, when to kill, simulator knobs for the first run, knobs for the second)
+MOMENTS: list[tuple[str, Callable[[SimHandle, Path], bool], dict[str, Any], dict[str, Any]]] = [
+    ("upload", uploading, {}, {}),
+    ("created", created, {}, {}),
+    ("polling", lambda _sim, journal: journaled_job_id(journal), {"bulk_job_s": 1.5}, {}),
+    ("download", downloading, {"bulk_drop_downloads": 1000}, {"bulk_drop_downloads": 0}),
+]
+
+
+@pytest.mark.parametrize(
+    ("moment", "when", "first", "second"), MOMENTS, ids=[m[0] for m in MOMENTS]
+)
+async def test_killed_migration_resumes_its_jobs(
+    sim: SimHandle,
+    tmp_path: Path,
+    moment: str,
+    when: Callable[[SimHandle, Path], bool],
+    first: dict[str, Any],
+    second: dict[str, Any],
+) -> None:
+    await seed_leads(sim, UPDATES)
+    write_feed(tmp_path / "changes.jsonl", feed())
+    config = write_config(tmp_path, sim, limits="bulk_poll_s = 0.2")
+    sim.state.set_config(first)
+    process = await start_cli("migrate", "-c", str(config), "--api", "bulk", cwd=tmp_path)
+    while not when(sim, tmp_path / "journal.db") and process.returncode is None:
+        await asyncio.sleep(0.0005)
+    assert process.returncode is None, f"migrate ended before the {moment} step"
+    process.kill()
+    await process.wait()
+    sim.state.set_config(second)
+    result = await run_cli("migrate", "-c", str(config), "--api", "bulk", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    leads = await sim_leads(sim)
+    assert len(leads) == UPDATES + INSERTS  # no insert made twice
+    for n in range(UPDATES):
+        assert leads[str(FIRST_ID + n)]["fields"]["Company"] == f"Updated {n}"
+    inserted = sorted(
+        e["fields"]["Last_Name"] for e in leads.values() if e["fields"]["Company"] == "New"
+    )
+    assert inserted == sorted(f"Insert {n}" for n in range(INSERTS))
+    stats = await admin_get(sim, "stats")
+    if moment in ("upload", "created"):
+        # Killed before the file id or the job id was journaled: that file is uploaded
+        # again, or an update job created twice (the same values); never an insert job.
+        assert stats["bulk_uploads"] in (2, 3)
+        assert stats["bulk_jobs"] in (2, 3)
+        assert max(e["writes"] for e in leads.values()) <= 2
+    else:
+        # The job known by its id is polled and read, not uploaded or created again.
+        assert (stats["bulk_uploads"], stats["bulk_jobs"]) == (2, 2)
+        assert stats["bulk_job_rows"] == UPDATES + INSERTS
+        assert max(e["writes"] for e in leads.values()) == 1
+    status = await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)
+    records = orjson.loads(status.stdout)["records"]
+    assert (records["synced"], records["pending"], records["failed"]) == (UPDATES + INSERTS, 0, 0)
