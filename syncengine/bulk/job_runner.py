@@ -81,13 +81,17 @@ class JobRunner:
         jobs: JobsJournal,
         high_water: Checkpoint | None,
         job_credits: int,
+        call_credits: int,
         poll_deadline_s: float,
     ) -> None:
+        """`job_credits` is what a job costs, `call_credits` what the org read costs."""
         self._client = client
         self._journal = journal
         self._jobs = jobs
         self._high = high_water
         self._job_credits = job_credits
+        self._call_credits = call_credits
+        self._org_read = False
         self._deadline_s = poll_deadline_s
         self.counts = BulkCounts()
 
@@ -110,6 +114,10 @@ class JobRunner:
         """Take `job` from its journaled step to its end."""
         try:
             if job.state == "planned":
+                if not self._org_read:  # uploads name the org: one metadata call
+                    await self._client.org_id()
+                    self._org_read = True
+                    self.counts.credits += self._call_credits
                 self._jobs.uploaded(job, await self._client.upload(file))
             if job.state == "uploaded":
                 assert job.file_id is not None

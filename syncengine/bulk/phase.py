@@ -259,6 +259,7 @@ async def run_bulk_phase(
             jobs=jobs,
             high_water=await journal.high_water(open_source(config).source_id),
             job_credits=config.limits.bulk_job_credits,
+            call_credits=config.limits.credits_per_call,
             poll_deadline_s=POLL_DEADLINE_S,
         )
         summary = await BulkPhase(config, journal, runner, jobs, api).run(stop)

@@ -180,5 +180,7 @@ async def test_auto_picks_by_credits(
     summary = next(
         orjson.loads(line) for line in result.stderr.splitlines() if '"run.summary"' in line
     )
-    assert summary["credits_spent_by_bulk"] == (500 if expect_bulk else 0)
+    assert summary["credits_spent_by_bulk"] == (
+        501 if expect_bulk else 0
+    )  # the job and the org read
     assert summary["synced"] == inserts
