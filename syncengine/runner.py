@@ -278,12 +278,15 @@ async def run_pass(
                 stop=stop,
             )
             bulk_spent = bulk.counts.credits
-            async with sampled(journal, run_id, partial(reading_of, parts)):
-                counts = await engine.run(stop)
+            counts = engine.counts
+            if not bulk.stopped:
+                async with sampled(journal, run_id, partial(reading_of, parts)):
+                    counts = await engine.run(stop)
             # The records pass skipped the rows the bulk phase settled (its replay window).
             counts.synced += bulk.counts.synced
             counts.failed += bulk.counts.failed
-            exit_status = exit_status_for(counts, interrupted=engine.stopped_early)
+            interrupted = engine.stopped_early or bulk.stopped
+            exit_status = exit_status_for(counts, interrupted=interrupted)
             failing = False
         finally:
             await record_end(
@@ -296,7 +299,7 @@ async def run_pass(
             )
         spent = credits()
     elapsed_s = time.monotonic() - started
-    result = PassResult(counts, engine.stopped_early, exit_status, elapsed_s, run_id, spent)
+    result = PassResult(counts, interrupted, exit_status, elapsed_s, run_id, spent)
     log.info(
         "run.summary",
         command=command,

@@ -17,14 +17,17 @@ the raised high water go to the journal in one group commit, and the job is
 A job refused (file or body refused, scope missing, org unknown) or ending
 FAILED hands its rows to the records path, as do rows the job skipped or did
 not process. A job that has not finished by the deadline, or whose result
-cannot be fetched, ends the pass with FatalError; the next `migrate`
-resumes it.
+cannot be fetched, ends the pass with FatalError; a stop asked for while a
+job runs raises JobStopped. The next `migrate` resumes the job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 
@@ -45,6 +48,8 @@ from syncengine.journal import Journal, decode_payload
 from syncengine.model import Checkpoint, Operation
 
 log = structlog.get_logger("syncengine.bulk")
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -70,6 +75,26 @@ def rebuild_file(job: JobRow, lines: list[JobLine]) -> BulkFile | None:
     return plan.files[0]
 
 
+class JobStopped(Exception):
+    """The pass was asked to stop while a job ran; the job stays journaled by its id."""
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T:
+    """`work`'s result, or JobStopped (and `work` cancelled) once `stop` is set."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise JobStopped
+    return task.result()
+
+
 class JobRunner:
     """Runs jobs one at a time for one pass; raises the feed's high water as they settle."""
 
@@ -83,6 +108,7 @@ class JobRunner:
         job_credits: int,
         call_credits: int,
         poll_deadline_s: float,
+        stop: asyncio.Event,
     ) -> None:
         """`job_credits` is what a job costs, `call_credits` what the org read costs."""
         self._client = client
@@ -93,6 +119,7 @@ class JobRunner:
         self._call_credits = call_credits
         self._org_read = False
         self._deadline_s = poll_deadline_s
+        self._stop = stop
         self.counts = BulkCounts()
 
     async def resume(self, job: JobRow) -> None:
@@ -130,8 +157,11 @@ class JobRunner:
             return
         assert job.job_id is not None
         try:
-            status = await self._client.poll(job.job_id, deadline_s=self._deadline_s)
-            outcomes = await self._client.outcomes(file, status)
+            # A stop (SIGINT, SIGTERM) ends the wait, not the job: the next pass collects it.
+            status = await _unless_stopped(
+                self._client.poll(job.job_id, deadline_s=self._deadline_s), self._stop
+            )
+            outcomes = await _unless_stopped(self._client.outcomes(file, status), self._stop)
         except BulkPollTimeoutError as exc:
             raise FatalError(
                 f"bulk-write job {job.job_id} is still running; run migrate again to collect it"

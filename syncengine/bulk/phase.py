@@ -29,7 +29,7 @@ from syncengine.bulk.census import Census, Group
 from syncengine.bulk.choice import GroupChoice, WriteApi, choose
 from syncengine.bulk.eligibility import change_refusal
 from syncengine.bulk.hosts import upload_url_for
-from syncengine.bulk.job_runner import BulkCounts, JobRunner
+from syncengine.bulk.job_runner import BulkCounts, JobRunner, JobStopped
 from syncengine.bulk.jobs_journal import JobLine, JobsJournal
 from syncengine.config import Config
 from syncengine.crm.auth import TokenProvider
@@ -56,6 +56,9 @@ class BulkSummary:
 
     choices: list[GroupChoice] = field(default_factory=list)
     counts: BulkCounts = field(default_factory=BulkCounts)
+    #: A stop came while a job ran: its rows are not settled, so no records pass may
+    #: follow in this process (it would send them while the job may still write them).
+    stopped: bool = False
 
 
 class _Feed:
@@ -261,8 +264,15 @@ async def run_bulk_phase(
             job_credits=config.limits.bulk_job_credits,
             call_credits=config.limits.credits_per_call,
             poll_deadline_s=POLL_DEADLINE_S,
+            stop=stop,
         )
-        summary = await BulkPhase(config, journal, runner, jobs, api).run(stop)
+        phase = BulkPhase(config, journal, runner, jobs, api)
+        try:
+            summary = await phase.run(stop)
+        except JobStopped:
+            log.info("bulk.stopped", detail="the job runs on; the next migrate collects it")
+            summary = phase.summary
+            summary.stopped = True
     finally:
         await session.close()
         jobs.close()

@@ -30,8 +30,8 @@ from tests.integration.conftest import (
     write_feed,
 )
 
-UPDATES = 3_000
-INSERTS = 3_000
+UPDATES = 1_500
+INSERTS = 1_500
 
 
 def feed() -> list[dict[str, Any] | bytes]:
@@ -127,3 +127,28 @@ async def test_killed_migration_resumes_its_jobs(
     status = await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)
     records = orjson.loads(status.stdout)["records"]
     assert (records["synced"], records["pending"], records["failed"]) == (UPDATES + INSERTS, 0, 0)
+
+
+async def test_stop_while_a_job_runs_leaves_it_to_the_next_migrate(
+    sim: SimHandle, tmp_path: Path
+) -> None:
+    """SIGTERM while a job runs: exit 130 at once, no records pass (the job may still
+    write its rows); the next migrate collects the job without sending it again."""
+    await seed_leads(sim, UPDATES)
+    write_feed(tmp_path / "changes.jsonl", feed())
+    config = write_config(tmp_path, sim, limits="bulk_poll_s = 0.2")
+    sim.state.set_config({"bulk_job_s": 3.0})
+    process = await start_cli("migrate", "-c", str(config), "--api", "bulk", cwd=tmp_path)
+    while not journaled_job_id(tmp_path / "journal.db") and process.returncode is None:
+        await asyncio.sleep(0.001)
+    process.terminate()
+    assert await asyncio.wait_for(process.wait(), 10) == 130
+    assert sim.state.stats.records_written == 0  # neither the job nor a records pass wrote
+    sim.state.set_config({"bulk_job_s": 0.0})
+    result = await run_cli("migrate", "-c", str(config), "--api", "bulk", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = await admin_get(sim, "stats")
+    assert (stats["bulk_uploads"], stats["bulk_jobs"]) == (2, 2)
+    leads = await sim_leads(sim)
+    assert len(leads) == UPDATES + INSERTS
+    assert max(e["writes"] for e in leads.values()) == 1
