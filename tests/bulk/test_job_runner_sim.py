@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -51,6 +52,7 @@ async def runner_for(
             job_credits=500,
             call_credits=1,
             poll_deadline_s=30.0,
+            stop=asyncio.Event(),
         )
     finally:
         await session.close()
