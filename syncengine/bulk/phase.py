@@ -137,9 +137,12 @@ class BulkPhase:
     async def _count(self) -> Census:
         owed = self._jobs.owed_keys()
         triggers_allowed = self._api is WriteApi.BULK or self._config.crm.bulk_without_triggers
+        dup_fields = self._config.crm.duplicate_check_fields
 
         def group_for(change: Change) -> Group | None:
             group = (change.module, change.operation)
+            if change.operation is Operation.UPSERT and len(dup_fields or ()) > 1:
+                return None  # a job finds records by one field; the records API checks them all
             try:
                 find_by = (
                     self._find_by_of(group) if change.operation is not Operation.DELETE else None
@@ -207,7 +210,13 @@ class BulkPhase:
         """Journal and run the jobs of `changes`; rows a file cannot carry stay in the feed."""
         module, operation = group
         find_by = self._find_by_of(group)
-        plan = plan_files(module, operation, [c.record for c in changes], find_by=find_by)
+        try:
+            plan = plan_files(module, operation, [c.record for c in changes], find_by=find_by)
+        except BulkInputError as exc:  # more fields than a job maps: the records path sends them
+            log.warning(
+                "bulk.not_planned", module=module, operation=operation.value, error=str(exc)
+            )
+            return
         for file in plan.files:
             rows = [changes[position] for position in file.positions]
             lines = [_line(self._feed.source_id, change) for change in rows]
