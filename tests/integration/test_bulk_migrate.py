@@ -184,3 +184,29 @@ async def test_auto_picks_by_credits(
         501 if expect_bulk else 0
     )  # the job and the org read
     assert summary["synced"] == inserts
+
+
+async def test_a_replaced_file_is_a_new_feed_for_the_bulk_phase(
+    sim: SimHandle, tmp_path: Path
+) -> None:
+    """Keyless inserts are journaled under their file's generation: a new export at the
+    same path, whose lines have the same numbers, is sent in full, by bulk again."""
+
+    def export(tag: str) -> list[dict[str, Any] | bytes]:
+        return [
+            {"record": {"Last_Name": f"{tag} {n}", "Company": tag}, "operation": "insert"}
+            for n in range(1_000)
+        ]
+
+    write_feed(tmp_path / "changes.jsonl", export("first"))
+    config = write_config(tmp_path, sim, limits="bulk_poll_s = 0.2")
+    first = await run_cli("migrate", "-c", str(config), "--api", "bulk", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    fresh = tmp_path / "changes.new"
+    write_feed(fresh, export("second"))
+    fresh.replace(tmp_path / "changes.jsonl")
+    second = await run_cli("migrate", "-c", str(config), "--api", "bulk", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-2000:]
+    companies = sorted(e["fields"]["Company"] for e in (await sim_leads(sim)).values())
+    assert companies == ["first"] * 1_000 + ["second"] * 1_000
+    assert (await admin_get(sim, "stats"))["bulk_jobs"] == 2
