@@ -152,3 +152,26 @@ async def test_stop_while_a_job_runs_leaves_it_to_the_next_migrate(
     leads = await sim_leads(sim)
     assert len(leads) == UPDATES + INSERTS
     assert max(e["writes"] for e in leads.values()) == 1
+
+
+async def test_failed_jobs_hand_their_rows_to_the_records_path(
+    sim: SimHandle, tmp_path: Path
+) -> None:
+    """Jobs that end FAILED (nothing applied) leave their rows pending; the records pass
+    of the same migrate re-drives them, so the CRM ends complete, each record written once."""
+    await seed_leads(sim, UPDATES)
+    write_feed(tmp_path / "changes.jsonl", feed())
+    config = write_config(tmp_path, sim, limits="bulk_poll_s = 0.2")
+    sim.state.set_config({"bulk_fault_fail": 1.0})
+    result = await run_cli("migrate", "-c", str(config), "--api", "bulk", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = await admin_get(sim, "stats")
+    assert stats["bulk_jobs"] == 2
+    leads = await sim_leads(sim)
+    assert len(leads) == UPDATES + INSERTS
+    assert max(e["writes"] for e in leads.values()) == 1
+    for n in range(UPDATES):
+        assert leads[str(FIRST_ID + n)]["fields"]["Company"] == f"Updated {n}"
+    status = await run_cli("status", "-c", str(config), "--json", cwd=tmp_path)
+    records = orjson.loads(status.stdout)["records"]
+    assert (records["synced"], records["pending"], records["failed"]) == (UPDATES + INSERTS, 0, 0)
