@@ -104,6 +104,7 @@ class LimitsConfig:
     records_per_credit: int = 10  # Zoho: insert/update/upsert cost 1 credit per 10 records
     bulk_job_credits: int = 500  # Zoho: one bulk-write job, whatever its rows (Kaizen #103)
     bulk_poll_s: float = 10.0  # first wait between a bulk job's status reads, doubling to 60 s
+    bulk_jobs_in_flight: int = 2  # one job is built and uploaded while another runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +384,7 @@ def _limits(table: ConfigTable) -> LimitsConfig:
             records_per_credit=table.integer("records_per_credit", low=1, high=100),
             bulk_job_credits=table.integer("bulk_job_credits", low=0),
             bulk_poll_s=table.number("bulk_poll_s"),
+            bulk_jobs_in_flight=table.integer("bulk_jobs_in_flight", low=1, high=10),
         )
     )
     if limits.retry_cap_s < limits.retry_base_s:

@@ -85,6 +85,9 @@ async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T:
     stopper = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()  # another job failed: this one stops waiting too
+        raise
     finally:
         stopper.cancel()
     if not task.done():

@@ -7,7 +7,8 @@
    (`choice`), logged as `bulk.plan`.
 3. The feed is read again; the changes of picked groups whose key occurs
    once go into jobs of up to 25,000 rows, each journaled with its rows
-   before its upload and run to its end one after another.
+   before its upload; `[limits] bulk_jobs_in_flight` of them run at once
+   (`job_pool`).
 
 The phase never moves the checkpoint. It writes each row's outcome as the
 records path would, with its feed position, and raises the feed's high water
@@ -29,6 +30,7 @@ from syncengine.bulk.census import Census, Group
 from syncengine.bulk.choice import GroupChoice, WriteApi, choose
 from syncengine.bulk.eligibility import change_refusal
 from syncengine.bulk.hosts import upload_url_for
+from syncengine.bulk.job_pool import JobPool
 from syncengine.bulk.job_runner import BulkCounts, JobRunner, JobStopped
 from syncengine.bulk.jobs_journal import JobLine, JobsJournal
 from syncengine.config import Config
@@ -189,7 +191,17 @@ class BulkPhase:
         return picked
 
     async def _send(self, census: Census, picked: set[Group], stop: asyncio.Event) -> None:
-        # Jobs go in the order the feed first names their groups.
+        pool = JobPool(self._config.limits.bulk_jobs_in_flight)
+        try:
+            await self._fill(pool, census, picked, stop)
+            await pool.drain()
+        finally:
+            await pool.cancel()
+
+    async def _fill(
+        self, pool: JobPool, census: Census, picked: set[Group], stop: asyncio.Event
+    ) -> None:
+        # Jobs start in the order the feed first names their groups.
         waiting = {group: list[Change]() for group in census.rows_by_group() if group in picked}
         async for batch in self._feed.changes():
             for change in batch:
@@ -198,15 +210,15 @@ class BulkPhase:
                     assert group is not None
                     waiting[group].append(change)
                     if len(waiting[group]) >= MAX_ROWS_PER_FILE:
-                        await self._jobs_for(group, waiting[group])
+                        await self._jobs_for(pool, group, waiting[group])
                         waiting[group] = []
                         if stop.is_set():
                             return
         for group, changes in waiting.items():
             if changes and not stop.is_set():
-                await self._jobs_for(group, changes)
+                await self._jobs_for(pool, group, changes)
 
-    async def _jobs_for(self, group: Group, changes: list[Change]) -> None:
+    async def _jobs_for(self, pool: JobPool, group: Group, changes: list[Change]) -> None:
         """Journal and run the jobs of `changes`; rows a file cannot carry stay in the feed."""
         module, operation = group
         find_by = self._find_by_of(group)
@@ -229,7 +241,7 @@ class BulkPhase:
                 lines=lines,
                 last=Checkpoint(last.resume_after, last.display, last.generation),
             )
-            await self._runner.run(job, file, lines)
+            await pool.add(self._runner.run(job, file, lines))
 
 
 def _line(source_id: str, change: Change) -> JobLine:
@@ -253,7 +265,10 @@ async def run_bulk_phase(
 ) -> BulkSummary:
     """The bulk phase of one pass (see the module docstring); `records` only resumes jobs."""
     jobs = JobsJournal(journal.path)
-    session = make_session(concurrency=2, connect_timeout_s=config.crm.connect_timeout_s)
+    session = make_session(
+        concurrency=config.limits.bulk_jobs_in_flight + 1,
+        connect_timeout_s=config.crm.connect_timeout_s,
+    )
     try:
         client = BulkWriteClient(
             session=session,
