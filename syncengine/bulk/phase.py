@@ -123,7 +123,7 @@ class BulkPhase:
         await self._feed.locate()
         census = await self._count()
         picked = self._choose(census)
-        if picked:
+        if picked and not stop.is_set():
             await self._send(census, picked, stop)
         return self.summary
 
