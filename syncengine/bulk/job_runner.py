@@ -121,6 +121,7 @@ class JobRunner:
         self._job_credits = job_credits
         self._call_credits = call_credits
         self._org_read = False
+        self._org_lock = asyncio.Lock()
         self._deadline_s = poll_deadline_s
         self._stop = stop
         self.counts = BulkCounts()
@@ -144,10 +145,11 @@ class JobRunner:
         """Take `job` from its journaled step to its end."""
         try:
             if job.state == "planned":
-                if not self._org_read:  # uploads name the org: one metadata call
-                    await self._client.org_id()
-                    self._org_read = True
-                    self.counts.credits += self._call_credits
+                async with self._org_lock:  # uploads name the org: one metadata call
+                    if not self._org_read:
+                        await self._client.org_id()
+                        self._org_read = True
+                        self.counts.credits += self._call_credits
                 self._jobs.uploaded(job, await self._client.upload(file))
             if job.state == "uploaded":
                 assert job.file_id is not None
