@@ -21,7 +21,7 @@ import click
 import orjson
 
 from syncengine import __version__
-from syncengine.config import Config, load_config
+from syncengine.config import WRITE_APIS, Config, load_config
 from syncengine.errors import ConfigError, FatalError, JournalLockedError, SyncError
 from syncengine.exit_status import (
     EXIT_FATAL,
@@ -197,7 +197,15 @@ def run(config_path: Path, full: bool) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also write this run's HTML report (see `syncengine report`) to this file.",
 )
-def migrate(config_path: Path, report_path: Path | None) -> None:
+@click.option(
+    "--api",
+    "write_api",
+    type=click.Choice(list(WRITE_APIS)),
+    default=None,
+    help="Write API: records, bulk (Bulk Write jobs), or auto: bulk for a (module, "
+    "operation) group when that costs fewer credits ([crm] write_api, else auto).",
+)
+def migrate(config_path: Path, report_path: Path | None, write_api: str | None) -> None:
     """The same pass for a one-off bulk load, with a live progress bar."""
     config = _load(config_path)
     tune_gc_for_throughput()
@@ -205,7 +213,9 @@ def migrate(config_path: Path, report_path: Path | None) -> None:
     async def main(stop: asyncio.Event) -> int:
         total = open_source(config).estimate_total(None)
         async with progress_bar(total) as watched:
-            result = await run_pass(config, command="migrate", stop=stop, on_engine=watched.append)
+            result = await run_pass(
+                config, command="migrate", stop=stop, on_engine=watched.append, api=write_api
+            )
         counts = result.counts
         click.echo(
             f"migrate: {counts.synced} synced, {counts.failed} failed "

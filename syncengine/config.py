@@ -60,6 +60,10 @@ class SourceConfig:
     key: str | None = None  # the member or column holding each record's source key
 
 
+#: The write APIs `migrate --api` and `[crm] write_api` name (`syncengine.bulk`).
+WRITE_APIS: tuple[str, ...] = ("records", "bulk", "auto")
+
+
 @dataclass(frozen=True, slots=True)
 class CrmConfig:
     """`[crm]`: the org to write to, how to authenticate, and record defaults."""
@@ -81,6 +85,10 @@ class CrmConfig:
     skip_unchanged: bool = False  # a person's edit in the CRM must not be masked by default
     validate: bool = True  # refuse locally what the CRM would certainly refuse: saves credits
     unknown_fields: Literal["warn", "fail"] = "warn"  # the CRM ignores them: a warning is enough
+    #: `migrate`'s write API: records | bulk | auto; None is auto (run and daemon use records).
+    write_api: str | None = None
+    #: `auto` may choose bulk write although `trigger` asks for automation bulk write skips.
+    bulk_without_triggers: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +104,9 @@ class LimitsConfig:
     grace_s: float = 30.0  # in-flight requests finish within this after SIGINT/SIGTERM
     credits_per_call: int = 1  # Zoho: 1 credit per call unless listed (crm-api.md §3.1)
     records_per_credit: int = 10  # Zoho: insert/update/upsert cost 1 credit per 10 records
+    bulk_job_credits: int = 500  # Zoho: one bulk-write job, whatever its rows (Kaizen #103)
+    bulk_poll_s: float = 10.0  # first wait between a bulk job's status reads, doubling to 60 s
+    bulk_jobs_in_flight: int = 2  # one job is built and uploaded while another runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +369,8 @@ def _crm(table: ConfigTable) -> CrmConfig:
             skip_unchanged=table.boolean("skip_unchanged"),
             validate=table.boolean("validate"),
             unknown_fields=table.choice("unknown_fields", ("warn", "fail")),
+            write_api=table.choice("write_api", WRITE_APIS),
+            bulk_without_triggers=table.boolean("bulk_without_triggers"),
         ),
     )
 
@@ -374,6 +387,9 @@ def _limits(table: ConfigTable) -> LimitsConfig:
             grace_s=table.number("grace_s", positive=False),
             credits_per_call=table.integer("credits_per_call", low=1),
             records_per_credit=table.integer("records_per_credit", low=1, high=100),
+            bulk_job_credits=table.integer("bulk_job_credits", low=0),
+            bulk_poll_s=table.number("bulk_poll_s"),
+            bulk_jobs_in_flight=table.integer("bulk_jobs_in_flight", low=1, high=10),
         )
     )
     if limits.retry_cap_s < limits.retry_base_s:

@@ -54,6 +54,8 @@ class CreditTally:
     validated_records: int = 0
     #: The CRM's own `X-API-CREDITS-REMAINING`, last seen (None when never sent).
     remaining: int | None = None
+    #: Of `spent`, what bulk-write jobs cost (`[limits] bulk_job_credits` per job created).
+    bulk_spent: int = 0
 
     def as_dict(self, model: CreditModel) -> dict[str, float | int | None]:
         """The figures `status --json` and the summary line show, rounded to 0.1 credit."""
@@ -63,4 +65,5 @@ class CreditTally:
             "saved_by_skip_unchanged": round(model.records_cost(self.unchanged_records), 1),
             "saved_by_validation": round(model.records_cost(self.validated_records), 1),
             "remaining": self.remaining,
+            "spent_by_bulk": self.bulk_spent,
         }

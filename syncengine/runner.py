@@ -19,6 +19,8 @@ from functools import partial
 
 import structlog
 
+from syncengine.bulk.choice import api_for
+from syncengine.bulk.phase import run_bulk_phase
 from syncengine.config import Config
 from syncengine.credits import CreditModel, CreditTally
 from syncengine.crm.auth import TokenProvider
@@ -92,16 +94,23 @@ def credit_model(config: Config) -> CreditModel:
 
 
 def credit_tally(
-    counts: PassCounts, spent: int, remaining: int | None, *, refused: int = 0
+    counts: PassCounts,
+    spent: int,
+    remaining: int | None,
+    *,
+    refused: int = 0,
+    bulk_spent: int = 0,
 ) -> CreditTally:
-    """The credits a pass spent (`spent`, by the model) and saved, from its counts and
-    the records validation `refused` before sending."""
+    """The credits a pass spent (`spent` by the records API, by the model, plus
+    `bulk_spent` by bulk-write jobs) and saved, from its counts and the records
+    validation `refused` before sending."""
     return CreditTally(
-        spent=spent,
+        spent=spent + bulk_spent,
         coalesced_records=counts.coalesced,
         unchanged_records=counts.unchanged,
         validated_records=refused,
         remaining=remaining,
+        bulk_spent=bulk_spent,
     )
 
 
@@ -255,8 +264,13 @@ async def run_pass(
     stop: asyncio.Event,
     on_engine: Callable[[Engine], None] | None = None,
     full: bool = False,
+    api: str | None = None,
 ) -> PassResult:
     """One `run` or `migrate` pass; the runs table records its start and end.
+
+    `migrate` first sends what is cheaper by bulk write (`syncengine.bulk`;
+    `api` is `migrate --api`), then runs the records pass; `run` only
+    finishes bulk jobs a killed `migrate` left.
 
     FatalError and JournalLockedError propagate to the CLI, which maps them to
     exit statuses; the journal is consistent whichever way the pass ends.
@@ -270,12 +284,18 @@ async def run_pass(
         engine, journal = parts.engine, parts.journal
         stats = parts.client.stats
         spent_before = stats.credits_spent
+        bulk_spent = 0
 
         def credits() -> dict[str, float | int | None]:
             spent = stats.credits_spent - spent_before
-            return credit_tally(
-                engine.counts, spent, stats.credits_remaining, refused=parts.locally_refused
-            ).as_dict(model)
+            tally = credit_tally(
+                engine.counts,
+                spent,
+                stats.credits_remaining,
+                refused=parts.locally_refused,
+                bulk_spent=bulk_spent,
+            )
+            return tally.as_dict(model)
 
         run_id = await journal.start_run(command, now=time.time())
         if on_engine is not None:
@@ -283,9 +303,23 @@ async def run_pass(
         exit_status = EXIT_FATAL
         failing = True
         try:
-            async with sampled(journal, run_id, partial(reading_of, parts)):
-                counts = await engine.run(stop)
-            exit_status = exit_status_for(counts, interrupted=engine.stopped_early)
+            bulk = await run_bulk_phase(
+                config,
+                journal,
+                parts.tokens,
+                api=api_for(command, api, config.crm.write_api),
+                stop=stop,
+            )
+            bulk_spent = bulk.counts.credits
+            counts = engine.counts
+            if not bulk.stopped:
+                async with sampled(journal, run_id, partial(reading_of, parts)):
+                    counts = await engine.run(stop)
+            # The records pass skipped the rows the bulk phase settled (its replay window).
+            counts.synced += bulk.counts.synced
+            counts.failed += bulk.counts.failed
+            interrupted = engine.stopped_early or bulk.stopped
+            exit_status = exit_status_for(counts, interrupted=interrupted)
             failing = False
         finally:
             await record_end(
@@ -298,7 +332,7 @@ async def run_pass(
             )
         spent = credits()
     elapsed_s = time.monotonic() - started
-    result = PassResult(counts, engine.stopped_early, exit_status, elapsed_s, run_id, spent)
+    result = PassResult(counts, interrupted, exit_status, elapsed_s, run_id, spent)
     log.info(
         "run.summary",
         command=command,

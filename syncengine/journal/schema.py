@@ -183,8 +183,55 @@ _V6_FIELD_METADATA = (
     """,
 )
 
+#: Version 7: bulk-write jobs of `migrate` (`syncengine.bulk.jobs_journal`). A job and
+#: its rows (each row's change as a retry payload) are journaled before the
+#: file is uploaded, then its file id and job id as the CRM answers them, so a
+#: pass killed at any step resumes the job it knows instead of uploading its
+#: rows again. A job's rows are deleted once their outcomes are records rows.
+_V7_BULK_JOBS = (
+    """
+    CREATE TABLE bulk_jobs (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        source           TEXT NOT NULL,
+        module           TEXT NOT NULL,
+        operation        TEXT NOT NULL,
+        find_by          TEXT,
+        state            TEXT NOT NULL
+                         CHECK (state IN ('planned', 'uploaded', 'created', 'done', 'abandoned')),
+        file_id          TEXT,
+        job_id           TEXT,
+        rows             INTEGER NOT NULL,
+        last_resume_after,
+        last_display,
+        last_generation  TEXT,
+        created_at       REAL NOT NULL,
+        updated_at       REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX bulk_jobs_open ON bulk_jobs (state) WHERE state NOT IN ('done', 'abandoned')",
+    """
+    CREATE TABLE bulk_rows (
+        job      INTEGER NOT NULL,
+        row      INTEGER NOT NULL,
+        key      TEXT NOT NULL,
+        position,
+        source   TEXT,
+        payload  BLOB NOT NULL,
+        PRIMARY KEY (job, row)
+    ) WITHOUT ROWID
+    """,
+)
+
 #: `MIGRATIONS[i]` holds the statements that take a file from version i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6_FIELD_METADATA)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _V1,
+    _V2,
+    _V3,
+    _V4,
+    _V5,
+    _V6_FIELD_METADATA,
+    _V7_BULK_JOBS,
+)
 
 #: The version this engine writes; files above it are refused.
 SCHEMA_VERSION = len(MIGRATIONS)

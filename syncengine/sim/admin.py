@@ -12,7 +12,8 @@ JSON shapes (other modules and tests depend on them):
 - `GET /__admin/stats` → `{"requests", "by_status": {"200": n}, "by_code":
   {"INVALID_TOKEN": n}, "records_written", "max_in_flight", "in_flight",
   "max_requests_per_minute", "throttled", "token_mints", "token_refusals",
-  "credits_used", "dropped", "stalled", "workflow_runs"}`. Counts cover the
+  "credits_used", "dropped", "stalled", "workflow_runs", "bulk_uploads",
+  "bulk_jobs", "bulk_job_rows"}`. Counts cover the
   records API and the token endpoint, not admin calls; `by_code` counts
   whole-request codes, per-record codes (including `SUCCESS`) and token `error`
   values; `max_in_flight` is the most such requests being handled at once, 429s

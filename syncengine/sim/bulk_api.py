@@ -138,6 +138,7 @@ async def upload_file(request: web.Request) -> web.Response:
     if isinstance(upload, BulkError):
         return _error(state, upload, status=200)
     file_id = state.bulk.add_upload(upload)
+    state.stats.bulk_uploads += 1
     details = {"file_id": file_id, "created_time": iso_now(state)}
     body = {
         "status": "success",
@@ -206,6 +207,8 @@ async def create_job(request: web.Request) -> web.Response:
         fails=state.bulk.draw_failure(config.bulk_fault_fail),
     )
     state.bulk.jobs[job.id] = job
+    state.stats.bulk_jobs += 1
+    state.stats.bulk_job_rows += len(job.upload.rows)
     # Settle the job on time even when nobody polls it.
     job.timer = asyncio.get_running_loop().call_later(job.queue_s + job.run_s, _settle, state, job)
     user = state.schema.users[0]

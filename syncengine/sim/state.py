@@ -42,6 +42,10 @@ class Stats:
     dropped: int = 0
     stalled: int = 0
     workflow_runs: int = 0
+    #: Bulk Write API: files uploaded, jobs created, and rows in the jobs created.
+    bulk_uploads: int = 0
+    bulk_jobs: int = 0
+    bulk_job_rows: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The stats as JSON: counters as plain objects."""

@@ -1,0 +1,226 @@
+"""Drives one bulk-write job from its journaled step to its end, and journals its outcome.
+
+Steps, each journaled before the next request (`jobs_journal`): upload →
+`uploaded`, create → `created`, poll, download, then the rows' outcomes and
+the raised high water go to the journal in one group commit, and the job is
+`done`. Resumed after a crash, a job starts from the step journaled:
+
+* `created`: polled and read; its rows are never uploaded again;
+* `uploaded` (a crash between the upload's answer and the job id): an update
+  or upsert job is created again (writing the same values twice changes
+  nothing); an insert job may exist already, so its rows are handed to the
+  records path instead. That is the crash bound of bulk inserts: a job
+  created in the CRM whose answer was lost inserts its rows, and the records
+  path inserts them again;
+* `planned`: no job was ever asked for; it is uploaded and created anew.
+
+A job refused (file or body refused, scope missing, org unknown) or ending
+FAILED hands its rows to the records path, as do rows the job skipped or did
+not process. A job that has not finished by the deadline, or whose result
+cannot be fetched, ends the pass with FatalError; a stop asked for while a
+job runs raises JobStopped. The next `migrate` resumes the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import structlog
+
+from syncengine.bulk.jobs_journal import JobLine, JobRow, JobsJournal
+from syncengine.bulk.outcomes import JOB_UNKNOWN, JobRows, failed_unknown, handed_over, rows_for
+from syncengine.crm.bulk_answers import (
+    BulkJobUnknownError,
+    BulkPollTimeoutError,
+    BulkRefusedError,
+    BulkResultError,
+    BulkUnavailableError,
+)
+from syncengine.crm.bulk_csv import BulkFile, BulkInputError, plan_files
+from syncengine.crm.bulk_write import BulkWriteClient
+from syncengine.engine.recorder import is_past
+from syncengine.errors import FatalError
+from syncengine.journal import Journal, decode_payload
+from syncengine.model import Checkpoint, Operation
+
+log = structlog.get_logger("syncengine.bulk")
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class BulkCounts:
+    """What the phase did: jobs created, and its rows by how they ended."""
+
+    jobs: int = 0
+    synced: int = 0
+    failed: int = 0
+    handed_over: int = 0
+    credits: int = 0
+
+
+def rebuild_file(job: JobRow, lines: list[JobLine]) -> BulkFile | None:
+    """The file of a journaled job, built again from its rows' changes (None if it differs)."""
+    records = [decode_payload(line.payload, attempts=0).record for line in lines]
+    try:
+        plan = plan_files(job.module, job.operation, records, find_by=job.find_by)
+    except BulkInputError:
+        return None
+    if plan.refused or len(plan.files) != 1 or len(plan.files[0].positions) != len(lines):
+        return None
+    return plan.files[0]
+
+
+class JobStopped(Exception):
+    """The pass was asked to stop while a job ran; the job stays journaled by its id."""
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T:
+    """`work`'s result, or JobStopped (and `work` cancelled) once `stop` is set."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()  # another job failed: this one stops waiting too
+        raise
+    finally:
+        stopper.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise JobStopped
+    return task.result()
+
+
+class JobRunner:
+    """Runs jobs one at a time for one pass; raises the feed's high water as they settle."""
+
+    def __init__(
+        self,
+        *,
+        client: BulkWriteClient,
+        journal: Journal,
+        jobs: JobsJournal,
+        high_water: Checkpoint | None,
+        job_credits: int,
+        call_credits: int,
+        poll_deadline_s: float,
+        stop: asyncio.Event,
+    ) -> None:
+        """`job_credits` is what a job costs, `call_credits` what the org read costs."""
+        self._client = client
+        self._journal = journal
+        self._jobs = jobs
+        self._high = high_water
+        self._job_credits = job_credits
+        self._call_credits = call_credits
+        self._org_read = False
+        self._org_lock = asyncio.Lock()
+        self._deadline_s = poll_deadline_s
+        self._stop = stop
+        self.counts = BulkCounts()
+
+    async def resume(self, job: JobRow) -> None:
+        """A job an earlier pass left between steps."""
+        lines = self._jobs.lines(job)
+        file = rebuild_file(job, lines)
+        log.info("bulk.resume", job=job.id, state=job.state, job_id=job.job_id, rows=job.rows)
+        if file is None:
+            log.error("bulk.resume_mismatch", job=job.id)
+            await self._hand_over(job, lines, "the job's file could not be built again")
+            return
+        if job.state == "uploaded" and job.operation is Operation.INSERT:
+            # The job may have been created with its answer lost: see the module docstring.
+            await self._hand_over(job, lines, "an insert job whose creation is unknown")
+            return
+        await self.run(job, file, lines)
+
+    async def run(self, job: JobRow, file: BulkFile, lines: list[JobLine]) -> None:
+        """Take `job` from its journaled step to its end."""
+        try:
+            if job.state == "planned":
+                async with self._org_lock:  # uploads name the org: one metadata call
+                    if not self._org_read:
+                        await self._client.org_id()
+                        self._org_read = True
+                        self.counts.credits += self._call_credits
+                self._jobs.uploaded(job, await self._client.upload(file))
+            if job.state == "uploaded":
+                assert job.file_id is not None
+                self._jobs.created(job, await self._client.create_job(file, job.file_id))
+                self.counts.jobs += 1
+                self.counts.credits += self._job_credits
+        except (BulkRefusedError, BulkJobUnknownError, BulkUnavailableError) as exc:
+            log.warning("bulk.job_not_created", job=job.id, code=exc.code, error=str(exc)[:300])
+            await self._hand_over(job, lines, f"bulk write: {exc}"[:500])
+            return
+        assert job.job_id is not None
+        try:
+            # A stop (SIGINT, SIGTERM) ends the wait, not the job: the next pass collects it.
+            status = await _unless_stopped(
+                self._client.poll(job.job_id, deadline_s=self._deadline_s), self._stop
+            )
+            outcomes = await _unless_stopped(self._client.outcomes(file, status), self._stop)
+        except BulkPollTimeoutError as exc:
+            raise FatalError(
+                f"bulk-write job {job.job_id} is still running; run migrate again to collect it"
+            ) from exc
+        except BulkResultError as exc:
+            log.warning("bulk.result_unreadable", job_id=job.job_id, error=str(exc)[:300])
+            if job.operation is Operation.INSERT:
+                await self._settle(job, failed_unknown(lines, f"bulk write: {exc}"[:500]))
+            else:
+                await self._hand_over(job, lines, f"bulk write: {exc}"[:500], state="done")
+            return
+        except (BulkRefusedError, BulkUnavailableError) as exc:
+            raise FatalError(
+                f"the result of bulk-write job {job.job_id} could not be read ({exc.code}); "
+                "run migrate again to fetch it"
+            ) from exc
+        rows = rows_for(lines, outcomes)
+        log.info(
+            "bulk.job_done",
+            job_id=job.job_id,
+            module=job.module,
+            operation=job.operation,
+            synced=rows.synced,
+            failed=rows.failed,
+            handed_over=rows.handed_over,
+        )
+        await self._settle(job, rows)
+
+    async def _hand_over(
+        self, job: JobRow, lines: list[JobLine], message: str, *, state: str = "abandoned"
+    ) -> None:
+        await self._settle(job, handed_over(lines, JOB_UNKNOWN, message), state=state)
+
+    async def _settle(self, job: JobRow, rows: JobRows, *, state: str = "done") -> None:
+        """The rows and the raised high water in one group commit, then the job ends."""
+        high_water = {}
+        if job.last is not None and self._raise_high_water(job.last):
+            assert self._high is not None
+            high_water[job.source] = self._high
+        durable = self._journal.submit(rows.updates, high_water=high_water)
+        await asyncio.shield(durable)
+        self._jobs.ended(job, state)
+        self.counts.synced += rows.synced
+        self.counts.failed += rows.failed
+        self.counts.handed_over += rows.handed_over
+
+    def _raise_high_water(self, last: Checkpoint) -> bool:
+        """Make `last` the high water when it lies further on (or in another file)."""
+        high = self._high
+        if (
+            high is None
+            or high.generation != last.generation
+            or is_past(last.resume_after, high.resume_after)
+        ):
+            self._high = last
+            return True
+        return False

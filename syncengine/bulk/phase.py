@@ -1,0 +1,313 @@
+"""The bulk phase of `migrate`: what can go by bulk write goes, before the records pass.
+
+1. Jobs an earlier pass left between steps are resumed (`job_runner`).
+2. The feed is read from the journal's checkpoint through the replay window
+   (so what the journal settled is not counted) and each key counted
+   (`census`); each (module, operation) group is priced and picked
+   (`choice`), logged as `bulk.plan`.
+3. The feed is read again; the changes of picked groups whose key occurs
+   once go into jobs of up to 25,000 rows, each journaled with its rows
+   before its upload; `[limits] bulk_jobs_in_flight` of them run at once
+   (`job_pool`).
+
+The phase never moves the checkpoint. It writes each row's outcome as the
+records path would, with its feed position, and raises the feed's high water
+to the last position it settled; the records pass then reads from the same
+checkpoint, its replay window finds those rows settled and skips them, and it
+sends only what the phase left (and re-drives the rows it handed over).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import structlog
+
+from syncengine.bulk.census import Census, Group
+from syncengine.bulk.choice import GroupChoice, WriteApi, choose
+from syncengine.bulk.eligibility import change_refusal
+from syncengine.bulk.hosts import upload_url_for
+from syncengine.bulk.job_pool import JobPool
+from syncengine.bulk.job_runner import BulkCounts, JobRunner, JobStopped
+from syncengine.bulk.jobs_journal import JobLine, JobsJournal
+from syncengine.config import Config
+from syncengine.crm.auth import TokenProvider
+from syncengine.crm.bulk_csv import MAX_ROWS_PER_FILE, BulkInputError, find_by_for, plan_files
+from syncengine.crm.bulk_write import BulkWriteClient
+from syncengine.crm.session import make_session
+from syncengine.engine.replay import ReplayWindow, read_start
+from syncengine.journal import Journal, encode_payload
+from syncengine.keys import position_key
+from syncengine.model import Change, Checkpoint, Operation
+from syncengine.sources import open_source
+from syncengine.sources.base import Source
+from syncengine.sources.generation import row_source
+
+log = structlog.get_logger("syncengine.bulk")
+
+#: How long one job may run before the pass gives up waiting (it resumes next time).
+POLL_DEADLINE_S = 6 * 3600.0
+
+
+@dataclass(slots=True)
+class BulkSummary:
+    """The phase's picks per group and what its jobs did."""
+
+    choices: list[GroupChoice] = field(default_factory=list)
+    counts: BulkCounts = field(default_factory=BulkCounts)
+    #: A stop came while a job ran: its rows are not settled, so no records pass may
+    #: follow in this process (it would send them while the job may still write them).
+    stopped: bool = False
+
+
+class _Feed:
+    """One feed, read from where the pass starts, its settled changes left out."""
+
+    def __init__(self, journal: Journal, source: Source) -> None:
+        self._journal = journal
+        self.source = source
+        self.source_id = source.source_id
+        self.start: Checkpoint | None = None
+        self.high_water: Checkpoint | None = None
+
+    async def locate(self) -> None:
+        """Read the checkpoint and high water (again: resumed jobs may have raised it)."""
+        self.high_water = await self._journal.high_water(self.source_id)
+        checkpoint = await self._journal.checkpoint(self.source_id)
+        self.start = read_start(checkpoint, self.high_water)
+
+    async def changes(self) -> AsyncIterator[list[Change]]:
+        """Batches of the feed's changes not yet settled, each with its journal key."""
+        replay = ReplayWindow(self._journal, self.source_id, self.high_water, self.start)
+        async with contextlib.aclosing(self.source.read(self.start)) as batches:
+            async for batch in batches:
+                items = await replay.filter(batch) if replay.active else batch
+                out: list[Change] = []
+                for item in items:
+                    if type(item) is Change and item.positions:
+                        if item.key is None:
+                            first = item.positions[0]
+                            item.key = position_key(
+                                self.source_id, first.display, generation=first.generation
+                            )
+                        out.append(item)
+                yield out
+
+
+class BulkPhase:
+    """One phase: its feed, journal, jobs and client."""
+
+    def __init__(
+        self, config: Config, journal: Journal, runner: JobRunner, jobs: JobsJournal, api: WriteApi
+    ) -> None:
+        self._config = config
+        self._journal = journal
+        self._runner = runner
+        self._jobs = jobs
+        self._api = api
+        self._feed = _Feed(journal, open_source(config))
+        self._find_by: dict[Group, str | None] = {}
+        self.summary = BulkSummary(counts=runner.counts)
+
+    async def run(self, stop: asyncio.Event) -> BulkSummary:
+        """Resume jobs left over, then plan and run new ones unless the API is `records`."""
+        for job in self._jobs.unfinished():
+            if stop.is_set():
+                return self.summary
+            await self._runner.resume(job)
+        if self._api is WriteApi.RECORDS or stop.is_set():
+            return self.summary
+        await self._feed.locate()
+        census = await self._count()
+        picked = self._choose(census)
+        if picked and not stop.is_set():
+            await self._send(census, picked, stop)
+        return self.summary
+
+    def _find_by_of(self, group: Group) -> str | None:
+        """The job's `find_by` for a group (raises BulkInputError when none is known)."""
+        if group not in self._find_by:
+            fields = self._config.crm.duplicate_check_fields
+            self._find_by[group] = find_by_for(
+                group[0], group[1], duplicate_check_field=fields[0] if fields else None
+            )
+        return self._find_by[group]
+
+    async def _count(self) -> Census:
+        owed = self._jobs.owed_keys()
+        triggers_allowed = self._api is WriteApi.BULK or self._config.crm.bulk_without_triggers
+        dup_fields = self._config.crm.duplicate_check_fields
+
+        def group_for(change: Change) -> Group | None:
+            group = (change.module, change.operation)
+            if change.operation is Operation.UPSERT and len(dup_fields or ()) > 1:
+                return None  # a job finds records by one field; the records API checks them all
+            try:
+                find_by = (
+                    self._find_by_of(group) if change.operation is not Operation.DELETE else None
+                )
+            except BulkInputError:
+                return None
+            refused = change_refusal(
+                change, find_by=find_by, owed_keys=owed, triggers_allowed=triggers_allowed
+            )
+            return None if refused is not None else group
+
+        census = Census(group_for)
+        async for batch in self._feed.changes():
+            for change in batch:
+                census.note(change)
+        return census
+
+    def _choose(self, census: Census) -> set[Group]:
+        crm, limits = self._config.crm, self._config.limits
+        picked: set[Group] = set()
+        for (module, operation), rows in census.rows_by_group().items():
+            choice = choose(
+                module,
+                operation,
+                rows,
+                api=self._api,
+                job_credits=limits.bulk_job_credits,
+                records_per_credit=limits.records_per_credit,
+                triggers_wanted=bool(crm.trigger),
+                bulk_without_triggers=crm.bulk_without_triggers,
+            )
+            self.summary.choices.append(choice)
+            log.info(
+                "bulk.plan",
+                module=module,
+                operation=operation.value,
+                rows=rows,
+                credits_bulk=choice.bulk_credits,
+                credits_records=choice.records_credits,
+                api="bulk" if choice.bulk else "records",
+            )
+            if choice.bulk:
+                picked.add((module, operation))
+        return picked
+
+    async def _send(self, census: Census, picked: set[Group], stop: asyncio.Event) -> None:
+        pool = JobPool(self._config.limits.bulk_jobs_in_flight)
+        try:
+            await self._fill(pool, census, picked, stop)
+            await pool.drain()
+        finally:
+            await pool.cancel()
+
+    async def _fill(
+        self, pool: JobPool, census: Census, picked: set[Group], stop: asyncio.Event
+    ) -> None:
+        # Jobs start in the order the feed first names their groups.
+        waiting = {group: list[Change]() for group in census.rows_by_group() if group in picked}
+        async for batch in self._feed.changes():
+            for change in batch:
+                group = census.group_of(change)
+                if group in waiting:
+                    assert group is not None
+                    waiting[group].append(change)
+                    if len(waiting[group]) >= MAX_ROWS_PER_FILE:
+                        await self._jobs_for(pool, group, waiting[group])
+                        waiting[group] = []
+                        if stop.is_set():
+                            return
+        for group, changes in waiting.items():
+            if changes and not stop.is_set():
+                await self._jobs_for(pool, group, changes)
+
+    async def _jobs_for(self, pool: JobPool, group: Group, changes: list[Change]) -> None:
+        """Journal and run the jobs of `changes`; rows a file cannot carry stay in the feed."""
+        module, operation = group
+        find_by = self._find_by_of(group)
+        try:
+            plan = plan_files(module, operation, [c.record for c in changes], find_by=find_by)
+        except BulkInputError as exc:  # more fields than a job maps: the records path sends them
+            log.warning(
+                "bulk.not_planned", module=module, operation=operation.value, error=str(exc)
+            )
+            return
+        for file in plan.files:
+            rows = [changes[position] for position in file.positions]
+            lines = [_line(self._feed.source_id, change) for change in rows]
+            last = max((change.positions[-1] for change in rows), key=lambda p: p.ordinal)
+            job = self._jobs.plan(
+                source=self._feed.source_id,
+                module=module,
+                operation=operation,
+                find_by=find_by,
+                lines=lines,
+                last=Checkpoint(last.resume_after, last.display, last.generation),
+            )
+            await pool.add(self._runner.run(job, file, lines))
+
+
+def _line(source_id: str, change: Change) -> JobLine:
+    assert change.key is not None
+    position = change.positions[-1]
+    return JobLine(
+        change.key,
+        position.display,
+        row_source(source_id, position.generation),
+        encode_payload(change),
+    )
+
+
+async def run_bulk_phase(
+    config: Config,
+    journal: Journal,
+    tokens: TokenProvider,
+    *,
+    api: WriteApi,
+    stop: asyncio.Event,
+) -> BulkSummary:
+    """The bulk phase of one pass (see the module docstring); `records` only resumes jobs."""
+    jobs = JobsJournal(journal.path)
+    session = make_session(
+        concurrency=config.limits.bulk_jobs_in_flight + 1,
+        connect_timeout_s=config.crm.connect_timeout_s,
+    )
+    try:
+        client = BulkWriteClient(
+            session=session,
+            api_domain=config.crm.api_domain,
+            upload_url=upload_url_for(config.crm.api_domain),
+            tokens=tokens,
+            timeout_s=max(300.0, config.crm.timeout_s),
+            poll_first_s=config.limits.bulk_poll_s,
+            poll_cap_s=max(60.0, config.limits.bulk_poll_s),
+            proxy=config.crm.proxy,
+        )
+        runner = JobRunner(
+            client=client,
+            journal=journal,
+            jobs=jobs,
+            high_water=await journal.high_water(open_source(config).source_id),
+            job_credits=config.limits.bulk_job_credits,
+            call_credits=config.limits.credits_per_call,
+            poll_deadline_s=POLL_DEADLINE_S,
+            stop=stop,
+        )
+        phase = BulkPhase(config, journal, runner, jobs, api)
+        try:
+            summary = await phase.run(stop)
+        except JobStopped:
+            log.info("bulk.stopped", detail="the job runs on; the next migrate collects it")
+            summary = phase.summary
+            summary.stopped = True
+    finally:
+        await session.close()
+        jobs.close()
+    counts = summary.counts
+    if counts.jobs or counts.synced or counts.failed or counts.handed_over:
+        log.info(
+            "bulk.summary",
+            jobs=counts.jobs,
+            synced=counts.synced,
+            failed=counts.failed,
+            handed_over=counts.handed_over,
+            credits=counts.credits,
+        )
+    return summary
