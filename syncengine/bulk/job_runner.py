@@ -125,6 +125,9 @@ class JobRunner:
         self._deadline_s = poll_deadline_s
         self._stop = stop
         self.counts = BulkCounts()
+        #: Why the CRM refused a job before it was created (the org read, the
+        #: upload, the job itself), once it did: no further job is planned.
+        self.unavailable: str | None = None
 
     async def resume(self, job: JobRow) -> None:
         """A job an earlier pass left between steps."""
@@ -158,6 +161,8 @@ class JobRunner:
                 self.counts.credits += self._job_credits
         except (BulkRefusedError, BulkJobUnknownError, BulkUnavailableError) as exc:
             log.warning("bulk.job_not_created", job=job.id, code=exc.code, error=str(exc)[:300])
+            if not isinstance(exc, BulkJobUnknownError):
+                self.unavailable = self.unavailable or str(exc)[:300]
             await self._hand_over(job, lines, f"bulk write: {exc}"[:500])
             return
         assert job.job_id is not None

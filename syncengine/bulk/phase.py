@@ -39,6 +39,7 @@ from syncengine.crm.bulk_csv import MAX_ROWS_PER_FILE, BulkInputError, find_by_f
 from syncengine.crm.bulk_write import BulkWriteClient
 from syncengine.crm.session import make_session
 from syncengine.engine.replay import ReplayWindow, read_start
+from syncengine.errors import FatalError
 from syncengine.journal import Journal, encode_payload
 from syncengine.keys import position_key
 from syncengine.model import Change, Checkpoint, Operation
@@ -197,6 +198,14 @@ class BulkPhase:
             await pool.drain()
         finally:
             await pool.cancel()
+        refused = self._runner.unavailable
+        if refused is None:
+            return
+        if self._api is WriteApi.BULK:
+            raise FatalError(f"bulk write is not available ({refused}); try --api records")
+        # `auto`: an org without bulk write (or a token without its scopes) is sent
+        # the records API's way; the rows of the refused job were handed over.
+        log.warning("bulk.unavailable", error=refused, detail="sending by the records API")
 
     async def _fill(
         self, pool: JobPool, census: Census, picked: set[Group], stop: asyncio.Event
@@ -219,7 +228,10 @@ class BulkPhase:
                 await self._jobs_for(pool, group, changes)
 
     async def _jobs_for(self, pool: JobPool, group: Group, changes: list[Change]) -> None:
-        """Journal and run the jobs of `changes`; rows a file cannot carry stay in the feed."""
+        """Journal and run the jobs of `changes`; rows a file cannot carry stay in the feed,
+        and so do all rows once the CRM refused bulk write (the records pass sends them)."""
+        if self._runner.unavailable is not None:
+            return
         module, operation = group
         find_by = self._find_by_of(group)
         try:

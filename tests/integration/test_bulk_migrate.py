@@ -210,3 +210,29 @@ async def test_a_replaced_file_is_a_new_feed_for_the_bulk_phase(
     companies = sorted(e["fields"]["Company"] for e in (await sim_leads(sim)).values())
     assert companies == ["first"] * 1_000 + ["second"] * 1_000
     assert (await admin_get(sim, "stats"))["bulk_jobs"] == 2
+
+
+@pytest.mark.parametrize("api", ["auto", "bulk"])
+async def test_an_org_without_bulk_write_is_migrated_by_the_records_api(
+    tmp_path: Path, api: str
+) -> None:
+    """A token without the bulk scopes (or a CRM without the API): `auto` warns and sends
+    everything by the records API, exit 0; `--api bulk` stops with exit 3 naming why,
+    and what it had journaled goes out with the next records pass."""
+    scopes = ("ZohoCRM.modules.ALL", "ZohoCRM.settings.ALL")
+    async with running_simulator(port=0, admin=True, scopes=scopes) as sim:
+        await seed_leads(sim, 6000)
+        config = write_config(tmp_path, sim)
+        rows = [{"id": str(FIRST_ID + n), "Company": f"Updated {n}"} for n in range(6000)]
+        write_feed(tmp_path / "changes.jsonl", rows)
+        result = await run_cli("migrate", "-c", str(config), "--api", api, cwd=tmp_path)
+        if api == "bulk":
+            assert result.returncode == 3, result.stderr
+            assert "bulk write is not available" in result.stderr
+            result = await run_cli("migrate", "-c", str(config), "--api", "records", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        if api == "auto":
+            assert "bulk.unavailable" in result.stderr
+        held = await sim_leads(sim)
+        assert all(held[row["id"]]["fields"]["Company"] == row["Company"] for row in rows)
+        assert (await admin_get(sim, "stats"))["bulk_jobs"] == 0
