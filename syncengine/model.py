@@ -177,6 +177,9 @@ class Chunk:
 
     group: ChunkGroup
     changes: list[Change]
+    #: Set when the chunk went out through the id map (`engine.resolver`): only
+    #: then can its answers teach the map anything.
+    resolved: bool = False
 
 
 @dataclass(slots=True)

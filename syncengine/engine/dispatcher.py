@@ -546,7 +546,8 @@ class Pass:
     def _take_results(self) -> None:
         for chunk, outcomes in self._senders.take_answered():
             self._note_settled(chunk.changes)
-            self._learn_ids(chunk.changes, outcomes)
+            if chunk.resolved:
+                self._learn_ids(chunk.changes, outcomes)
             accepted = self._learn_accepted(chunk.changes, outcomes)
             others = self._recorder.synced_many(chunk.changes, outcomes, accepted)
             if not others:  # the common case: the whole chunk synced

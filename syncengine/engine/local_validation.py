@@ -158,7 +158,7 @@ def all_plainly_valid(
     judge and no holder to note). The pass's fast path for a whole request.
     """
     unique_names = rules.unique_names
-    return all(
-        is_plain_record(rules, operation, record) and unique_names.isdisjoint(record)
-        for record in records
-    )
+    for record in records:  # a loop, not all(): this runs for every record of a pass
+        if not is_plain_record(rules, operation, record) or not unique_names.isdisjoint(record):
+            return False
+    return True

@@ -71,16 +71,23 @@ def references_of(record: Record) -> list[tuple[str, str]]:
 
 def has_references(record: Record) -> bool:
     """True when a field value of `record` is a `$ref`."""
-    return any(type(value) is dict and REF in value for value in record.values())
+    for value in record.values():  # loops, not any(): they run for every record sent
+        if type(value) is dict and REF in value:
+            return True
+    return False
 
 
 def needs_resolution(chunk: Chunk) -> bool:
     """True unless every change of `chunk` goes on the wire as it is (the common case)."""
     if chunk.group.operation is Operation.DELETE:
         return True
-    return any(
-        change.source_key is not None or has_references(change.record) for change in chunk.changes
-    )
+    for change in chunk.changes:
+        if change.source_key is not None:
+            return True
+        for value in change.record.values():
+            if type(value) is dict and REF in value:
+                return True
+    return False
 
 
 def keys_to_look_up(changes: Iterable[Change]) -> set[str]:

@@ -99,6 +99,7 @@ class Senders:
         while (chunk := await self._queue.get()) is not None:
             try:
                 if self._resolver is not None and self._resolver.wants(chunk):
+                    chunk.resolved = True
                     outcomes = await self._resolver.send(
                         chunk, functools.partial(self._request_of, chunk), self._writer.write
                     )
