@@ -1,0 +1,213 @@
+"""`[limits] shared`: two `syncengine run` processes of one org share its slots and token.
+
+A Leads sync and a Contacts sync of the same org (same client id and API
+domain), each allowed 10 requests at once, run together against a simulator
+that refuses an 11th: with the shared limits the simulator never sees more
+than 10 in flight, answers no 429, and mints one token for both. A process
+killed with SIGKILL gives its slots to the other as soon as its database
+session ends (on one machine: well under `FREED_WITHIN_S`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from syncengine.shared.keys import HEAVY_BASE, lock_class, org_key
+from syncengine.sim.server import SimHandle, running_simulator
+from tests.integration.conftest import (
+    FIRST_ID,
+    admin_get,
+    lead_updates,
+    run_cli,
+    seed_leads,
+    start_cli,
+    write_feed,
+)
+from tests.postgres.conftest import DSN
+
+CONTACT_START = FIRST_ID + 1_000_000
+#: A killed process's slots reach the other within this (documented in README).
+FREED_WITHIN_S = 2.0
+
+
+@pytest.fixture
+async def schema(pg: asyncpg.Connection) -> AsyncIterator[str]:
+    """A fresh schema name for the shared tables, dropped after the test."""
+    name = f"shared_{uuid.uuid4().hex[:12]}"
+    try:
+        yield name
+    finally:
+        await pg.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def shared_config(folder: Path, sim: SimHandle, *, module: str, schema: str) -> Path:
+    """A config in its own folder (own journal) for `module`, sharing the org's limits."""
+    folder.mkdir()
+    path = folder / "sync.toml"
+    path.write_text(
+        f"""
+[source]
+type = "jsonl"
+path = "changes.jsonl"
+
+[crm]
+api_domain = "{sim.base_url}"
+accounts_url = "{sim.accounts_url}"
+client_id = "demo-client"
+client_secret = "${{SE_TEST_SECRET}}"
+refresh_token = "${{SE_TEST_REFRESH}}"
+module = "{module}"
+operation = "update"
+
+[limits]
+concurrency = 10
+retry_base_s = 0.05
+retry_cap_s = 0.5
+grace_s = 5
+shared = "{DSN}"
+shared_schema = "{schema}"
+
+[journal]
+path = "journal.db"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def seed_contacts(sim: SimHandle, count: int) -> None:
+    """Creates `count` contacts with consecutive ids from `CONTACT_START`."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{sim.base_url}/__admin/seed",
+            json={"module": "Contacts", "count": count, "id_start": CONTACT_START},
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+
+
+def contact_updates(count: int) -> list[dict[str, object]]:
+    """Updates to the seeded contacts."""
+    return [{"id": str(CONTACT_START + n), "Last_Name": f"Contact {n}"} for n in range(count)]
+
+
+async def two_configs(
+    sim: SimHandle, tmp_path: Path, schema: str, leads: int, contacts: int
+) -> tuple[Path, Path]:
+    """A Leads config and a Contacts config of one org, with their feeds and records."""
+    await seed_leads(sim, leads)
+    await seed_contacts(sim, contacts)
+    leads_config = shared_config(tmp_path / "leads", sim, module="Leads", schema=schema)
+    contacts_config = shared_config(tmp_path / "contacts", sim, module="Contacts", schema=schema)
+    write_feed(leads_config.parent / "changes.jsonl", lead_updates(leads))
+    write_feed(contacts_config.parent / "changes.jsonl", contact_updates(contacts))
+    return leads_config, contacts_config
+
+
+def run_span(config: Path) -> tuple[float, float]:
+    """When the config's (only) run started and finished, from its journal."""
+    with sqlite3.connect(config.parent / "journal.db") as journal:
+        started, finished = journal.execute("SELECT started_at, finished_at FROM runs").fetchone()
+    return float(started), float(finished)
+
+
+async def test_two_configs_of_one_org_share_slots_and_token(schema: str, tmp_path: Path) -> None:
+    """Together never more than 10 in flight, no 429, one token minted."""
+    async with running_simulator(port=0, admin=True, concurrency=10, latency_ms=150) as sim:
+        leads, contacts = await two_configs(sim, tmp_path, schema, 4000, 4000)
+
+        results = await asyncio.gather(
+            run_cli("run", "-c", str(leads), cwd=leads.parent),
+            run_cli("run", "-c", str(contacts), cwd=contacts.parent),
+        )
+
+        assert [r.returncode for r in results] == [0, 0], [r.stderr[-2000:] for r in results]
+        stats = await admin_get(sim, "stats")
+    (leads_start, leads_end), (contacts_start, contacts_end) = run_span(leads), run_span(contacts)
+    assert max(leads_start, contacts_start) < min(leads_end, contacts_end), "runs did not overlap"
+    assert stats["records_written"] == 8000
+    assert stats["max_in_flight"] == 10
+    assert stats["throttled"] == 0
+    assert stats["token_mints"] == 1
+
+
+async def slot_holders(pg: asyncpg.Connection, org_class: int) -> list[int]:
+    """The backend pid of every ordinary slot of the org held now."""
+    rows = await pg.fetch(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND classid::bigint = ($1::bigint & 4294967295) AND objsubid = 2 AND objid < $2",
+        org_class,
+        HEAVY_BASE,
+    )
+    return [int(row["pid"]) for row in rows]
+
+
+async def shared_backends(pg: asyncpg.Connection) -> set[int]:
+    """Backend pids of every shared-limits connection now open."""
+    rows = await pg.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'syncengine shared limits'"
+    )
+    return {int(row["pid"]) for row in rows}
+
+
+async def wait_for(condition: object, timeout_s: float) -> None:
+    """Poll the async `condition()` every 20 ms until true; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not await condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_killed_process_frees_its_slots_for_the_other(
+    pg: asyncpg.Connection, schema: str, tmp_path: Path
+) -> None:
+    """SIGKILL ends the session: its slots are free, and the other's, within FREED_WITHIN_S."""
+    async with running_simulator(port=0, admin=True, latency_ms=1500) as sim:
+        leads, contacts = await two_configs(sim, tmp_path, schema, 3000, 200)
+        org_class = lock_class(org_key("demo-client", sim.base_url))
+        before = await shared_backends(pg)
+        first = await start_cli("run", "-c", str(leads), cwd=leads.parent)
+        second = first
+        try:
+
+            async def first_holds_all() -> bool:
+                return len(await slot_holders(pg, org_class)) == 10
+
+            await wait_for(first_holds_all, 20)
+            first_backends = await shared_backends(pg) - before
+            second = await start_cli("run", "-c", str(contacts), cwd=contacts.parent)
+
+            async def second_connected() -> bool:
+                return len(await shared_backends(pg) - before - first_backends) == 2
+
+            await wait_for(second_connected, 20)
+            await asyncio.sleep(1.0)  # the second is sending or waiting for slots
+            assert set(await slot_holders(pg, org_class)) & first_backends
+            first.send_signal(signal.SIGKILL)
+            killed_at = time.monotonic()
+
+            async def only_second_holds() -> bool:
+                holders = set(await slot_holders(pg, org_class))
+                return bool(holders) and not holders & first_backends
+
+            await wait_for(only_second_holds, 10)
+            freed_after_s = time.monotonic() - killed_at
+            _out, err = await asyncio.wait_for(second.communicate(), 60)
+        finally:
+            for process in (first, second):
+                if process.returncode is None:
+                    process.kill()
+                await process.wait()
+        assert second.returncode == 0, err.decode()[-2000:]
+    assert freed_after_s < FREED_WITHIN_S
