@@ -198,6 +198,10 @@ class TokenProvider:
         async with self._lock:
             if self._guard is None:
                 return await self._token_locked()
+            # A caller that queued behind one that just got a token must not take the guard.
+            token = fresh_token(self._state, self._clock(), self._rejected)
+            if token is not None and self._fatal is None:
+                return token
             async with self._guard(self._key):
                 return await self._token_locked()
 

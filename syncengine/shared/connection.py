@@ -59,7 +59,8 @@ class SerialConnection:
 
         async with self._lock:
             try:
-                return await asyncio.wait_for(call(self.connection), STATEMENT_TIMEOUT_S)
+                async with asyncio.timeout(STATEMENT_TIMEOUT_S):
+                    return await call(self.connection)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 raise FatalError(
                     f"limits.shared: the shared-limits database failed: {type(exc).__name__}"

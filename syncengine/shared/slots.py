@@ -108,10 +108,8 @@ class PostgresSlots:
                 raise
             if lease is not None:
                 return lease
-            try:
-                await asyncio.wait_for(asyncio.shield(freed), self._poll_s)
-            except TimeoutError:
-                pass
+            # asyncio.wait, not wait_for: it never swallows this task's cancellation.
+            await asyncio.wait((freed,), timeout=self._poll_s)
 
     async def give_back(self, lease: object) -> None:
         """Free the lease's locks and tell the org's waiters; finishes even if cancelled."""

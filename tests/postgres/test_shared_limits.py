@@ -22,7 +22,12 @@ import aiohttp
 import asyncpg
 import pytest
 
+from syncengine.crm.token_store import TokenState
+from syncengine.shared.connection import SerialConnection, connect
 from syncengine.shared.keys import HEAVY_BASE, lock_class, org_key
+from syncengine.shared.schema import ensure_schema
+from syncengine.shared.slots import PostgresSlots
+from syncengine.shared.tokens import PostgresTokenStore
 from syncengine.sim.server import SimHandle, running_simulator
 from tests.integration.conftest import (
     FIRST_ID,
@@ -211,3 +216,117 @@ async def test_a_killed_process_frees_its_slots_for_the_other(
                 await process.wait()
         assert second.returncode == 0, err.decode()[-2000:]
     assert freed_after_s < FREED_WITHIN_S
+
+
+@pytest.fixture
+async def connections(schema: str) -> AsyncIterator[list[SerialConnection]]:
+    """Two shared-limits connections (two processes' worth), the schema created."""
+    opened = [SerialConnection(await connect(DSN)) for _ in range(2)]
+    try:
+        await opened[0].run(lambda c: ensure_schema(c, schema))
+        yield opened
+    finally:
+        for connection in opened:
+            await connection.close()
+
+
+async def is_waiting(task: asyncio.Task[object], seconds: float = 0.3) -> bool:
+    """Whether `task` is still unfinished after `seconds`."""
+    await asyncio.sleep(seconds)
+    return not task.done()
+
+
+async def test_slots_are_org_wide_and_heavy_calls_capped_at_ten(
+    connections: list[SerialConnection],
+) -> None:
+    """Two sessions share 12 slots; heavy calls stop at 10 while light ones still start."""
+    org = org_key("client-1", "https://www.zohoapis.com")
+    first, second = (PostgresSlots(c, org=org, concurrency=12) for c in connections)
+    for slots in (first, second):
+        await slots.listen()
+    heavy = [await first.take(heavy=True) for _ in range(6)]
+    heavy += [await second.take(heavy=True) for _ in range(4)]
+    eleventh_heavy = asyncio.create_task(second.take(heavy=True))
+    assert await is_waiting(eleventh_heavy)
+    light = [await first.take(heavy=False), await second.take(heavy=False)]
+    thirteenth = asyncio.create_task(first.take(heavy=False))
+    assert await is_waiting(thirteenth)
+
+    await first.give_back(light[0])  # the light waiter gets it, the heavy one still waits
+    started = time.monotonic()
+    await asyncio.wait_for(thirteenth, 1)
+    woken_s = time.monotonic() - started
+    assert await is_waiting(eleventh_heavy, 0.1)
+    await first.give_back(heavy[0])
+    await first.give_back(heavy[1])
+    await asyncio.wait_for(eleventh_heavy, 1)
+
+    assert woken_s < 0.15  # the release's NOTIFY, not the 0.2 s poll
+    assert (first.held, second.held) == (2 * 4 + 1, 2 * 5 + 1)
+
+
+async def test_a_cancelled_take_leaves_no_slot_held(
+    connections: list[SerialConnection], pg: asyncpg.Connection
+) -> None:
+    """Waiters cancelled mid-wait (a stopping pass) hold nothing afterwards."""
+    org = org_key("client-2", "https://www.zohoapis.com")
+    first, second = (PostgresSlots(c, org=org, concurrency=2) for c in connections)
+    await second.listen()
+    leases = [await first.take(heavy=False) for _ in range(2)]
+    waiters = [asyncio.create_task(second.take(heavy=False)) for _ in range(5)]
+    await asyncio.sleep(0.05)
+    await first.give_back(leases[0])
+    for waiter in waiters:
+        waiter.cancel()
+    done = await asyncio.gather(*waiters, return_exceptions=True)
+    await asyncio.sleep(0.1)  # a lease taken as its waiter was cancelled is given back
+
+    kept = [lease for lease in done if not isinstance(lease, BaseException)]
+    for lease in kept:
+        await second.give_back(lease)
+    assert second.held == 0
+    assert len(await slot_holders(pg, lock_class(org))) == 1  # the first's other lease
+
+
+async def test_the_refresh_guard_admits_one_process_at_a_time(
+    connections: list[SerialConnection], schema: str
+) -> None:
+    """The second process waits for the guard until the first leaves it."""
+    lock_connections = [await connect(DSN) for _ in range(2)]
+    try:
+        stores = [
+            PostgresTokenStore(c, lock, schema=schema)
+            for c, lock in zip(connections, lock_connections, strict=True)
+        ]
+        key = "ab" * 32
+        order: list[str] = []
+
+        async def refresh(store: PostgresTokenStore, name: str, hold_s: float) -> None:
+            async with store.refresh_guard(key):
+                order.append(f"{name} in")
+                await asyncio.sleep(hold_s)
+                order.append(f"{name} out")
+
+        first = asyncio.create_task(refresh(stores[0], "first", 0.3))
+        await asyncio.sleep(0.1)
+        await asyncio.gather(first, refresh(stores[1], "second", 0))
+        state = TokenState("token", "https://api", expires_at=2.0, minted_at=1.0, mint_times=(1.0,))
+        await stores[0].save(key, state)
+        loaded = await stores[1].load(key)
+    finally:
+        for lock in lock_connections:
+            await lock.close()
+    assert order == ["first in", "first out", "second in", "second out"]
+    assert loaded == state
+
+
+async def test_a_slot_costs_two_loopback_round_trips(connections: list[SerialConnection]) -> None:
+    """The per-request overhead of taking and giving back a slot stays small."""
+    slots = PostgresSlots(connections[0], org=org_key("c", "https://d"), concurrency=10)
+    rounds = 300
+    started = time.perf_counter()
+    for _ in range(rounds):
+        await slots.give_back(await slots.take(heavy=True))
+    per_request_ms = (time.perf_counter() - started) / rounds * 1000
+    print(f"take + give_back: {per_request_ms:.3f} ms per request")
+    assert per_request_ms < 20
