@@ -23,7 +23,9 @@ import asyncpg
 import pytest
 
 from syncengine.crm.token_store import TokenState
+from syncengine.limits import Limiter
 from syncengine.shared.connection import SerialConnection, connect
+from syncengine.shared.credits import CreditsBoard
 from syncengine.shared.keys import HEAVY_BASE, lock_class, org_key
 from syncengine.shared.schema import ensure_schema
 from syncengine.shared.slots import PostgresSlots
@@ -215,6 +217,7 @@ async def test_a_killed_process_frees_its_slots_for_the_other(
                     process.kill()
                 await process.wait()
         assert second.returncode == 0, err.decode()[-2000:]
+    print(f"slots free for the other {freed_after_s:.3f} s after SIGKILL")
     assert freed_after_s < FREED_WITHIN_S
 
 
@@ -320,7 +323,7 @@ async def test_the_refresh_guard_admits_one_process_at_a_time(
     assert loaded == state
 
 
-async def test_a_slot_costs_two_loopback_round_trips(connections: list[SerialConnection]) -> None:
+async def test_a_slot_costs_little_per_request(connections: list[SerialConnection]) -> None:
     """The per-request overhead of taking and giving back a slot stays small."""
     slots = PostgresSlots(connections[0], org=org_key("c", "https://d"), concurrency=10)
     rounds = 300
@@ -330,3 +333,29 @@ async def test_a_slot_costs_two_loopback_round_trips(connections: list[SerialCon
     per_request_ms = (time.perf_counter() - started) / rounds * 1000
     print(f"take + give_back: {per_request_ms:.3f} ms per request")
     assert per_request_ms < 20
+
+
+async def test_credits_one_process_sees_pause_the_other(
+    connections: list[SerialConnection], schema: str
+) -> None:
+    """A header at the reserve in one process holds the other's limiter at the reserve too."""
+    org = org_key("client-3", "https://www.zohoapis.com")
+    boards = [
+        CreditsBoard(c, org=org, schema=schema, me=name)
+        for c, name in zip(connections, ("leads", "contacts"), strict=True)
+    ]
+    limiters = [
+        Limiter(concurrency=10, reserve_credits=100, credits_listener=board.report)
+        for board in boards
+    ]
+
+    limiters[0].on_credits_remaining(90)
+    await boards[0].sync_once(limiters[0].apply_credits_remaining)
+    await boards[1].sync_once(limiters[1].apply_credits_remaining)
+
+    assert limiters[1].limit == 1
+    assert limiters[1].paused_until > 0
+    limiters[0].on_credits_remaining(5000)
+    await boards[0].sync_once(limiters[0].apply_credits_remaining)
+    await boards[1].sync_once(limiters[1].apply_credits_remaining)
+    assert limiters[1].limit == 10

@@ -57,7 +57,8 @@ async def test_two_limiters_sharing_slots_stay_within_the_org_limit() -> None:
 
     assert shared.max_in_flight == 10
     assert limiters[0].max_in_flight + limiters[1].max_in_flight > 10
-    assert len(shared.given_back) == 60 and shared.in_flight == 0
+    assert len(shared.given_back) == 60
+    assert shared.in_flight == 0
 
 
 async def test_heavy_flag_follows_the_record_count() -> None:
@@ -84,7 +85,8 @@ async def test_a_request_cancelled_while_waiting_for_a_shared_slot_keeps_nothing
     assert limiter.in_flight == 1
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    assert limiter.in_flight == 0 and shared.given_back == []
+    assert limiter.in_flight == 0
+    assert shared.given_back == []
 
 
 def test_credits_seen_here_go_to_the_listener_and_others_apply_without_echo() -> None:
@@ -96,7 +98,8 @@ def test_credits_seen_here_go_to_the_listener_and_others_apply_without_echo() ->
     limiter.apply_credits_remaining(90)
 
     assert heard == [5000]
-    assert limiter.limit == 1 and limiter.paused_until > 0
+    assert limiter.limit == 1
+    assert limiter.paused_until > 0
 
 
 class CountingGuard:

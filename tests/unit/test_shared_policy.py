@@ -27,7 +27,8 @@ def test_lock_class_is_a_signed_32_bit_integer_from_the_key() -> None:
 def test_release_channel_is_a_short_identifier_per_org() -> None:
     key = org_key("client-1", "https://www.zohoapis.com")
     channel = release_channel(key)
-    assert channel.isidentifier() and len(channel) <= 63
+    assert channel.isidentifier()
+    assert len(channel) <= 63
     assert channel != release_channel(org_key("client-2", "https://www.zohoapis.com"))
 
 
