@@ -73,3 +73,17 @@ def test_shared_schema_alone_is_an_error(tmp_path: Path) -> None:
     """A schema with no database would silently share nothing."""
     with pytest.raises(ConfigError, match=r"limits\.shared_schema: applies only with"):
         load(tmp_path, 'shared_schema = "org_limits"\n')
+
+
+def test_the_example_config_loads() -> None:
+    """configs/shared-limits.example.toml is a config the engine accepts."""
+    example = Path(__file__).resolve().parents[2] / "configs" / "shared-limits.example.toml"
+    environ = {
+        "ZOHO_CLIENT_ID": "id",
+        "ZOHO_CLIENT_SECRET": "secret",
+        "ZOHO_REFRESH_TOKEN": "refresh",
+        "SYNCENGINE_SHARED_DSN": "postgresql://syncengine:pw@db.internal:5432/syncengine",
+    }
+    config = load_config(example, environ=environ)
+    assert config.limits.shared == environ["SYNCENGINE_SHARED_DSN"]
+    assert config.limits.shared_schema == "syncengine"
