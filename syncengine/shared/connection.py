@@ -62,8 +62,10 @@ class SerialConnection:
                 async with asyncio.timeout(STATEMENT_TIMEOUT_S):
                     return await call(self.connection)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"[:200]
                 raise FatalError(
-                    f"limits.shared: the shared-limits database failed: {type(exc).__name__}"
+                    f"limits.shared: lost the shared-limits database ({reason}); "
+                    "the org's limits cannot be kept, so the pass stops"
                 ) from exc
 
     async def close(self) -> None:

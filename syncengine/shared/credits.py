@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from syncengine.errors import FatalError
 from syncengine.shared.connection import SerialConnection
 
 if TYPE_CHECKING:
@@ -98,7 +99,8 @@ class CreditsBoard:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        await self._publish()
+        with contextlib.suppress(FatalError):  # a lost database already ended the pass
+            await self._publish()
 
     async def sync_once(self, apply: Callable[[int | None], None]) -> None:
         """Publish what is new here, then apply what is new elsewhere."""
@@ -121,9 +123,13 @@ class CreditsBoard:
         self._published = seen
 
     async def _follow(self, apply: Callable[[int | None], None]) -> None:
-        while True:
-            await self.sync_once(apply)
-            await asyncio.sleep(self._interval_s)
+        """Sync every `interval_s`; a lost database is the slots' to report, not ours."""
+        try:
+            while True:
+                await self.sync_once(apply)
+                await asyncio.sleep(self._interval_s)
+        except FatalError as exc:
+            log.warning("limits.shared_credits_stopped", reason=str(exc))
 
 
 def _report(row: asyncpg.Record | None) -> Report | None:

@@ -359,3 +359,37 @@ async def test_credits_one_process_sees_pause_the_other(
     await boards[0].sync_once(limiters[0].apply_credits_remaining)
     await boards[1].sync_once(limiters[1].apply_credits_remaining)
     assert limiters[1].limit == 10
+
+
+async def test_losing_the_database_mid_pass_ends_the_run_and_the_next_finishes(
+    pg: asyncpg.Connection, schema: str, tmp_path: Path
+) -> None:
+    """Limits that cannot be kept stop the pass (exit 3); the next run sends the rest."""
+    async with running_simulator(port=0, admin=True, latency_ms=300) as sim:
+        leads, _contacts = await two_configs(sim, tmp_path, schema, 2000, 0)
+        org_class = lock_class(org_key("demo-client", sim.base_url))
+        before = await shared_backends(pg)
+        process = await start_cli("run", "-c", str(leads), cwd=leads.parent)
+        try:
+
+            async def sending() -> bool:
+                return bool(await slot_holders(pg, org_class))
+
+            await wait_for(sending, 20)
+            for pid in await shared_backends(pg) - before:
+                await pg.execute("SELECT pg_terminate_backend($1)", pid)
+            _out, err = await asyncio.wait_for(process.communicate(), 60)
+        finally:
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+        again = await run_cli("run", "-c", str(leads), cwd=leads.parent)
+        leads_written = await admin_get(sim, "records?module=Leads")
+
+    assert process.returncode == 3, err.decode()[-2000:]
+    assert "limits.shared" in err.decode()
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert all(
+        record["fields"]["Company"] == f"Company {n} v1"
+        for n, record in enumerate(leads_written["Leads"][str(FIRST_ID + n)] for n in range(2000))
+    )
