@@ -52,21 +52,39 @@ class SerialConnection:
     def __init__(self, connection: asyncpg.Connection) -> None:
         self.connection = connection
         self._lock = asyncio.Lock()
+        self._running: set[asyncio.Future[Any]] = set()
 
     async def run(self, call: Callable[[asyncpg.Connection], Any]) -> Any:
-        """`await call(connection)` alone on the connection, with a timeout."""
-        import asyncpg
+        """`await call(connection)` alone on the connection, with a timeout.
 
+        The statement runs in a task of its own that keeps the connection
+        until the server has answered, even when the caller is cancelled: a
+        statement abandoned halfway would leave the driver busy, and the next
+        one would fail.
+        """
+        statement = asyncio.ensure_future(self._run_alone(call))
+        self._running.add(statement)
+        statement.add_done_callback(self._finished)
+        return await asyncio.shield(statement)
+
+    async def _run_alone(self, call: Callable[[asyncpg.Connection], Any]) -> Any:
         async with self._lock:
             try:
                 async with asyncio.timeout(STATEMENT_TIMEOUT_S):
                     return await call(self.connection)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # Any failure, the driver's own state errors after a dropped session included.
+            except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"[:200]
                 raise FatalError(
-                    f"limits.shared: lost the shared-limits database ({reason}); "
+                    f"limits.shared: the shared-limits database failed ({reason}); "
                     "the org's limits cannot be kept, so the pass stops"
                 ) from exc
+
+    def _finished(self, statement: asyncio.Future[Any]) -> None:
+        """Forget a finished statement; its error, if its caller left, is not an orphan."""
+        self._running.discard(statement)
+        if not statement.cancelled():
+            statement.exception()
 
     async def close(self) -> None:
         """Close the connection (its session's locks go with it)."""

@@ -2,8 +2,9 @@
 
 Two processes starting together would race on `CREATE ... IF NOT EXISTS`
 (both see no table, one fails on the catalog's unique index), so creation
-runs in one transaction under a fixed advisory lock. The role needs CREATE
-on the database (or the schema made beforehand by someone who has it).
+runs in one transaction under a fixed advisory lock. Creating needs CREATE
+on the database; once the tables exist (made beforehand by a role that may)
+the engine's role needs only USAGE on the schema and read/write on them.
 Slots need no table: they are advisory locks (`slots`).
 """
 
@@ -41,6 +42,13 @@ def schema_statements(schema: str) -> list[str]:
 
 async def ensure_schema(connection: asyncpg.Connection, schema: str) -> None:
     """Create the shared tables in `schema` unless they exist."""
+    present = await connection.fetchval(
+        "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
+        f'"{schema}".tokens',
+        f'"{schema}".org_credits',
+    )
+    if present:
+        return
     async with connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
         for statement in schema_statements(schema):

@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from syncengine.crm.token_store import TokenState
+from syncengine.errors import FatalError
 from syncengine.shared.connection import SerialConnection
 from syncengine.shared.keys import TOKEN_LOCK, lock_class
 
@@ -82,15 +83,34 @@ class PostgresTokenStore:
         the session's advisory locks is exact: a lock granted just as its wait
         was cancelled is never left behind.
         """
+        import asyncpg  # lazily, as everywhere: only [limits] shared needs the driver
+
         connection = self._lock_connection
         try:
-            await connection.execute("SELECT pg_advisory_lock($1, $2)", lock_class(key), TOKEN_LOCK)
+            try:
+                await connection.execute(
+                    "SELECT pg_advisory_lock($1, $2)", lock_class(key), TOKEN_LOCK
+                )
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise FatalError(
+                    f"limits.shared: the token's refresh lock failed ({type(exc).__name__})"
+                ) from exc
             yield
         finally:
             await asyncio.shield(_unlock_all(connection))
 
 
 async def _unlock_all(connection: asyncpg.Connection) -> None:
-    """Free every advisory lock of the lock connection's session (none on a dead one)."""
-    if not connection.is_closed():
+    """Free every advisory lock of the lock connection's session (none on a dead one).
+
+    When the session cannot take the statement (a wait for the lock was just
+    cancelled and the driver is still busy with it), the connection is
+    dropped: the server then frees the session's locks itself, and the next
+    refresh fails with a clear reason rather than waiting on a lost lock.
+    """
+    if connection.is_closed():
+        return
+    try:
         await connection.execute("SELECT pg_advisory_unlock_all()")
+    except Exception:  # noqa: BLE001 - whatever failed, ending the session frees the lock
+        connection.terminate()
