@@ -50,6 +50,12 @@ WITH heavy AS MATERIALIZED (
 SELECT (SELECT n FROM heavy) AS heavy, (SELECT n FROM ordinary) AS ordinary
 """
 
+# Undoing half an attempt frees nothing anyone waits for: no NOTIFY, or heavy waiters
+# would wake each other in a loop while the ordinary slots stay full.
+_UNDO = """
+SELECT count(*) FILTER (WHERE pg_advisory_unlock($1, n)) FROM unnest($2::int[]) AS n
+"""
+
 _GIVE_BACK = """
 SELECT count(*) FILTER (WHERE pg_advisory_unlock($1, n)), pg_notify($3, '')
 FROM unnest($2::int[]) AS n
@@ -136,7 +142,7 @@ class PostgresSlots:
             row = await connection.fetchrow(_TAKE_HEAVY, self._class, heavy_numbers, ordinary)
             numbers = tuple(n for n in (row["heavy"], row["ordinary"]) if n is not None)
             if len(numbers) == 1:  # a heavy slot but no ordinary one: not enough
-                await connection.fetchval(_GIVE_BACK, self._class, list(numbers), self._channel)
+                await connection.fetchval(_UNDO, self._class, list(numbers))
                 numbers = ()
         self._held.update(numbers)
         return Lease(numbers) if numbers else None
