@@ -33,19 +33,19 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+# No ORDER BY: a sort would run the filter, and take the lock, on every row. The
+# scan yields the array's order and LIMIT stops it at the first lock taken.
 _TAKE = """
-SELECT n FROM unnest($2::int[]) WITH ORDINALITY AS t(n, i)
-WHERE pg_try_advisory_lock($1, n) ORDER BY i LIMIT 1
+SELECT n FROM unnest($2::int[]) AS n WHERE pg_try_advisory_lock($1, n) LIMIT 1
 """
 
 # The heavy slot is tried first; the ordinary one only once a heavy one is held.
 _TAKE_HEAVY = """
 WITH heavy AS MATERIALIZED (
-    SELECT n FROM unnest($2::int[]) WITH ORDINALITY AS t(n, i)
-    WHERE pg_try_advisory_lock($1, n) ORDER BY i LIMIT 1
+    SELECT n FROM unnest($2::int[]) AS n WHERE pg_try_advisory_lock($1, n) LIMIT 1
 ), ordinary AS MATERIALIZED (
-    SELECT n FROM unnest($3::int[]) WITH ORDINALITY AS t(n, i)
-    WHERE (SELECT count(*) FROM heavy) > 0 AND pg_try_advisory_lock($1, n) ORDER BY i LIMIT 1
+    SELECT n FROM unnest($3::int[]) AS n
+    WHERE (SELECT count(*) FROM heavy) > 0 AND pg_try_advisory_lock($1, n) LIMIT 1
 )
 SELECT (SELECT n FROM heavy) AS heavy, (SELECT n FROM ordinary) AS ordinary
 """

@@ -240,7 +240,7 @@ async def is_waiting(task: asyncio.Task[object], seconds: float = 0.3) -> bool:
 
 
 async def test_slots_are_org_wide_and_heavy_calls_capped_at_ten(
-    connections: list[SerialConnection],
+    connections: list[SerialConnection], pg: asyncpg.Connection
 ) -> None:
     """Two sessions share 12 slots; heavy calls stop at 10 while light ones still start."""
     org = org_key("client-1", "https://www.zohoapis.com")
@@ -266,6 +266,12 @@ async def test_slots_are_org_wide_and_heavy_calls_capped_at_ten(
 
     assert woken_s < 0.15  # the release's NOTIFY, not the 0.2 s poll
     assert (first.held, second.held) == (2 * 4 + 1, 2 * 5 + 1)
+    locks = await pg.fetchval(  # each attempt took exactly the locks it kept, no more
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND classid::bigint = ($1::bigint & 4294967295) AND objsubid = 2",
+        lock_class(org),
+    )
+    assert locks == first.held + second.held
 
 
 async def test_a_cancelled_take_leaves_no_slot_held(
