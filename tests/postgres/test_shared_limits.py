@@ -240,10 +240,10 @@ async def is_waiting(task: asyncio.Task[object], seconds: float = 0.3) -> bool:
 
 
 async def test_slots_are_org_wide_and_heavy_calls_capped_at_ten(
-    connections: list[SerialConnection], pg: asyncpg.Connection
+    connections: list[SerialConnection], pg: asyncpg.Connection, schema: str
 ) -> None:
     """Two sessions share 12 slots; heavy calls stop at 10 while light ones still start."""
-    org = org_key("client-1", "https://www.zohoapis.com")
+    org = org_key(schema, "https://www.zohoapis.com")  # an org of this test alone
     first, second = (PostgresSlots(c, org=org, concurrency=12) for c in connections)
     for slots in (first, second):
         await slots.listen()
@@ -275,10 +275,10 @@ async def test_slots_are_org_wide_and_heavy_calls_capped_at_ten(
 
 
 async def test_a_cancelled_take_leaves_no_slot_held(
-    connections: list[SerialConnection], pg: asyncpg.Connection
+    connections: list[SerialConnection], pg: asyncpg.Connection, schema: str
 ) -> None:
     """Waiters cancelled mid-wait (a stopping pass) hold nothing afterwards."""
-    org = org_key("client-2", "https://www.zohoapis.com")
+    org = org_key(schema, "https://www.zohoapis.com")
     first, second = (PostgresSlots(c, org=org, concurrency=2) for c in connections)
     await second.listen()
     leases = [await first.take(heavy=False) for _ in range(2)]
@@ -329,9 +329,11 @@ async def test_the_refresh_guard_admits_one_process_at_a_time(
     assert loaded == state
 
 
-async def test_a_slot_costs_little_per_request(connections: list[SerialConnection]) -> None:
+async def test_a_slot_costs_little_per_request(
+    connections: list[SerialConnection], schema: str
+) -> None:
     """The per-request overhead of taking and giving back a slot stays small."""
-    slots = PostgresSlots(connections[0], org=org_key("c", "https://d"), concurrency=10)
+    slots = PostgresSlots(connections[0], org=org_key(schema, "https://d"), concurrency=10)
     rounds = 300
     started = time.perf_counter()
     for _ in range(rounds):
@@ -345,7 +347,7 @@ async def test_credits_one_process_sees_pause_the_other(
     connections: list[SerialConnection], schema: str
 ) -> None:
     """A header at the reserve in one process holds the other's limiter at the reserve too."""
-    org = org_key("client-3", "https://www.zohoapis.com")
+    org = org_key(schema, "https://www.zohoapis.com")
     boards = [
         CreditsBoard(c, org=org, schema=schema, me=name)
         for c, name in zip(connections, ("leads", "contacts"), strict=True)
