@@ -107,6 +107,9 @@ class LimitsConfig:
     bulk_job_credits: int = 500  # Zoho: one bulk-write job, whatever its rows (Kaizen #103)
     bulk_poll_s: float = 10.0  # first wait between a bulk job's status reads, doubling to 60 s
     bulk_jobs_in_flight: int = 2  # one job is built and uploaded while another runs
+    #: PostgreSQL DSN where processes of one org share slots, credits and token; holds a password.
+    shared: str | None = field(default=None, repr=False)
+    shared_schema: str = "syncengine"  # the schema of the shared tables
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +290,24 @@ def _postgres_source(table: ConfigTable) -> SourceConfig:
     )
 
 
+def _postgres_dsn(table: ConfigTable, key: str) -> str | None:
+    """A `postgresql://` URL at `key`, or None when absent; never echoed unmasked."""
+    dsn = table.string(key)
+    if dsn is None:
+        return None
+    try:
+        parts = urlsplit(dsn)
+    except ValueError as exc:  # an unclosed [IPv6] bracket, for one
+        raise table.error(key, f"is not a valid URL ({exc}): {mask_dsn(dsn)}") from None
+    if parts.scheme not in _DSN_SCHEMES:
+        raise table.error(key, "must be a postgresql:// URL (the value is not shown)")
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise table.error(key, "has an invalid port (the value is not shown)") from None
+    return dsn
+
+
 def _key_column(table: ConfigTable, pattern: re.Pattern[str], cursor: str | None) -> str | None:
     """`key`: the member or column whose value is each record's source key (never a field)."""
     name = table.matching("key", pattern)
@@ -390,8 +411,12 @@ def _limits(table: ConfigTable) -> LimitsConfig:
             bulk_job_credits=table.integer("bulk_job_credits", low=0),
             bulk_poll_s=table.number("bulk_poll_s"),
             bulk_jobs_in_flight=table.integer("bulk_jobs_in_flight", low=1, high=10),
+            shared=_postgres_dsn(table, "shared"),
+            shared_schema=table.matching("shared_schema", _PG_IDENTIFIER),
         )
     )
+    if limits.shared is None and table.get("shared_schema") is not None:
+        raise table.error("shared_schema", "applies only with limits.shared")
     if limits.retry_cap_s < limits.retry_base_s:
         raise table.error("retry_cap_s", "must be >= limits.retry_base_s")
     return limits

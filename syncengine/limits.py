@@ -19,6 +19,12 @@ just under the in-flight level that was refused; successes add 1/limit each
 `probe_interval_s` without a 429, so capacity the CRM regains is found again,
 at the cost of at most one wave of 429s per interval. Clock and sleep are
 injected so the policy is tested without waiting.
+
+With `[limits] shared` (`syncengine.shared`) the org's processes share two
+things through hooks: after its local slot a request also takes one of the
+org's `SharedSlots`, and every credits header goes to `credits_listener`
+(other processes' values come back through `apply_credits_remaining`). The
+adaptive limit, pauses and rate stay per process.
 """
 
 from __future__ import annotations
@@ -46,6 +52,18 @@ class RateGate(Protocol):
 
     async def acquire(self) -> None:
         """Return when one more request may start."""
+        ...
+
+
+class SharedSlots(Protocol):
+    """The org's slots shared with other processes; a request holds one besides its own."""
+
+    async def take(self, *, heavy: bool) -> object:
+        """Wait for a free org slot (and a heavy one when `heavy`); the lease to give back."""
+        ...
+
+    async def give_back(self, lease: object) -> None:
+        """Free what `take` returned; safe to call while being cancelled."""
         ...
 
 
@@ -79,6 +97,8 @@ class Limiter:
         reserve_pause_s: float = 600.0,
         rate_period_s: float = 60.0,
         rate_gate: RateGate | None = None,
+        shared: SharedSlots | None = None,
+        credits_listener: Callable[[int | None], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -98,6 +118,8 @@ class Limiter:
         self._clock = clock
         self._sleep = sleep
         self._rate = rate_gate
+        self._shared = shared
+        self._credits_listener = credits_listener
         if rate_gate is None and requests_per_minute is not None:
             # asyncio-throttle polls; 50 ms keeps waiters cheap at per-minute rates.
             self._rate = Throttler(
@@ -139,12 +161,17 @@ class Limiter:
     async def slot(self, *, records: int) -> AsyncIterator[SlotTicket]:
         """Hold one request slot while the body runs; safe to cancel while waiting."""
         ticket = await self._acquire(records)
+        lease: object = None
         try:
+            if self._shared is not None:
+                lease = await self._shared.take(heavy=records > HEAVY_RECORDS)
             if self._rate is not None:
                 await self._rate.acquire()
             yield ticket
         finally:
             self._release(ticket)
+            if self._shared is not None and lease is not None:
+                await self._shared.give_back(lease)
 
     def on_success(self) -> None:
         """A request was answered without 429: grow the limit by one per round trip."""
@@ -182,6 +209,12 @@ class Limiter:
         then one at a time until an answer shows the credits above the reserve
         again, so the org's other integrations are never starved.
         """
+        if self._credits_listener is not None:
+            self._credits_listener(remaining)
+        self.apply_credits_remaining(remaining)
+
+    def apply_credits_remaining(self, remaining: int | None) -> None:
+        """As `on_credits_remaining`, for a value another process of the org saw."""
         if self._reserve is None:
             return
         if remaining is None or remaining > self._reserve:

@@ -37,6 +37,7 @@ from syncengine.limits import Limiter
 from syncengine.logs import register_secret
 from syncengine.model import MAX_CHUNK_RECORDS
 from syncengine.sampler import reading_of, sampled
+from syncengine.shared.org import open_shared_org
 from syncengine.sources import open_source
 
 log = structlog.get_logger("syncengine.runner")
@@ -184,15 +185,20 @@ async def open_engine(
             concurrency=config.limits.concurrency, connect_timeout_s=crm.connect_timeout_s
         )
         stack.push_async_callback(session.close)
+        # `[limits] shared`: the org's slots, credits and token live in PostgreSQL.
+        shared = None
+        if config.limits.shared is not None:
+            shared = await stack.enter_async_context(open_shared_org(config))
         tokens = TokenProvider(
             session=session,
             accounts_url=crm.accounts_url,
             client_id=crm.client_id,
             client_secret=crm.client_secret,
             refresh_token=crm.refresh_token,
-            store=JournalTokenStore(journal),
+            store=JournalTokenStore(journal) if shared is None else shared.tokens,
             timeout_s=crm.token_timeout_s,
             proxy=crm.proxy,
+            refresh_guard=None if shared is None else shared.tokens.refresh_guard,
         )
         limiter = Limiter(
             concurrency=config.limits.concurrency,
@@ -202,7 +208,11 @@ async def open_engine(
                 else max(1, round(config.limits.requests_per_minute))
             ),
             reserve_credits=config.limits.reserve_credits,
+            shared=None if shared is None else shared.slots,
+            credits_listener=None if shared is None else shared.credits.report,
         )
+        if shared is not None:
+            shared.credits.start(limiter.apply_credits_remaining)
         client = CrmClient(
             session=session,
             api_domain=crm.api_domain,

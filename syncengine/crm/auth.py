@@ -10,6 +10,9 @@ after a 401 `INVALID_TOKEN`. The provider guarantees (crm-api.md §2, §5):
   is shorter, so short-lived tokens are not minted on every call;
 * a persisted cache (`TokenStore`, keyed by a hash of the credentials) so a cron
   job started every minute reuses the previous run's token;
+* with a `refresh_guard` (a lock shared by processes, `syncengine.shared`),
+  single flight across processes too: the slow path runs under it, so the
+  first process mints and the others, once in, find its token in the store;
 * at most `max_mints` (10) token-endpoint calls per rolling `mint_window_s`
   (600 s), counted across processes through the store; past that, and after
   `Access Denied`, it keeps using a still-valid token or waits;
@@ -26,6 +29,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -141,6 +145,7 @@ class TokenProvider:
         transient_tries: int = 3,
         proxy: str | None = None,
         environ: Mapping[str, str] | None = None,
+        refresh_guard: Callable[[str], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self._session = session
         self._token_url = accounts_url.rstrip("/") + "/oauth/v2/token"
@@ -164,6 +169,7 @@ class TokenProvider:
         self._max_denied_wait_s = max_denied_wait_s
         self._transient_tries = transient_tries
         self._lock = asyncio.Lock()
+        self._guard = refresh_guard
         self._state: TokenState | None = None
         self._rejected: str | None = None
         self._fatal: AuthenticationError | None = None
@@ -190,7 +196,14 @@ class TokenProvider:
         if token is not None:
             return token
         async with self._lock:
-            return await self._token_locked()
+            if self._guard is None:
+                return await self._token_locked()
+            # A caller that queued behind one that just got a token must not take the guard.
+            token = fresh_token(self._state, self._clock(), self._rejected)
+            if token is not None and self._fatal is None:
+                return token
+            async with self._guard(self._key):
+                return await self._token_locked()
 
     def valid_for_s(self) -> float | None:
         """Seconds the current token has left (negative once expired); None before any."""
