@@ -71,14 +71,14 @@ def references_of(record: Record) -> list[tuple[str, str]]:
 
 def has_references(record: Record) -> bool:
     """True when a field value of `record` is a `$ref`."""
-    for value in record.values():  # loops, not any(): they run for every record sent
-        if type(value) is dict and REF in value:
-            return True
-    return False
+    return any(type(value) is dict and REF in value for value in record.values())
 
 
 def needs_resolution(chunk: Chunk) -> bool:
-    """True unless every change of `chunk` goes on the wire as it is (the common case)."""
+    """True unless every change of `chunk` goes on the wire as it is (the common case).
+
+    Plain loops rather than `has_references`: this runs for every record sent.
+    """
     if chunk.group.operation is Operation.DELETE:
         return True
     for change in chunk.changes:
