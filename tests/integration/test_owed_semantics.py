@@ -83,6 +83,9 @@ def last_values(history: list[dict[str, Any]]) -> dict[str, tuple[bool, Any]]:
     plain value replaces; an append adds the options not there yet.
     """
     state: dict[str, tuple[bool, Any]] = {}
+    # A multi-select sent a non-array is refused, so it never reaches the CRM: an
+    # append after it adds to what the field held before it (the state kept here).
+    before_refused: dict[str, tuple[bool, Any] | None] = {}
     for record in history:
         appends = record.get("$append_values") or {}
         for name, value in record.items():
@@ -90,8 +93,15 @@ def last_values(history: list[dict[str, Any]]) -> dict[str, tuple[bool, Any]]:
                 continue
             previous = state.get(name)
             if not appends.get(name):
+                if name in MULTISELECTS and not isinstance(value, list):
+                    before_refused.setdefault(name, previous)
+                else:
+                    before_refused.pop(name, None)
                 state[name] = (False, value)
-            elif previous is not None and isinstance(previous[1], list) and isinstance(value, list):
+                continue
+            if name in before_refused:
+                previous = before_refused.pop(name)
+            if previous is not None and isinstance(previous[1], list) and isinstance(value, list):
                 state[name] = (
                     previous[0],
                     previous[1] + [v for v in value if v not in previous[1]],
