@@ -149,3 +149,20 @@ def test_rows_for_outcomes() -> None:
     over = handed_over(lines, "BULK_JOB_UNKNOWN", "unknown")
     assert over.handed_over == 3
     assert all(isinstance(u, RecordUpdate) and u.state is RecordState.PENDING for u in over.updates)
+
+
+def test_census_memory_is_fixed_and_a_collision_only_keeps_records_off_bulk() -> None:
+    """Two slots for 50 keys seen once: every key shares a slot, so none is taken for bulk
+    (a collision sends records by the records API, never a repeated key by bulk)."""
+    census = Census(lambda c: (c.module, c.operation), slots=2)
+    changes = [change({"id": str(n)}, key=f"K{n}") for n in range(50)]
+    for item in changes:
+        census.note(item)
+    assert census.rows_by_group() == {}
+    assert all(census.group_of(item) is None for item in changes)
+    roomy = Census(lambda c: (c.module, c.operation), slots=1 << 12)
+    for item in changes:
+        roomy.note(item)
+    taken = [item for item in changes if roomy.group_of(item) is not None]
+    assert roomy.rows_by_group() == {("Leads", Operation.UPDATE): len(taken)}
+    assert len(taken) >= 45  # a few may share a slot in 4,096
