@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Container
 from typing import Final
 
-from syncengine.crm.bulk_csv import cell_text
+from syncengine.crm.bulk_csv import row_refusal
 from syncengine.engine.references import has_references
 from syncengine.model import Change, Operation
 
@@ -28,16 +28,7 @@ _BULK_OPERATIONS: Final = frozenset({Operation.INSERT, Operation.UPDATE, Operati
 
 def csv_refusal(record: dict[str, object], find_by: str | None) -> str | None:
     """Why one CSV row cannot carry `record` (as `bulk_csv.plan_files` judges), or None."""
-    if find_by is not None and cell_text(record.get(find_by)) in (None, ""):
-        return f"no {find_by}"
-    for name, value in record.items():
-        if name.startswith("$"):
-            return f"carries {name}"
-        if value is None or value == "" or value == []:
-            return f"blanks {name}"
-        if cell_text(value) is None:
-            return f"{name} does not fit one cell"
-    return None
+    return row_refusal(record, find_by)
 
 
 def change_refusal(

@@ -156,7 +156,7 @@ def cell_text(value: Any) -> str | None:
     return None
 
 
-def _refusal(record: Any, key: str | None) -> str | None:
+def row_refusal(record: Any, key: str | None) -> str | None:
     """Why a record cannot go in a bulk-write file, or None."""
     if not isinstance(record, dict):
         return "is not a JSON object"
@@ -286,7 +286,7 @@ def plan_files(
     kept: list[Record] = []
     positions: list[int] = []
     for position, record in enumerate(records):
-        reason = _refusal(record, key)
+        reason = row_refusal(record, key)
         if reason is None:
             kept.append(record)
             positions.append(position)

@@ -73,7 +73,7 @@ def change(
         (change({"id": "1", "Account_Name": {"$ref": {"module": "A", "key": "k"}}}), "$ref"),
         (change({"id": "1", "Company": ""}), "blanks Company"),
         (change({"id": "1", "$append_values": {"Tags": True}}), "carries $append_values"),
-        (change({"id": "1", "Nested": {"a": 1}}), "does not fit"),
+        (change({"id": "1", "Nested": {"a": 1}}), "one CSV cell cannot carry"),
         (change({"Company": "A"}), "no id"),
         (change({"id": "1", "Company": "A"}, key="Leads:owed"), "owes"),
     ],
