@@ -6,7 +6,8 @@ the group its one change could join, or that it cannot.
 
 Memory is fixed, whatever the feed's size (design.md invariant 4): keys are
 counted in a table of `SLOTS` one-byte counters indexed by the key's hash,
-with the slot's group beside it. Two keys that share a slot both count as
+with the slot's group beside it (anonymous memory maps: untouched pages cost
+nothing, so a small feed uses little of it). Two keys that share a slot both count as
 occurring twice, so a collision only ever sends a record by the records API
 (a few more credits), never a record that occurs twice by bulk write. With
 2^25 slots (64 MiB), a million keys lose about 3 % of them to collisions.
@@ -15,6 +16,7 @@ occurring twice, so a collision only ever sends a record by the records API
 from __future__ import annotations
 
 import hashlib
+import mmap
 from collections.abc import Callable
 from typing import Final
 
@@ -37,9 +39,11 @@ class Census:
             raise ValueError("slots must be a power of two")
         self._group_for = group_for
         self._mask = slots - 1
-        self._counts = bytearray(slots)
+        # Anonymous mappings: zero pages cost no memory until a key lands in them,
+        # so a small migration does not pay for the table a large one needs.
+        self._counts = mmap.mmap(-1, slots)
         #: The slot's group as its index + 1; 0 for none (the change cannot go).
-        self._slot_groups = bytearray(slots)
+        self._slot_groups = mmap.mmap(-1, slots)
         self._groups: list[Group] = []
         self._index: dict[Group, int] = {}
         self._rows: list[int] = []
