@@ -74,11 +74,13 @@ def choose(
 
 
 def api_for(command: str, option: str | None, configured: str | None) -> WriteApi:
-    """The write API of a pass: `migrate --api`, else `[crm] write_api`, else auto.
+    """The write API of a pass: `migrate --api`, else `[crm] write_api`, else records.
 
     `run` and the daemon always use the records API: a bulk job takes
-    minutes, and they exist to keep up with a feed.
+    minutes, and they exist to keep up with a feed. `migrate` uses bulk write
+    only when asked (`auto` or `bulk`): the bulk phase holds whole jobs of
+    changes in memory, which the records path's bounded memory does not.
     """
     if command != "migrate":
         return WriteApi.RECORDS
-    return WriteApi(option or configured or WriteApi.AUTO)
+    return WriteApi(option or configured or WriteApi.RECORDS)

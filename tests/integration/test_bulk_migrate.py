@@ -164,7 +164,9 @@ async def test_auto_picks_by_credits(
     (tmp_path / "a").mkdir()
     write_feed(tmp_path / "a" / "changes.jsonl", feed)
     config = write_config(tmp_path / "a", sim, limits="bulk_poll_s = 0.2")
-    result = await run_cli("migrate", "-c", str(config), cwd=tmp_path / "a", timeout_s=120)
+    result = await run_cli(
+        "migrate", "-c", str(config), "--api", "auto", cwd=tmp_path / "a", timeout_s=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     stats = await admin_get(sim, "stats")
     assert stats["bulk_jobs"] == (1 if expect_bulk else 0)
