@@ -229,15 +229,20 @@ def _known_job(request: web.Request, state: SimState) -> BulkJob | web.Response:
     return job
 
 
-async def get_job(request: web.Request) -> web.Response:
-    """`GET /crm/bulk/v2/write/{job_id}`: the job's state and counts."""
-    state = request.app[STATE_KEY]
+def _readable_job(request: web.Request, state: SimState) -> BulkJob | web.Response:
+    """The job the path names, once the token may read bulk jobs; else the refusal."""
     refused = _refusal(
         request, state, ("ZohoCRM.bulk.ALL", "ZohoCRM.bulk.CREATE", "ZohoCRM.bulk.READ")
     )
     if refused is not None:
         return refused
-    job = _known_job(request, state)
+    return _known_job(request, state)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    """`GET /crm/bulk/v2/write/{job_id}`: the job's state and counts."""
+    state = request.app[STATE_KEY]
+    job = _readable_job(request, state)
     if isinstance(job, web.Response):
         return job
     return respond(state, 200, job_json(job, state.base_url, state.schema.users[0]))
@@ -258,12 +263,7 @@ async def _drop_midway(request: web.Request, state: SimState, payload: bytes) ->
 async def download_result(request: web.Request) -> web.StreamResponse:
     """The result ZIP of a completed job (404 `RESOURCE_NOT_FOUND` before that)."""
     state = request.app[STATE_KEY]
-    refused = _refusal(
-        request, state, ("ZohoCRM.bulk.ALL", "ZohoCRM.bulk.CREATE", "ZohoCRM.bulk.READ")
-    )
-    if refused is not None:
-        return refused
-    job = _known_job(request, state)
+    job = _readable_job(request, state)
     if isinstance(job, web.Response):
         return job
     if job.state is not JobState.COMPLETED or request.path != download_path(job.id):
