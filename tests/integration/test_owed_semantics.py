@@ -30,6 +30,7 @@ from syncengine.sim.server import SimHandle, running_simulator
 from tests.integration.conftest import (
     FIRST_ID,
     SECRET_ENV,
+    admin_post,
     run_cli,
     seed_leads,
     sim_leads,
@@ -275,6 +276,9 @@ async def test_kills_at_random_moments_end_the_same_way(sim: SimHandle, tmp_path
     await seed_leads(sim, records)
     seeds = {rid: lead["fields"] for rid, lead in (await sim_leads(sim)).items()}
     configure(tmp_path, sim, 4)
+    # Each answer takes a little while, so a loaded machine (tests on two workers)
+    # still sees the runs mid-way when it kills them.
+    await admin_post(sim, "config", {"latency_ms": 30})
     kills = 0
     for cut in (3000, 6000, 9000):
         write_lines(tmp_path / "changes.jsonl", lines[:cut])
