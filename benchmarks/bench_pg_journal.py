@@ -52,9 +52,7 @@ def one_migrate(port: int, folder: Path, count: int, *, dsn: str | None) -> floa
     if dsn is not None:
         text = config.read_text()
         journal = text[text.index("[journal]") :]
-        config.write_text(
-            text.replace(journal, f'[journal]\nurl = "{dsn}"\nschema = "{schema}"\n')
-        )
+        config.write_text(text.replace(journal, f'[journal]\nurl = "{dsn}"\nschema = "{schema}"\n'))
     admin(port, "reset", {})
     admin(port, "seed", {"module": "Leads", "count": count, "id_start": FIRST_ID})
     try:
