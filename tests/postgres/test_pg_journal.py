@@ -105,6 +105,20 @@ def test_config_does_not_show_the_dsn_in_its_repr(tmp_path: Path) -> None:
     assert config.journal.where == "postgresql://u:***@h/db (schema syncengine)"
 
 
+def test_the_example_config_loads() -> None:
+    """configs/postgres-journal.toml is a config the engine accepts."""
+    example = _ROOT / "configs" / "postgres-journal.toml"
+    environ = {
+        "ZOHO_CLIENT_ID": "id",
+        "ZOHO_CLIENT_SECRET": "secret",
+        "ZOHO_REFRESH_TOKEN": "refresh",
+        "SYNCENGINE_JOURNAL_DSN": "postgresql://syncengine:pw@db.internal:5432/syncengine",
+    }
+    config = load_config(example, environ=environ)
+    assert config.journal.url == environ["SYNCENGINE_JOURNAL_DSN"]
+    assert config.journal.schema == "leads_sync"
+
+
 # -- pure parts ---------------------------------------------------------------
 
 
