@@ -118,6 +118,10 @@ class SqliteDatabase:
         await self.db.close()
 
 
+#: A statement on a PostgreSQL journal's session unanswered by then is a lost database
+#: (the pass ends, exit 3, rather than waiting for ever). Far above any of its statements.
+STATEMENT_TIMEOUT_S = 120.0
+
 _PLACEHOLDER = re.compile(r"'[^']*'|\?")
 
 
@@ -177,11 +181,20 @@ class PostgresDatabase:
 
     @contextlib.asynccontextmanager
     async def _failures(self) -> AsyncIterator[None]:
-        """A statement the server (or the link to it) failed is fatal: one line, DSN masked."""
+        """A statement the server (or the link to it) failed, or left unanswered, is fatal.
+
+        One line, the DSN masked.
+        """
         from syncengine.journal.pg_connection import scrub
 
         try:
-            yield
+            async with asyncio.timeout(STATEMENT_TIMEOUT_S):
+                yield
+        except TimeoutError:
+            raise FatalError(
+                f"journal {self._where}: the database did not answer within"
+                f" {STATEMENT_TIMEOUT_S:g} s"
+            ) from None
         except self._errors as exc:
             detail = scrub(f"{type(exc).__name__}: {exc}", self._url)
             raise FatalError(
