@@ -68,6 +68,9 @@ class Database(Protocol):
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; the number of rows it changed."""
 
+    async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one INSERT into a table with an `id` key; the new row's id."""
+
     def transaction(self) -> contextlib.AbstractAsyncContextManager[None]:
         """BEGIN ... COMMIT around the block, rolled back on any error or cancellation."""
 
@@ -94,6 +97,13 @@ class SqliteDatabase:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         cursor = await self.db.execute(sql, params)
         return cursor.rowcount
+
+    async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        # `lastrowid`, not RETURNING: that needs SQLite 3.35, older than some systems' own.
+        cursor = await self.db.execute(sql, params)
+        if cursor.lastrowid is None:  # pragma: no cover - an INSERT always sets it
+            raise FatalError("the journal did not record the row")
+        return cursor.lastrowid
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -178,6 +188,11 @@ class PostgresDatabase:
         async with self._turn, self._failures():
             status = await self.connection.execute(numbered(sql), *params)
         return changed_rows(status)
+
+    async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self._turn, self._failures():
+            new_id: int = await self.connection.fetchval(numbered(sql) + " RETURNING id", *params)
+        return new_id
 
     @contextlib.asynccontextmanager
     async def _failures(self) -> AsyncIterator[None]:

@@ -499,12 +499,9 @@ class Journal:
     async def start_run(self, command: str, *, now: float) -> int:
         """Record the start of a run; returns its id for `finish_run`."""
         async with self._write_lock:
-            row = await self._db.fetch_one(
-                "INSERT INTO runs (command, started_at) VALUES (?, ?) RETURNING id", (command, now)
+            return await self._db.insert(
+                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, now)
             )
-        if row is None:  # pragma: no cover - an INSERT ... RETURNING always returns
-            raise FatalError(f"journal {self.where}: run not recorded")
-        return int(row[0])
 
     async def finish_run(
         self, run_id: int, *, now: float, exit_status: int, counts: Mapping[str, object]
