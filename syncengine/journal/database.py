@@ -34,6 +34,11 @@ class Dialect:
     no_limit: int | None
     #: The `api_name` member of the JSON text in `details`.
     details_api_name: str
+    #: Failures in feed order: no position last, numbers before strings (SQLite's
+    #: order of types), numbers by value, strings byte-wise.
+    position_order: str
+    #: After a text expression in ORDER BY: byte-wise order, as SQLite's default.
+    bytewise: str
     #: True for PostgreSQL.
     postgres: bool
 
@@ -42,12 +47,20 @@ SQLITE = Dialect(
     row_order="rowid",
     no_limit=-1,
     details_api_name="json_extract(details, '$.api_name')",
+    position_order="position IS NULL, position",
+    bytewise="",
     postgres=False,
 )
 POSTGRES = Dialect(
     row_order="seq",
     no_limit=None,
     details_api_name="(details::jsonb ->> 'api_name')",
+    position_order=(
+        "position IS NULL, jsonb_typeof(position) <> 'number',"
+        " CASE WHEN jsonb_typeof(position) = 'number' THEN (position #>> '{}')::numeric END,"
+        " (position #>> '{}') COLLATE \"C\""
+    ),
+    bytewise=' COLLATE "C"',
     postgres=True,
 )
 
