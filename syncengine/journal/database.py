@@ -241,4 +241,8 @@ class PostgresDatabase:
         await self.execute("COMMIT")
 
     async def close(self) -> None:
-        await self.connection.close()
+        """Close the session (a server that does not answer is left behind after 5 s)."""
+        try:
+            await self.connection.close(timeout=5)
+        except Exception:  # noqa: BLE001 - a dead link: nothing left to close cleanly
+            self.connection.terminate()
