@@ -35,7 +35,7 @@ APPLICATION = "syncengine journal"
 _V1 = (
     """
     CREATE TABLE records (
-        seq             bigserial NOT NULL UNIQUE,
+        seq             bigserial NOT NULL,
         key             text COLLATE "C" PRIMARY KEY,
         module          text,
         record_id       text,
