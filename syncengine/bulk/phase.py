@@ -8,7 +8,9 @@
 3. The feed is read again; the changes of picked groups whose key occurs
    once go into jobs of up to 25,000 rows, each journaled with its rows
    before its upload; `[limits] bulk_jobs_in_flight` of them run at once
-   (`job_pool`).
+   (`job_pool`). A change that local validation refuses (`[crm] validate`)
+   is left to the records pass, which fails it unsent, as it fails it
+   without a bulk phase.
 
 The phase never moves the checkpoint. It writes each row's outcome as the
 records path would, with its feed position, and raises the feed's high water
@@ -37,8 +39,11 @@ from syncengine.config import Config
 from syncengine.crm.auth import TokenProvider
 from syncengine.crm.bulk_csv import MAX_ROWS_PER_FILE, BulkInputError, find_by_for, plan_files
 from syncengine.crm.bulk_write import BulkWriteClient
+from syncengine.crm.field_rules import ModuleRules
 from syncengine.crm.session import make_session
+from syncengine.engine.local_validation import UniqueHolders, judge
 from syncengine.engine.replay import ReplayWindow, read_start
+from syncengine.engine.validating_writer import RulesLookup
 from syncengine.errors import FatalError
 from syncengine.journal import Journal, encode_payload
 from syncengine.keys import position_key
@@ -102,9 +107,18 @@ class BulkPhase:
     """One phase: its feed, journal, jobs and client."""
 
     def __init__(
-        self, config: Config, journal: Journal, runner: JobRunner, jobs: JobsJournal, api: WriteApi
+        self,
+        config: Config,
+        journal: Journal,
+        runner: JobRunner,
+        jobs: JobsJournal,
+        api: WriteApi,
+        rules: RulesLookup | None = None,
     ) -> None:
         self._config = config
+        self._rules = rules
+        self._module_rules: dict[str, ModuleRules | None] = {}
+        self._no_holders = UniqueHolders(max_values=0)
         self._journal = journal
         self._runner = runner
         self._jobs = jobs
@@ -155,13 +169,35 @@ class BulkPhase:
             refused = change_refusal(
                 change, find_by=find_by, owed_keys=owed, triggers_allowed=triggers_allowed
             )
-            return None if refused is not None else group
+            if refused is not None or self._refused_locally(change):
+                return None
+            return group
 
         census = Census(group_for)
         async for batch in self._feed.changes():
             for change in batch:
+                if self._rules is not None and change.module not in self._module_rules:
+                    self._module_rules[change.module] = await self._rules.rules(change.module)
                 census.note(change)
         return census
+
+    def _refused_locally(self, change: Change) -> bool:
+        """True when local validation fails `change`: the records pass fails it unsent.
+
+        Only the record's own values are judged (no unique value held by another
+        record of this run): the records pass judges it again, with those.
+        """
+        rules = self._module_rules.get(change.module)
+        if rules is None:
+            return False
+        rejection, _unknown = judge(
+            rules,
+            change.operation,
+            change.record,
+            holders=self._no_holders,
+            unknown_mode=self._config.crm.unknown_fields,
+        )
+        return rejection is not None
 
     def _choose(self, census: Census) -> set[Group]:
         crm, limits = self._config.crm, self._config.limits
@@ -274,8 +310,11 @@ async def run_bulk_phase(
     *,
     api: WriteApi,
     stop: asyncio.Event,
+    rules: RulesLookup | None = None,
 ) -> BulkSummary:
-    """The bulk phase of one pass (see the module docstring); `records` only resumes jobs."""
+    """The bulk phase of one pass (see the module docstring); `records` only resumes jobs.
+
+    `rules` is the records pass's field metadata (None with `[crm] validate = false`)."""
     jobs = JobsJournal(journal.path)
     session = make_session(
         concurrency=config.limits.bulk_jobs_in_flight + 1,
@@ -301,8 +340,9 @@ async def run_bulk_phase(
             call_credits=config.limits.credits_per_call,
             poll_deadline_s=POLL_DEADLINE_S,
             stop=stop,
+            rules=rules,
         )
-        phase = BulkPhase(config, journal, runner, jobs, api)
+        phase = BulkPhase(config, journal, runner, jobs, api, rules)
         try:
             summary = await phase.run(stop)
         except JobStopped:
