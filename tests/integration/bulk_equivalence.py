@@ -44,8 +44,8 @@ class FeedShape:
 
     @property
     def lines(self) -> int:
-        """Feed lines: the changes, the upsert of `TWIN_EMAIL` and two lines not JSON."""
-        return self.inserts + self.updates + self.upserts + 3
+        """Feed lines: the changes, the five lines `mixed_feed` adds."""
+        return self.inserts + self.updates + self.upserts + 5
 
 
 def seeded_email(index: int) -> str:
@@ -116,6 +116,10 @@ def mixed_feed(shape: FeedShape) -> list[dict[str, Any] | bytes]:
     twin = {"Last_Name": "Twin", "Email": TWIN_EMAIL, "Company": "Which one?"}
     rows.insert(len(rows) // 2, {"record": twin, "operation": "upsert"})
     rows.insert(len(rows) // 3, b'{"id": ')
+    # A lead changed twice (its key occurs twice: the records API sends both), and a
+    # field blanked (a CSV cell cannot tell blank from absent: the records API sends it).
+    rows.append({"id": str(FIRST_ID + 1), "Company": "Updated 1, again"})
+    rows.append({"id": str(FIRST_ID + 2), "Company": "", "Description": "Blanked"})
     return rows
 
 
@@ -133,14 +137,17 @@ async def seed(sim: SimHandle, shape: FeedShape) -> None:
 
 
 def _fields(entry: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in entry["fields"].items() if k not in SYSTEM_FIELDS}
+    """A lead's user fields and how many writes it took."""
+    fields = {k: v for k, v in entry["fields"].items() if k not in SYSTEM_FIELDS}
+    return {"fields": fields, "writes": entry["writes"]}
 
 
 async def crm_view(sim: SimHandle, shape: FeedShape) -> tuple[dict[str, Any], list[str]]:
-    """Seeded leads by id with their user fields, and every other lead's fields, sorted.
+    """Seeded leads by id with their user fields and writes, and every other lead's, sorted.
 
     Created leads are compared by their whole content (ids differ between two
-    simulators): each carries a distinct `Last_Name` and e-mail.
+    simulators): each carries a distinct `Last_Name` and e-mail. Equal write
+    counts mean no change was applied more often by one path than the other.
     """
     seeded: dict[str, Any] = {}
     created: list[str] = []

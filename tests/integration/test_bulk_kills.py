@@ -1,13 +1,13 @@
 """`migrate --api bulk` killed (SIGKILL) at each step of a job ends as `--api records` does.
 
-The feed is `bulk_equivalence`'s mixed feed at a tenth of the size (10,003
+The feed is `bulk_equivalence`'s mixed feed at a tenth of the size (10,005
 lines: 4,000 updates, 3,000 inserts, 3,000 upserts, bad rows of every kind);
 the full 100,000-line run without kills is `test_bulk_equivalence_100k`. One
 job runs at a time: updates, then inserts, then upserts (the order the feed
 first names them). The simulator holds the step in question open for a while
-(`bulk_upload_s`, `bulk_queue_s`, `bulk_job_s`, `bulk_download_s`), the test
-waits until the migration is in it, for a job past the first, so jobs before
-it have already settled, and kills the process:
+(`bulk_upload_s`, `bulk_queue_s`, `bulk_job_s`, `bulk_download_s`, from the
+second job on), the test waits until the migration is in it, for a job past
+the first, so jobs before it have already settled, and kills the process:
 
 - upload: the insert job's file has reached the CRM, its answer (the file id)
   has not reached the migration;
@@ -49,7 +49,6 @@ from tests.integration.bulk_equivalence import (
 from tests.integration.conftest import (
     admin_get,
     run_cli,
-    sim_leads,
     start_cli,
     write_config,
     write_feed,
@@ -173,9 +172,14 @@ async def test_killed_bulk_migration_ends_as_the_records_path(
     await seed(sim, SHAPE)
     write_feed(folder / "changes.jsonl", mixed_feed(SHAPE))
     config = write_config(folder, sim, limits=ONE_JOB_AT_A_TIME)
-    sim.state.set_config(knobs)
     process = await start_cli("migrate", "-c", str(config), "--api", "bulk", cwd=folder)
+    armed = False
     while not when(sim, folder / "journal.db") and process.returncode is None:
+        if not armed and job(sim, 2 if moment == "polling" else 1) is not None:
+            # Hold the steps of the jobs from the one the kill aims at (or the one
+            # before it) on only: a job takes its queue and run times when created.
+            sim.state.set_config(knobs)
+            armed = True
         await asyncio.sleep(0.0005)
     assert process.returncode is None, f"migrate ended before the {moment} step"
     process.kill()
@@ -187,8 +191,7 @@ async def test_killed_bulk_migration_ends_as_the_records_path(
     assert result.returncode == 1, result.stderr[-3000:]  # done, some records failed
 
     view, failures = await records_reference(tmp_path / "records")
-    assert await crm_view(sim, SHAPE) == view
-    assert max(e["writes"] for e in (await sim_leads(sim)).values()) == 1
+    assert await crm_view(sim, SHAPE) == view  # with each lead's write count
     got = await failures_view(config, folder)
     assert [(b, r) for b, r in zip(got, failures, strict=False) if b != r][:5] == []
     assert len(got) == len(failures)
