@@ -193,7 +193,7 @@ class JobRunner:
                 "run migrate again to fetch it"
             ) from exc
         rules = None if self._rules is None else await self._rules.rules(job.module)
-        rows = rows_for(lines, outcomes, rules)
+        rows = rows_for(lines, outcomes, rules, find_by=job.find_by)
         log.info(
             "bulk.job_done",
             job_id=job.job_id,

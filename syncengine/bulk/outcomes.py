@@ -89,14 +89,20 @@ def _invalid_data(column: str, value: Any, rules: ModuleRules | None) -> Rejecti
 
 
 def as_records_api(
-    outcome: RecordOutcome, change: Change, rules: ModuleRules | None = None
+    outcome: RecordOutcome,
+    change: Change,
+    rules: ModuleRules | None = None,
+    *,
+    find_by: str | None = None,
 ) -> RecordOutcome:
     """A result row's refusal as the records API answers the same refusal; others as they are.
 
     `outcome.details["errors"]` is the parsed `ERRORS` cell (`bulk_results`); its
     first code and column are what the records API reports (it names one
     problem per record). `rules` (the module's field metadata, when known)
-    gives the `expected_data_type` or `maximum_length` an `INVALID_DATA` names.
+    gives the `expected_data_type` or `maximum_length` an `INVALID_DATA` names;
+    `find_by` is the job's match field, which an upsert's DUPLICATE_DATA names
+    only when more than one record holds the value (`more_records`).
     """
     errors = outcome.details.get("errors") if outcome.details else None
     if not errors or outcome.code not in RECORDS_API_MESSAGES:
@@ -113,11 +119,10 @@ def as_records_api(
         rejection = Rejection(code, RECORDS_API_MESSAGES[code], {})
     elif code == "INVALID_DATA":
         rejection = _invalid_data(column, record.get(column), rules)
-    elif code == "DUPLICATE_DATA" and change.operation is Operation.UPSERT:
-        # An upsert that names its match field ambiguous: more than one record holds it.
-        rejection = Rejection(code, RECORDS_API_MESSAGES[code], {"api_name": column})
-        if column in record:
-            rejection.details["more_records"] = True
+    elif code == "DUPLICATE_DATA" and change.operation is Operation.UPSERT and column == find_by:
+        # An upsert's match field that more than one record holds: an ambiguous match.
+        details = {"api_name": column, "more_records": True}
+        rejection = Rejection(code, RECORDS_API_MESSAGES[code], details)
     else:
         rejection = Rejection(code, RECORDS_API_MESSAGES[code], {"api_name": column})
     return RecordOutcome(
@@ -129,13 +134,16 @@ def rows_for(
     lines: Sequence[JobLine],
     outcomes: Sequence[RecordOutcome],
     rules: ModuleRules | None = None,
+    *,
+    find_by: str | None = None,
 ) -> JobRows:
     """The journal rows for `lines` answered by `outcomes` (one each, in order); `rules`
-    is the module's field metadata when known (it completes `INVALID_DATA` details)."""
+    (the module's field metadata, when known) and `find_by` (the job's) complete the
+    refusals' details as the records API states them (`as_records_api`)."""
     out = JobRows()
     for line, answer in zip(lines, outcomes, strict=True):
         change = decode_payload(line.payload, attempts=1)
-        outcome = as_records_api(answer, change, rules)
+        outcome = as_records_api(answer, change, rules, find_by=find_by)
         if outcome.verdict is Verdict.SYNCED:
             out.synced += 1
             out.updates.append(

@@ -116,9 +116,8 @@ def test_a_bulk_refusal_reads_as_the_records_api_answers_it(
     line = bulk_row(operation, record)
     assert "-" in line.errors or line.errors == expected["code"]
     answer = row_outcome(line.status, line.record_id, line.errors)
-    got = as_records_api(
-        answer, change_of(operation, record), leads_rules() if with_rules else None
-    )
+    rules = leads_rules() if with_rules else None
+    got = as_records_api(answer, change_of(operation, record), rules, find_by="Email")
     details = dict(expected["details"])
     if expected["code"] == "DUPLICATE_DATA" and "more_records" not in details:
         details.pop("id")  # a result file does not name the record clashed with
@@ -169,3 +168,14 @@ def test_rows_for_journals_the_records_api_refusal() -> None:
         {"api_name": "Email", "expected_data_type": "email"},
         7,
     )
+
+
+def test_an_upsert_clashing_on_another_unique_field_is_no_ambiguous_match() -> None:
+    """Only the job's match field held by several records is `more_records`; a clash on
+    another unique field names that field (and not the record: the file does not say)."""
+    change = change_of(Operation.UPSERT, {"Last_Name": "L", "Email": "a@x.org", "Code": "7"})
+    clash = as_records_api(row_outcome("SKIPPED", "", "DUPLICATE_DATA-Code"), change, None)
+    assert (clash.code, clash.details) == ("DUPLICATE_DATA", {"api_name": "Code"})
+    ambiguous = row_outcome("SKIPPED", "", "DUPLICATE_DATA-Email")
+    got = as_records_api(ambiguous, change, None, find_by="Email")
+    assert got.details == {"api_name": "Email", "more_records": True}
