@@ -12,6 +12,13 @@
    is left to the records pass, which fails it unsent, as it fails it
    without a bulk phase.
 
+Inserts and upserts are counted by the value of the field upsert jobs match
+on (`_census_key`), not by their own keys: an insert and an upsert (or two of
+either) naming the same value would otherwise go in different jobs, which
+run in no feed order, so the upsert could create the record before the
+insert that precedes it in the feed (which then fails DUPLICATE_DATA). The
+records pass sends such changes in feed order.
+
 The phase never moves the checkpoint. It writes each row's outcome as the
 records path would, with its feed position, and raises the feed's high water
 to the last position it settled; the records pass then reads from the same
@@ -24,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -46,7 +53,7 @@ from syncengine.engine.replay import ReplayWindow, read_start
 from syncengine.engine.validating_writer import RulesLookup
 from syncengine.errors import FatalError
 from syncengine.journal import Journal, encode_payload
-from syncengine.keys import position_key
+from syncengine.keys import duplicate_key, position_key
 from syncengine.model import Change, Checkpoint, Operation
 from syncengine.sources import open_source
 from syncengine.sources.base import Source
@@ -155,8 +162,11 @@ class BulkPhase:
         owed = self._jobs.owed_keys()
         triggers_allowed = self._api is WriteApi.BULK or self._config.crm.bulk_without_triggers
         dup_fields = self._config.crm.duplicate_check_fields
+        #: The change being counted, whose own key the census may not see (`_census_key`).
+        noting: list[Change] = []
 
-        def group_for(change: Change) -> Group | None:
+        def group_for(_counted: Change) -> Group | None:
+            change = noting[-1]
             group = (change.module, change.operation)
             if change.operation is Operation.UPSERT and len(dup_fields or ()) > 1:
                 return None  # a job finds records by one field; the records API checks them all
@@ -178,8 +188,24 @@ class BulkPhase:
             for change in batch:
                 if self._rules is not None and change.module not in self._module_rules:
                     self._module_rules[change.module] = await self._rules.rules(change.module)
-                census.note(change)
+                noting[:] = [change]
+                census.note(self._census_key(change))
         return census
+
+    def _census_key(self, change: Change) -> Change:
+        """`change` as the census counts it: an insert's or upsert's key is the upsert
+        match field's value, case folded as the CRM compares it (see the module docstring)."""
+        if change.operation is not Operation.INSERT and change.operation is not Operation.UPSERT:
+            return change
+        try:
+            match_field = self._find_by_of((change.module, Operation.UPSERT))
+        except BulkInputError:
+            return change
+        value = change.record.get(match_field) if match_field else None
+        if value is None or value == "" or isinstance(value, dict | list):
+            return change
+        folded = value.casefold() if isinstance(value, str) else value
+        return replace(change, key=duplicate_key(change.module, str(match_field), folded))
 
     def _refused_locally(self, change: Change) -> bool:
         """True when local validation fails `change`: the records pass fails it unsent.
@@ -250,7 +276,7 @@ class BulkPhase:
         waiting = {group: list[Change]() for group in census.rows_by_group() if group in picked}
         async for batch in self._feed.changes():
             for change in batch:
-                group = census.group_of(change)
+                group = census.group_of(self._census_key(change))
                 if group in waiting:
                     assert group is not None
                     waiting[group].append(change)

@@ -5,8 +5,10 @@ inserts, updates and upserts in a fixed interleaving, with rows that local
 validation refuses (missing mandatory, bad e-mail, restricted picklist, too
 long) and rows only the CRM refuses (an unknown id for an update, a lookup
 naming no user, an e-mail the CRM's pattern refuses, a duplicate of a seeded
-lead's e-mail, an upsert matching two records). `crm_view` and
-`failures_view` are what both paths must leave identical.
+lead's e-mail, an upsert matching two records). No insert names the e-mail
+of an upsert: the records API orders changes to one key only, so which of
+the two came first would be its own race (`test_bulk_match_values`).
+`crm_view` and `failures_view` are what both paths must leave identical.
 """
 
 from __future__ import annotations
