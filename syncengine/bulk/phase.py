@@ -17,7 +17,7 @@ on (`_census_key`), not by their own keys: an insert and an upsert (or two of
 either) naming the same value would otherwise go in different jobs, which
 run in no feed order, so the upsert could create the record before the
 insert that precedes it in the feed (which then fails DUPLICATE_DATA). The
-records pass sends such changes in feed order.
+records pass sends them as it sends any change without a bulk phase.
 
 The phase never moves the checkpoint. It writes each row's outcome as the
 records path would, with its feed position, and raises the feed's high water
