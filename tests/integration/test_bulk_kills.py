@@ -1,7 +1,7 @@
 """`migrate --api bulk` killed (SIGKILL) at each step of a job ends as `--api records` does.
 
-The feed is `bulk_equivalence`'s mixed feed at a tenth of the size (10,005
-lines: 4,000 updates, 3,000 inserts, 3,000 upserts, bad rows of every kind);
+The feed is `bulk_equivalence`'s mixed feed at a twentieth of the size (5,005
+lines: 2,000 updates, 1,500 inserts, 1,500 upserts, bad rows of every kind);
 the full 100,000-line run without kills is `test_bulk_equivalence_100k`. One
 job runs at a time: updates, then inserts, then upserts (the order the feed
 first names them). The simulator holds the step in question open for a while
@@ -57,10 +57,10 @@ from tests.integration.conftest import (
     write_feed,
 )
 
-SHAPE = FeedShape(inserts=3_000, updates=4_000, upserts=3_000)
+SHAPE = FeedShape(inserts=1_500, updates=2_000, upserts=1_500)
 ONE_JOB_AT_A_TIME = "bulk_poll_s = 0.2\nbulk_jobs_in_flight = 1"
 #: How long the simulator holds the step the kill aims at, in seconds.
-HOLD_S = 1.5
+HOLD_S = 1.0
 
 
 def job_states(journal: Path) -> list[tuple[str, str, bool]]:
@@ -216,7 +216,8 @@ async def test_killed_bulk_migration_ends_as_the_records_path(
         # An update the records API had in flight at the kill may have been applied
         # with its answer lost: it is sent again (the same values), once.
         for record_id, lead in got_view[0].items():
-            if lead["writes"] == view[0][record_id]["writes"] + 1:
+            expected = view[0][record_id]["writes"]
+            if expected is not None and lead["writes"] == expected + 1:
                 lead["writes"] -= 1
     assert got_view == view  # with each lead's write count
     got = await failures_view(config, folder)
