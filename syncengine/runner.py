@@ -319,6 +319,7 @@ async def run_pass(
                 parts.tokens,
                 api=api_for(command, api, config.crm.write_api),
                 stop=stop,
+                rules=None if parts.validator is None else parts.validator.rules,
             )
             bulk_spent = bulk.counts.credits
             counts = engine.counts

@@ -43,6 +43,7 @@ from syncengine.crm.bulk_answers import (
 from syncengine.crm.bulk_csv import BulkFile, BulkInputError, plan_files
 from syncengine.crm.bulk_write import BulkWriteClient
 from syncengine.engine.recorder import is_past
+from syncengine.engine.validating_writer import RulesLookup
 from syncengine.errors import FatalError
 from syncengine.journal import Journal, decode_payload
 from syncengine.model import Checkpoint, Operation
@@ -112,8 +113,10 @@ class JobRunner:
         call_credits: int,
         poll_deadline_s: float,
         stop: asyncio.Event,
+        rules: RulesLookup | None = None,
     ) -> None:
-        """`job_credits` is what a job costs, `call_credits` what the org read costs."""
+        """`job_credits` is what a job costs, `call_credits` what the org read costs;
+        `rules` (field metadata) completes rejected rows' details as the records API's."""
         self._client = client
         self._journal = journal
         self._jobs = jobs
@@ -124,6 +127,7 @@ class JobRunner:
         self._org_lock = asyncio.Lock()
         self._deadline_s = poll_deadline_s
         self._stop = stop
+        self._rules = rules
         self.counts = BulkCounts()
         #: Why the CRM refused a job before it was created (the org read, the
         #: upload, the job itself), once it did: no further job is planned.
@@ -188,7 +192,8 @@ class JobRunner:
                 f"the result of bulk-write job {job.job_id} could not be read ({exc.code}); "
                 "run migrate again to fetch it"
             ) from exc
-        rows = rows_for(lines, outcomes)
+        rules = None if self._rules is None else await self._rules.rules(job.module)
+        rows = rows_for(lines, outcomes, rules, find_by=job.find_by)
         log.info(
             "bulk.job_done",
             job_id=job.job_id,

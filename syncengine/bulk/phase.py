@@ -8,7 +8,16 @@
 3. The feed is read again; the changes of picked groups whose key occurs
    once go into jobs of up to 25,000 rows, each journaled with its rows
    before its upload; `[limits] bulk_jobs_in_flight` of them run at once
-   (`job_pool`).
+   (`job_pool`). A change that local validation refuses (`[crm] validate`)
+   is left to the records pass, which fails it unsent, as it fails it
+   without a bulk phase.
+
+Inserts and upserts are counted by the value of the field upsert jobs match
+on (`_census_key`), not by their own keys: an insert and an upsert (or two of
+either) naming the same value would otherwise go in different jobs, which
+run in no feed order, so the upsert could create the record before the
+insert that precedes it in the feed (which then fails DUPLICATE_DATA). The
+records pass sends them as it sends any change without a bulk phase.
 
 The phase never moves the checkpoint. It writes each row's outcome as the
 records path would, with its feed position, and raises the feed's high water
@@ -37,11 +46,14 @@ from syncengine.config import Config
 from syncengine.crm.auth import TokenProvider
 from syncengine.crm.bulk_csv import MAX_ROWS_PER_FILE, BulkInputError, find_by_for, plan_files
 from syncengine.crm.bulk_write import BulkWriteClient
+from syncengine.crm.field_rules import ModuleRules
 from syncengine.crm.session import make_session
+from syncengine.engine.local_validation import UniqueHolders, judge
 from syncengine.engine.replay import ReplayWindow, read_start
+from syncengine.engine.validating_writer import RulesLookup
 from syncengine.errors import FatalError
 from syncengine.journal import Journal, encode_payload
-from syncengine.keys import position_key
+from syncengine.keys import duplicate_key, position_key
 from syncengine.model import Change, Checkpoint, Operation
 from syncengine.sources import open_source
 from syncengine.sources.base import Source
@@ -102,9 +114,18 @@ class BulkPhase:
     """One phase: its feed, journal, jobs and client."""
 
     def __init__(
-        self, config: Config, journal: Journal, runner: JobRunner, jobs: JobsJournal, api: WriteApi
+        self,
+        config: Config,
+        journal: Journal,
+        runner: JobRunner,
+        jobs: JobsJournal,
+        api: WriteApi,
+        rules: RulesLookup | None = None,
     ) -> None:
         self._config = config
+        self._rules = rules
+        self._module_rules: dict[str, ModuleRules | None] = {}
+        self._no_holders = UniqueHolders(max_values=0)
         self._journal = journal
         self._runner = runner
         self._jobs = jobs
@@ -141,8 +162,11 @@ class BulkPhase:
         owed = self._jobs.owed_keys()
         triggers_allowed = self._api is WriteApi.BULK or self._config.crm.bulk_without_triggers
         dup_fields = self._config.crm.duplicate_check_fields
+        #: The change being counted, whose own key the census may not see (`_census_key`).
+        noting: list[Change] = []
 
-        def group_for(change: Change) -> Group | None:
+        def group_for(_counted: Change) -> Group | None:
+            change = noting[-1]
             group = (change.module, change.operation)
             if change.operation is Operation.UPSERT and len(dup_fields or ()) > 1:
                 return None  # a job finds records by one field; the records API checks them all
@@ -155,13 +179,53 @@ class BulkPhase:
             refused = change_refusal(
                 change, find_by=find_by, owed_keys=owed, triggers_allowed=triggers_allowed
             )
-            return None if refused is not None else group
+            if refused is not None or self._refused_locally(change):
+                return None
+            return group
 
         census = Census(group_for)
         async for batch in self._feed.changes():
             for change in batch:
-                census.note(change)
+                if self._rules is not None and change.module not in self._module_rules:
+                    self._module_rules[change.module] = await self._rules.rules(change.module)
+                noting[:] = [change]
+                census.note(self._census_key(change))
         return census
+
+    def _census_key(self, change: Change) -> Change:
+        """`change` as the census counts it: an insert's or upsert's key is the upsert
+        match field's value, case folded as the CRM compares it (see the module docstring)."""
+        if change.operation is not Operation.INSERT and change.operation is not Operation.UPSERT:
+            return change
+        try:
+            match_field = self._find_by_of((change.module, Operation.UPSERT))
+        except BulkInputError:
+            return change
+        value = change.record.get(match_field) if match_field else None
+        if value is None or value == "" or isinstance(value, dict | list):
+            return change
+        folded = value.casefold() if isinstance(value, str) else value
+        # Only the key is read: a bare Change costs less than a copy (this runs per row).
+        key = duplicate_key(change.module, str(match_field), folded)
+        return Change(change.module, change.operation, change.record, key)
+
+    def _refused_locally(self, change: Change) -> bool:
+        """True when local validation fails `change`: the records pass fails it unsent.
+
+        Only the record's own values are judged (no unique value held by another
+        record of this run): the records pass judges it again, with those.
+        """
+        rules = self._module_rules.get(change.module)
+        if rules is None:
+            return False
+        rejection, _unknown = judge(
+            rules,
+            change.operation,
+            change.record,
+            holders=self._no_holders,
+            unknown_mode=self._config.crm.unknown_fields,
+        )
+        return rejection is not None
 
     def _choose(self, census: Census) -> set[Group]:
         crm, limits = self._config.crm, self._config.limits
@@ -214,7 +278,7 @@ class BulkPhase:
         waiting = {group: list[Change]() for group in census.rows_by_group() if group in picked}
         async for batch in self._feed.changes():
             for change in batch:
-                group = census.group_of(change)
+                group = census.group_of(self._census_key(change))
                 if group in waiting:
                     assert group is not None
                     waiting[group].append(change)
@@ -274,8 +338,11 @@ async def run_bulk_phase(
     *,
     api: WriteApi,
     stop: asyncio.Event,
+    rules: RulesLookup | None = None,
 ) -> BulkSummary:
-    """The bulk phase of one pass (see the module docstring); `records` only resumes jobs."""
+    """The bulk phase of one pass (see the module docstring); `records` only resumes jobs.
+
+    `rules` is the records pass's field metadata (None with `[crm] validate = false`)."""
     jobs = journal.jobs()
     session = make_session(
         concurrency=config.limits.bulk_jobs_in_flight + 1,
@@ -301,8 +368,9 @@ async def run_bulk_phase(
             call_credits=config.limits.credits_per_call,
             poll_deadline_s=POLL_DEADLINE_S,
             stop=stop,
+            rules=rules,
         )
-        phase = BulkPhase(config, journal, runner, jobs, api)
+        phase = BulkPhase(config, journal, runner, jobs, api, rules)
         try:
             summary = await phase.run(stop)
         except JobStopped:

@@ -61,6 +61,8 @@ class ValidatingWriter:
     ) -> None:
         self._inner = inner
         self._rules = rules
+        #: The field metadata judged by, for the bulk phase to judge alike.
+        self.rules = rules
         self._unknown_mode: UnknownFieldsMode = unknown_fields
         self._holders = UniqueHolders()
         #: (module, field) pairs already warned about in this run.

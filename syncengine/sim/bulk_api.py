@@ -17,6 +17,11 @@ Routes (crm-bulk-write.md §1–§4):
   first `bulk_drop_downloads` downloads of each job send half the file and
   drop the connection.
 
+`bulk_upload_s` and `bulk_download_s` hold an upload's answer (the file is
+kept and counted first) and a result's first byte (the download counted
+first) that long: a slow transfer, and a window in which a test knows the
+client is mid-upload or mid-download.
+
 Scopes: `ZohoCRM.bulk.ALL` or `.CREATE` and the module's write scope for
 jobs, `ZohoFiles.files.ALL` for uploads. Status, upload and download cost no
 credits [unverified].
@@ -139,6 +144,8 @@ async def upload_file(request: web.Request) -> web.Response:
         return _error(state, upload, status=200)
     file_id = state.bulk.add_upload(upload)
     state.stats.bulk_uploads += 1
+    if state.config.bulk_upload_s > 0:
+        await asyncio.sleep(state.config.bulk_upload_s)
     details = {"file_id": file_id, "created_time": iso_now(state)}
     body = {
         "status": "success",
@@ -271,6 +278,8 @@ async def download_result(request: web.Request) -> web.StreamResponse:
         return _error(state, problem)
     payload = result_zip(job)
     job.downloads += 1
+    if state.config.bulk_download_s > 0:
+        await asyncio.sleep(state.config.bulk_download_s)
     if job.downloads <= state.config.bulk_drop_downloads:
         return await _drop_midway(request, state, payload)
     state.stats.by_status["200"] += 1

@@ -267,6 +267,22 @@ OPTIONS: Final[list[tuple[str, dict[str, Any]]]] = [
         "--bulk-job-credits",
         {"default": 500, "type": _COUNT, "help": "API credits one bulk-write job costs."},
     ),
+    (
+        "--bulk-upload-s",
+        {
+            "default": 0.0,
+            "type": _NON_NEGATIVE,
+            "help": "Seconds before a bulk-write upload is answered (a slow upload).",
+        },
+    ),
+    (
+        "--bulk-download-s",
+        {
+            "default": 0.0,
+            "type": _NON_NEGATIVE,
+            "help": "Seconds before a bulk-write result is sent (a slow download).",
+        },
+    ),
 ]
 
 

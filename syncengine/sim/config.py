@@ -104,12 +104,15 @@ class SimConfig:
     retry_after_s: float | None = None  # Retry-After on 429s; Zoho documents none (§3.3)
     # Bulk Write API (crm-bulk-write.md): how long a job stays ADDED, then
     # INPROGRESS; the probability that a job ends FAILED; how many downloads of
-    # each job's result drop the connection halfway; credits per job.
+    # each job's result drop the connection halfway; credits per job; how long
+    # an upload and a result download take to be answered (a slow transfer).
     bulk_queue_s: float = 0.0
     bulk_job_s: float = 0.0
     bulk_fault_fail: float = 0.0
     bulk_drop_downloads: int = 0
     bulk_job_credits: int = 500
+    bulk_upload_s: float = 0.0
+    bulk_download_s: float = 0.0
     # Whole-request refusal answered to every records-API call (crm-api.md §1.7):
     # one of REFUSAL_CODES, or None (off).
     refuse_with: str | None = None
@@ -232,7 +235,14 @@ def _check_bulk(config: SimConfig) -> None:
     """The bulk-write knobs' ranges; each message names the knob."""
     if not 0.0 <= config.bulk_fault_fail <= 1.0:
         raise KnobError("bulk_fault_fail: a probability must be within [0, 1]")
-    for name in ("bulk_queue_s", "bulk_job_s", "bulk_drop_downloads", "bulk_job_credits"):
+    for name in (
+        "bulk_queue_s",
+        "bulk_job_s",
+        "bulk_drop_downloads",
+        "bulk_job_credits",
+        "bulk_upload_s",
+        "bulk_download_s",
+    ):
         if getattr(config, name) < 0:
             raise KnobError(f"{name}: must not be negative")
 

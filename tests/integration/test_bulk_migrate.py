@@ -1,9 +1,8 @@
 """`migrate --api bulk|auto` end to end: real processes against in-process simulators.
 
-The bulk phase must leave the CRM and the journal exactly as the records path
-would for the same feed: the same records with the same values, the same
-failures (module, id, position, code, blamed field, source key), nothing sent
-twice, and a second `migrate` with nothing left to send.
+How `auto` picks, a replaced feed file, an org without bulk write. That the
+bulk phase leaves the CRM and the journal exactly as the records path would
+is `test_bulk_equivalence_100k` (and, killed at each step, `test_bulk_kills`).
 """
 
 from __future__ import annotations
@@ -18,138 +17,12 @@ from syncengine.sim.server import SimHandle, running_simulator
 from tests.integration.conftest import (
     FIRST_ID,
     admin_get,
-    failures_json,
     run_cli,
     seed_leads,
     sim_leads,
     write_config,
     write_feed,
 )
-
-#: Fields the simulator sets itself (times, owner, id): they differ between two simulators.
-_SYSTEM_FIELDS = frozenset(
-    {
-        "id",
-        "Created_Time",
-        "Modified_Time",
-        "Created_By",
-        "Modified_By",
-        "Owner",
-        "Last_Activity_Time",
-    }
-)
-
-
-def mixed_feed(inserts: int, updates: int, upserts: int) -> list[dict[str, Any] | bytes]:
-    """Inserts, updates of seeded leads and upserts, with rows the CRM or the feed refuses.
-
-    Every 97th insert lacks its mandatory Last_Name, every 89th update has a
-    bad e-mail, one line is not JSON, one update's record occurs twice (it
-    stays on the records path), and one update deletes nothing but blanks a
-    field (a CSV cannot carry that, so the records path sends it).
-    """
-    rows: list[dict[str, Any] | bytes] = []
-    for n in range(max(inserts, updates, upserts)):
-        if n < inserts:
-            record: dict[str, Any] = {"Company": f"New {n}", "Email": f"new{n}@example.org"}
-            if n % 97 != 5:
-                record["Last_Name"] = f"Insert {n}"
-            rows.append({"record": record, "operation": "insert"})
-        if n < updates:
-            update: dict[str, Any] = {"id": str(FIRST_ID + n), "Company": f"Updated {n}"}
-            if n % 89 == 7:
-                update["Email"] = "not an e-mail"
-            rows.append(update)
-        if n < upserts:
-            upsert = {
-                "Last_Name": f"Upsert {n}",
-                "Email": f"up{n}@example.org",
-                "Description": f"D{n}",
-            }
-            rows.append({"record": upsert, "operation": "upsert"})
-    rows.insert(3, b"{not json")
-    rows.append({"id": str(FIRST_ID + 1), "Company": "Updated 1, again"})
-    rows.append({"id": str(FIRST_ID + 2), "Company": "", "Description": "Blanked"})
-    return rows
-
-
-def crm_state(
-    leads: dict[str, dict[str, Any]], seeded_count: int
-) -> tuple[dict[str, Any], list[str]]:
-    """Seeded leads by id, and every other lead's user fields, sorted (ids differ by CRM)."""
-    seeded: dict[str, Any] = {}
-    created: list[str] = []
-    for record_id, entry in leads.items():
-        fields = {k: v for k, v in entry["fields"].items() if k not in _SYSTEM_FIELDS}
-        if FIRST_ID <= int(record_id) < FIRST_ID + seeded_count:
-            seeded[record_id] = fields
-        else:
-            created.append(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode())
-    return seeded, sorted(created)
-
-
-def failure_view(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """What must agree between the paths (the message's wording differs by API)."""
-    view = [
-        (
-            row["module"],
-            row["id"],
-            row["position"],
-            row["code"],
-            (row.get("details") or {}).get("api_name"),
-            row.get("key"),
-        )
-        for row in rows
-    ]
-    return sorted(view, key=repr)
-
-
-async def migrate_on(
-    sim: SimHandle, folder: Path, feed: list[dict[str, Any] | bytes], api: str, seeded: int
-) -> tuple[int, Path]:
-    """Seeds `sim`, writes the feed and config in `folder`, runs `migrate --api API`."""
-    folder.mkdir()
-    await seed_leads(sim, seeded)
-    write_feed(folder / "changes.jsonl", feed)
-    config = write_config(folder, sim, limits="bulk_poll_s = 0.2")
-    result = await run_cli("migrate", "-c", str(config), "--api", api, cwd=folder, timeout_s=240)
-    assert result.returncode in (0, 1), result.stderr[-3000:]
-    return result.returncode, config
-
-
-async def test_bulk_ends_as_the_records_path_does(sim: SimHandle, tmp_path: Path) -> None:
-    """20,000 changes by bulk: the same CRM state and failures as by the records API."""
-    feed = mixed_feed(inserts=6_000, updates=8_000, upserts=6_000)
-    async with running_simulator(port=0, admin=True) as twin:
-        status_bulk, config_bulk = await migrate_on(sim, tmp_path / "bulk", feed, "bulk", 8_000)
-        status_records, config_records = await migrate_on(
-            twin, tmp_path / "records", feed, "records", 8_000
-        )
-        assert status_bulk == status_records == 1
-        stats_bulk = await admin_get(sim, "stats")
-        assert stats_bulk["bulk_jobs"] == 3  # one job per (module, operation) group
-        assert stats_bulk["bulk_uploads"] == 3
-        assert (await admin_get(twin, "stats"))["bulk_jobs"] == 0
-        leads_bulk, leads_records = await sim_leads(sim), await sim_leads(twin)
-        seeded_bulk, created_bulk = crm_state(leads_bulk, 8_000)
-        seeded_records, created_records = crm_state(leads_records, 8_000)
-        assert len(created_bulk) == 6_000 - 62 + 6_000
-        assert [k for k in seeded_bulk if seeded_bulk[k] != seeded_records.get(k)] == []
-        assert seeded_bulk == seeded_records
-        assert created_bulk == created_records
-        failures_bulk = await failures_json(config_bulk, tmp_path / "bulk")
-        failures_records = await failures_json(config_records, tmp_path / "records")
-    assert failure_view(failures_bulk) == failure_view(failures_records)
-    assert {row["code"] for row in failures_bulk} >= {"BAD_INPUT", "MANDATORY_NOT_FOUND"}
-    # Each seeded lead was written once per change the feed holds for it.
-    assert leads_bulk[str(FIRST_ID + 3)]["writes"] == 1
-    assert leads_bulk[str(FIRST_ID + 1)]["writes"] == 2
-    # A second migrate finds nothing to send.
-    written = stats_bulk["records_written"]
-    again = await run_cli("migrate", "-c", str(config_bulk), cwd=tmp_path / "bulk")
-    assert again.returncode == 0, again.stderr[-2000:]
-    stats = await admin_get(sim, "stats")
-    assert (stats["records_written"], stats["bulk_jobs"]) == (written, 3)
 
 
 @pytest.mark.parametrize(("inserts", "expect_bulk"), [(300, False), (6_000, True)])
