@@ -20,6 +20,7 @@ import pytest
 
 from syncengine.config import JournalConfig
 from syncengine.sim.server import SimHandle, running_simulator
+from tests.integration.bulk_equivalence import FeedShape, crm_view, failures_view, mixed_feed, seed
 from tests.integration.conftest import (
     FIRST_ID,
     admin_get,
@@ -33,7 +34,6 @@ from tests.integration.conftest import (
     write_config,
     write_feed,
 )
-from tests.integration.test_bulk_migrate import crm_state, failure_view, mixed_feed
 from tests.integration.test_crash import crash_feed, expected_state
 from tests.journal_backends import admin_connection, pg_journal_config  # noqa: F401
 
@@ -161,13 +161,14 @@ async def test_migrate_by_bulk_ends_as_on_sqlite(
 ) -> None:
     """`migrate --api bulk` with its jobs journaled in PostgreSQL: the CRM and the
     failures as the same migrate leaves them with an SQLite journal."""
-    feed = mixed_feed(inserts=1_500, updates=2_000, upserts=1_500)
+    shape = FeedShape(inserts=1_500, updates=2_000, upserts=1_500)
+    feed = mixed_feed(shape)
     results = {}
     async with running_simulator(port=0, admin=True) as twin:
         for name, target, postgres in (("pg", sim, True), ("sqlite", twin, False)):
             folder = tmp_path / name
             folder.mkdir()
-            await seed_leads(target, 2_000)
+            await seed(target, shape)
             write_feed(folder / "changes.jsonl", feed)
             config = write_config(folder, target, limits="bulk_poll_s = 0.2")
             if postgres:
@@ -177,8 +178,8 @@ async def test_migrate_by_bulk_ends_as_on_sqlite(
             )
             assert result.returncode == 1, result.stderr[-3000:]
             results[name] = (
-                crm_state(await sim_leads(target), 2_000),
-                failure_view(await failures_json(config, folder)),
+                await crm_view(target, shape),
+                await failures_view(config, folder),
                 (await admin_get(target, "stats"))["bulk_jobs"],
             )
     assert results["pg"] == results["sqlite"]
