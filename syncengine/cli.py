@@ -46,6 +46,15 @@ from syncengine.sources import open_source
 
 T = TypeVar("T")
 
+#: The partitions a pass split over workers has (`syncengine.workers.partition`).
+PARTITIONS_OPTION = click.option(
+    "--partitions",
+    type=click.IntRange(1, 1024),
+    default=16,
+    show_default=True,
+    help="Partitions of the record key a pass over workers is split into; fixed per journal.",
+)
+
 CONFIG_OPTION = click.option(
     "-c",
     "--config",
@@ -205,9 +214,25 @@ def run(config_path: Path, full: bool) -> None:
     help="Write API: records, bulk (Bulk Write jobs), or auto: bulk for a (module, "
     "operation) group when that costs fewer credits ([crm] write_api, else records).",
 )
-def migrate(config_path: Path, report_path: Path | None, write_api: str | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Split the pass over this many worker processes by partitions of the record key "
+    "(PostgreSQL journal only; records API).",
+)
+@PARTITIONS_OPTION
+def migrate(
+    config_path: Path,
+    report_path: Path | None,
+    write_api: str | None,
+    workers: int | None,
+    partitions: int,
+) -> None:
     """The same pass for a one-off bulk load, with a live progress bar."""
     config = _load(config_path)
+    if workers is not None:
+        _migrate_with_workers(config, config_path, workers, partitions, write_api, report_path)
     tune_gc_for_throughput()
 
     async def main(stop: asyncio.Event) -> int:
@@ -230,6 +255,57 @@ def migrate(config_path: Path, report_path: Path | None, write_api: str | None) 
         return result.exit_status
 
     sys.exit(_run_async(main))
+
+
+def _migrate_with_workers(
+    config: Config,
+    config_path: Path,
+    workers: int,
+    partitions: int,
+    write_api: str | None,
+    report_path: Path | None,
+) -> NoReturn:
+    """`migrate --workers N`: the pass over N local `worker` processes."""
+    if write_api == "bulk":
+        fail("--workers sends by the records API; it cannot be combined with --api bulk", 2)
+    if report_path is not None:
+        fail("--workers cannot be combined with --report; run `syncengine report` after", 2)
+    if config.journal.url is None:
+        fail("--workers needs the journal on PostgreSQL ([journal] url)", EXIT_USAGE)
+    from syncengine.workers.launcher import launch
+
+    result = _run_async(
+        lambda stop: launch(config, config_path, workers=workers, partitions=partitions, stop=stop)
+    )
+    statuses = ", ".join(str(status) for status in result.statuses)
+    click.echo(
+        f"migrate: {len(result.statuses)} workers ended ({statuses}); "
+        f"{result.unfinished} partition(s) unfinished",
+        err=True,
+    )
+    sys.exit(result.exit_status)
+
+
+@cli.command()
+@CONFIG_OPTION
+@PARTITIONS_OPTION
+@click.option("--join", is_flag=True, hidden=True, help="Join a pass; never begin one.")
+def worker(config_path: Path, partitions: int, join: bool) -> None:
+    """Works partitions of a pass beside other workers, until none is left."""
+    from syncengine.workers.worker import run_worker
+
+    config = _load(config_path)
+    tune_gc_for_throughput()
+    result = _run_async(
+        lambda stop: run_worker(config, stop=stop, partitions=partitions, join_only=join)
+    )
+    counts = result.counts
+    click.echo(
+        f"worker: {result.partitions_done} partition(s), {counts.synced} synced, "
+        f"{counts.failed} failed in {result.elapsed_s:.1f} s",
+        err=True,
+    )
+    sys.exit(result.exit_status)
 
 
 @cli.command()

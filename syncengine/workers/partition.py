@@ -1,0 +1,128 @@
+"""Which partition a record belongs to, and a feed that yields only one partition.
+
+A pass split over workers is split by the record's key (`Change.key`: the
+module plus the record id, duplicate-check value or source key; for an
+insert with no identity, its feed position). The same key always lands in
+the same partition, so every change to one record goes through one worker,
+in feed order, and per-record order holds across workers. The hash is
+stable (BLAKE2b, not Python's salted `hash`), so every process and every
+later pass agree.
+
+Each partition is a feed of its own for the journal (`partition_source_id`):
+it has its own checkpoint, so a worker that takes over a partition resumes
+where that partition stopped, whatever the other partitions did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncGenerator, Callable
+
+from syncengine.keys import position_key
+from syncengine.model import BadInput, Checkpoint
+from syncengine.sources.base import Item, Source
+
+#: Partitions when the config does not say: several per worker, so work
+#: spreads evenly and a dead worker's share is taken by more than one.
+DEFAULT_PARTITIONS = 16
+#: Most partitions a pass may be split into.
+MAX_PARTITIONS = 1024
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition (0..partitions-1) of the record `key` (pure, stable across processes)."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
+
+
+def item_key(item: Item, source_id: str) -> str:
+    """The key an item is partitioned by: the change's key, else its feed position.
+
+    Feeds key every change they read (a keyless insert by its position), so
+    the fallback only serves lines that could not be used (`BadInput`).
+    """
+    if isinstance(item, BadInput):
+        position = item.position
+        return position_key(source_id, position.display, generation=position.generation)
+    if item.key is not None:
+        return item.key
+    first = item.positions[0]
+    return position_key(source_id, first.display, generation=first.generation)
+
+
+def partition_source_id(source_id: str, partition: int, partitions: int) -> str:
+    """The journal's name for one partition of a feed (its checkpoint's key)."""
+    return f"{source_id}|partition {partition}/{partitions}"
+
+
+def key_filter(partition: int, partitions: int) -> Callable[[str], bool]:
+    """True for the record keys of `partition` (the journal's pending rows are kept by it)."""
+
+    def in_partition(key: str) -> bool:
+        return partition_of(key, partitions) == partition
+
+    return in_partition
+
+
+class PartitionSource:
+    """The items of one partition of a feed, as a `Source` of their own.
+
+    Reads the whole feed and keeps the items of its partition, numbering
+    their positions 0, 1, 2, ... again, as a read must (the watermark
+    requires consecutive ordinals). A position keeps its place in the feed
+    (`resume_after`), so the partition's checkpoint is a checkpoint of the
+    feed, and the partition resumes after it, reading past other
+    partitions' items.
+    """
+
+    def __init__(self, inner: Source, partition: int, partitions: int) -> None:
+        if not 0 <= partition < partitions <= MAX_PARTITIONS:
+            raise ValueError(f"partition {partition} of {partitions} is out of range")
+        self.inner = inner
+        self.partition = partition
+        self.partitions = partitions
+        self._inner_id = inner.source_id
+        self.source_id = partition_source_id(inner.source_id, partition, partitions)
+
+    def read(self, start: Checkpoint | None) -> AsyncGenerator[list[Item], None]:
+        """The partition's items after `start`, up to the feed's current end."""
+        return self._kept(self.inner.read(start))
+
+    def follow(
+        self, start: Checkpoint | None, *, poll_interval_s: float
+    ) -> AsyncGenerator[list[Item], None]:
+        """As `read`, following the feed as it grows."""
+        return self._kept(self.inner.follow(start, poll_interval_s=poll_interval_s))
+
+    def estimate_total(self, start: Checkpoint | None) -> int | None:
+        """About the partition's share of what remains of the feed."""
+        total = self.inner.estimate_total(start)
+        return None if total is None else -(-total // self.partitions)
+
+    async def check_reachable(self, *, timeout_s: float = 2.0) -> str | None:
+        """The feed's own readiness."""
+        return await self.inner.check_reachable(timeout_s=timeout_s)
+
+    async def _kept(
+        self, batches: AsyncGenerator[list[Item], None]
+    ) -> AsyncGenerator[list[Item], None]:
+        partition, partitions, source_id = self.partition, self.partitions, self._inner_id
+        ordinal = 0
+        try:
+            async for batch in batches:
+                kept: list[Item] = []
+                for item in batch:
+                    if partition_of(item_key(item, source_id), partitions) != partition:
+                        continue
+                    if isinstance(item, BadInput):
+                        item.position.ordinal = ordinal
+                        ordinal += 1
+                    else:
+                        for position in item.positions:
+                            position.ordinal = ordinal
+                            ordinal += 1
+                    kept.append(item)
+                if kept:
+                    yield kept
+        finally:
+            await batches.aclose()

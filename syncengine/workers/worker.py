@@ -1,0 +1,196 @@
+"""`syncengine worker`: take partitions of the pass, one at a time, until none is left.
+
+Each worker opens the journal beside the others (no process lock: the
+partition leases keep them apart), one HTTP session, token provider and
+limiter, and for each partition it leases runs the ordinary engine over
+that partition's share of the feed (`PartitionSource`) and of the journal's
+pending records (the engine's key filter), from the partition's own
+checkpoint. When every unfinished partition is leased by others, it waits:
+one of them may die, and its partition is then this worker's to finish.
+
+A worker whose lease's connection fails stops its partition (the server
+may have freed the lease, and another worker may be taking it over), so a
+partition is worked by at most one worker but for `LeaseTiming.self_fence_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from dataclasses import dataclass, replace
+
+import structlog
+
+from syncengine.config import Config
+from syncengine.engine import Engine, PassCounts
+from syncengine.errors import ConfigError, FatalError
+from syncengine.exit_status import EXIT_FATAL
+from syncengine.failover.lease import DEFAULT_TIMING, LeaseTiming
+from syncengine.runner import LiveParts, engine_settings, exit_status_for, open_engine, record_end
+from syncengine.sources import open_source
+from syncengine.workers.leases import PartitionLease, PartitionTable, watch_lease
+from syncengine.workers.partition import PartitionSource, key_filter
+
+log = structlog.get_logger("syncengine.workers")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerResult:
+    """What one worker did: its counts over every partition it finished."""
+
+    counts: PassCounts
+    partitions_done: int
+    interrupted: bool
+    exit_status: int
+    elapsed_s: float
+
+
+def worker_name() -> str:
+    """How the partitions table names this worker (host and pid)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def journal_database(config: Config) -> tuple[str, str]:
+    """The journal's DSN and schema; ConfigError when the journal is not on PostgreSQL."""
+    url = config.journal.url
+    if url is None:
+        raise ConfigError(
+            'workers need the journal on PostgreSQL ([journal] url = "postgresql://..."):'
+            " the partitions and their leases live beside it"
+        )
+    return url, config.journal.schema
+
+
+def add_counts(total: PassCounts, more: PassCounts) -> None:
+    """Adds `more` into `total`, field by field."""
+    for name, value in more.as_dict().items():
+        setattr(total, name, getattr(total, name) + value)
+
+
+async def run_worker(
+    config: Config,
+    *,
+    stop: asyncio.Event,
+    partitions: int,
+    join_only: bool = False,
+    timing: LeaseTiming = DEFAULT_TIMING,
+) -> WorkerResult:
+    """Works partitions until the pass has none left; the exit status as for `run`.
+
+    With `join_only`, a worker that finds the last pass finished does not
+    begin another (the `migrate --workers` launcher began it already).
+    """
+    started = time.monotonic()
+    dsn, schema = journal_database(config)
+    table = PartitionTable(dsn, schema, timing=timing)
+    total = PassCounts()
+    done = 0
+    interrupted = False
+    try:
+        await table.open(partitions)
+        if not join_only and await table.begin_pass_if_complete():
+            log.info("workers.pass_begun", partitions=partitions)
+        settings = replace(engine_settings(config))
+        async with open_engine(
+            config, command="worker", settings=settings, exclusive=False
+        ) as parts:
+            run_id = await parts.journal.start_run("worker", now=time.time())
+            exit_status = EXIT_FATAL
+            try:
+                while not stop.is_set():
+                    lease = await table.lease()
+                    if lease is None:
+                        if await table.unfinished() == 0:
+                            break
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(timing.poll_s):
+                                await stop.wait()
+                        continue
+                    counts, finished = await _work(parts, config, lease, partitions, stop, timing)
+                    add_counts(total, counts)
+                    done += finished
+                    if not finished:
+                        interrupted = stop.is_set()
+                        if not interrupted:
+                            raise FatalError(
+                                f"workers: lost the lease of partition {lease.partition}; "
+                                "another worker takes it over from its checkpoint"
+                            )
+                interrupted = interrupted or stop.is_set()
+                exit_status = exit_status_for(total, interrupted=interrupted)
+            finally:
+                await record_end(
+                    parts.journal,
+                    run_id,
+                    exit_status=exit_status,
+                    counts=total,
+                    failing=exit_status == EXIT_FATAL,
+                )
+    finally:
+        await table.close()
+    elapsed_s = time.monotonic() - started
+    log.info(
+        "workers.summary",
+        partitions_done=done,
+        exit_status=exit_status,
+        elapsed_s=round(elapsed_s, 3),
+        **total.as_dict(),
+    )
+    return WorkerResult(total, done, interrupted, exit_status, elapsed_s)
+
+
+async def _work(
+    parts: LiveParts,
+    config: Config,
+    lease: PartitionLease,
+    partitions: int,
+    stop: asyncio.Event,
+    timing: LeaseTiming,
+) -> tuple[PassCounts, bool]:
+    """One partition through the engine; (its counts, True when finished and marked done)."""
+    number = lease.partition
+    log.info("workers.partition_leased", partition=number, partitions=partitions)
+    engine = Engine(
+        journal=parts.journal,
+        writer=parts.validator or parts.client,
+        settings=engine_settings(config),
+        source=PartitionSource(open_source(config), number, partitions),
+        keys=key_filter(number, partitions),
+    )
+    partition_stop = asyncio.Event()
+    lost: list[str] = []
+
+    async def stop_on_signal() -> None:
+        await stop.wait()
+        partition_stop.set()
+
+    async def stop_on_lost_lease() -> None:
+        lost.append(await watch_lease(lease, timing))
+        log.error("workers.lease_lost", partition=number, reason=lost[-1])
+        partition_stop.set()
+
+    watchers = [
+        asyncio.create_task(stop_on_signal()),
+        asyncio.create_task(stop_on_lost_lease()),
+    ]
+    try:
+        counts = await engine.run(partition_stop)
+    except BaseException:
+        await lease.abandon()
+        raise
+    finally:
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+    if engine.stopped_early or lost:
+        await lease.abandon()
+        with contextlib.suppress(Exception):
+            await lease.connection.close()
+        return counts, False
+    await lease.finish(worker_name())
+    await lease.connection.close()
+    log.info("workers.partition_done", partition=number, **counts.as_dict())
+    return counts, True
