@@ -57,7 +57,7 @@ async def run_check(config: Config, *, whole_feed: bool) -> CheckReport:
         register_secret(secret)
     source = open_source(config)
     async with AsyncExitStack() as stack:
-        journal = await Journal.open(config.journal.path)
+        journal = await Journal.open(config.journal)
         stack.push_async_callback(journal.close)
         session = make_session(concurrency=1, connect_timeout_s=crm.connect_timeout_s)
         stack.push_async_callback(session.close)

@@ -327,8 +327,8 @@ def status(config_path: Path, as_json: bool) -> None:
     config = _load(config_path, needs_secrets=False)
 
     async def main(_stop: asyncio.Event) -> dict[str, Any]:
-        async with await Journal.open(config.journal.path) as journal:
-            return await status_document(journal, config.journal.path)
+        async with await Journal.open(config.journal) as journal:
+            return await status_document(journal, journal.where)
 
     document = _run_async(main)
     click.echo(orjson.dumps(document).decode() if as_json else format_status(document))
@@ -343,7 +343,7 @@ def failures(config_path: Path, as_json: bool, code: str | None) -> None:
     config = _load(config_path, needs_secrets=False)
 
     async def main(_stop: asyncio.Event) -> list[dict[str, Any]]:
-        async with await Journal.open(config.journal.path) as journal:
+        async with await Journal.open(config.journal) as journal:
             return failure_documents(await journal.failures(code=code))
 
     rows = _run_async(main)
@@ -365,7 +365,7 @@ def ids(config_path: Path, module: str | None, as_json: bool, as_csv: bool) -> N
     fmt: IdsFormat = "json" if as_json else "csv" if as_csv else "text"
 
     async def main(_stop: asyncio.Event) -> int:
-        async with await Journal.open(config.journal.path) as journal:
+        async with await Journal.open(config.journal) as journal:
             return await write_ids(journal, sys.stdout, module=module, fmt=fmt)
 
     _run_async(main)
@@ -382,7 +382,7 @@ def retry(config_path: Path, code: str | None, ids: tuple[str, ...]) -> None:
     async def main(_stop: asyncio.Event) -> tuple[int, int]:
         import time
 
-        async with await Journal.open(config.journal.path) as journal:
+        async with await Journal.open(config.journal) as journal:
             result = await journal.requeue_failed(code=code, ids=ids, now=time.time())
         return result.requeued, result.not_redrivable
 

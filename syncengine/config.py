@@ -114,10 +114,24 @@ class LimitsConfig:
 
 @dataclass(frozen=True, slots=True)
 class JournalConfig:
-    """`[journal]`: the SQLite file holding checkpoint, outcomes and token cache."""
+    """`[journal]`: where checkpoints, outcomes and the token cache live.
+
+    An SQLite file at `path` (the default), or, with `url`, the tables of
+    PostgreSQL schema `schema` (`syncengine.journal.pg_database`).
+    """
 
     path: Path
     commit_timeout_s: float = 60.0  # a group commit not made by then ends the pass (exit 3)
+    #: PostgreSQL DSN of a journal kept in a database; holds a password. None: the SQLite file.
+    url: str | None = field(default=None, repr=False)
+    schema: str = "syncengine"  # the PostgreSQL schema of the journal's tables (with `url`)
+
+    @property
+    def where(self) -> str:
+        """The journal as messages name it: its file, or its masked DSN and schema."""
+        if self.url is None:
+            return str(self.path)
+        return f"{mask_dsn(self.url)} (schema {self.schema})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,11 +444,21 @@ def _journal(table: ConfigTable, base: Path) -> JournalConfig:
     the journal's own open sees the link and refuses it.
     """
     # Next to the config by default, so each config gets its own journal.
-    written = Path(table.string("path") or "syncengine.db").expanduser()
+    written_path = table.string("path")
+    url = _postgres_dsn(table, "url")
+    if url is not None and written_path is not None:
+        raise table.error("url", "and journal.path exclude each other: keep one")
+    if url is None and table.get("schema") is not None:
+        raise table.error("schema", "applies only with journal.url")
+    written = Path(written_path or "syncengine.db").expanduser()
     path = base / written
     return JournalConfig(
         path=path.parent.resolve() / path.name,
-        **_present(commit_timeout_s=table.number("commit_timeout_s")),
+        **_present(
+            commit_timeout_s=table.number("commit_timeout_s"),
+            url=url,
+            schema=table.matching("schema", _PG_IDENTIFIER),
+        ),
     )
 
 

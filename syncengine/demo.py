@@ -142,8 +142,8 @@ async def run_demo(folder: Path, *, records: int, port: int) -> int:
             result = await run_pass(
                 config, command="migrate", stop=asyncio.Event(), on_engine=watched.append
             )
-    async with await Journal.open(config.journal.path) as journal:
-        document = await status_document(journal, config.journal.path)
+    async with await Journal.open(config.journal) as journal:
+        document = await status_document(journal, journal.where)
         failed = await journal.failures()
     click.echo("\n$ syncengine status -c " + str(config_path))
     click.echo(format_status(document))

@@ -29,7 +29,7 @@ async def write_report(
 
     Raises ConfigError when `path` cannot be written, naming it.
     """
-    async with await Journal.open(config.journal.path) as journal:
+    async with await Journal.open(config.journal) as journal:
         data = await gather(journal, run_id=run_id, since=since)
     page = await asyncio.to_thread(render, data)
     await asyncio.to_thread(_write_atomically, path, page)

@@ -102,7 +102,7 @@ async def gather(
     if run_id is not None:
         runs = await journal.runs(run_id=run_id)
         if not runs:
-            raise ConfigError(f"--run {run_id}: no such run in journal {journal.path}")
+            raise ConfigError(f"--run {run_id}: no such run in journal {journal.where}")
     else:
         runs = await journal.runs(since=now - DEFAULT_WINDOW_S if since is None else since)
         if not runs and since is None:
@@ -117,4 +117,4 @@ async def gather(
         code: await journal.failures(code=code, limit=EXAMPLES_PER_CODE)
         for code in dict.fromkeys(group.code for group in groups)
     }
-    return ReportData(str(journal.path), runs, timelines, groups, examples, now)
+    return ReportData(journal.where, runs, timelines, groups, examples, now)

@@ -21,7 +21,7 @@ def _iso(epoch_s: float | None) -> str | None:
     return dt.datetime.fromtimestamp(epoch_s, tz=dt.UTC).isoformat(timespec="seconds")
 
 
-async def status_document(journal: Journal, path: Path) -> dict[str, Any]:
+async def status_document(journal: Journal, path: Path | str) -> dict[str, Any]:
     """The object `status --json` prints (interface.md: `records` holds the counts)."""
     counts = await journal.counts()
     checkpoints = await journal.checkpoints()

@@ -176,11 +176,11 @@ async def open_engine(
     for secret in (crm.client_secret, crm.refresh_token):
         register_secret(secret)
     folder = config.journal.path.parent
-    if not folder.is_dir():
+    if config.journal.url is None and not folder.is_dir():
         raise ConfigError(f"journal.path: the folder {folder} does not exist")
     async with AsyncExitStack() as stack:
         journal = await Journal.open(
-            config.journal.path,
+            config.journal,
             holder=holder_description(command) if exclusive else None,
             commit_process=True,
             commit_timeout_s=config.journal.commit_timeout_s,

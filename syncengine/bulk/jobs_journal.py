@@ -11,18 +11,30 @@ job is polled and read, never sent again; a `planned` one was never created.
 Own connection: these are small writes between long waits, outside the
 pass's group commits; SQLite's WAL lets them sit beside those. The job's
 rows are deleted when it ends, so the table holds only work under way.
+
+The calls are synchronous, as the pass makes them between long waits. On
+a PostgreSQL journal (`JobsJournal.postgres`) the same SQL runs through
+asyncpg on a thread of its own (`_PostgresConnection`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from syncengine.model import Checkpoint, Operation
+
+if TYPE_CHECKING:
+    import asyncpg
+
+_T = TypeVar("_T")
 
 _BUSY_TIMEOUT_S: Final = 10.0
 
@@ -53,12 +65,121 @@ class JobLine:
     payload: bytes
 
 
-class JobsJournal:
-    """The `bulk_jobs` and `bulk_rows` tables of one journal file (schema version 6)."""
+class _Connection(Protocol):
+    """What the jobs' SQL needs of a connection (SQL in SQLite's spelling, `?` placeholders)."""
 
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]: ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def close(self) -> None: ...
+
+
+class _SqliteConnection:
     def __init__(self, path: Path) -> None:
-        """`path` is a journal `Journal.open` prepared (mode, links and schema checked)."""
         self._db = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        return self._db.execute(sql, params).fetchall()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._db.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._db.executemany(sql, rows)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _PostgresConnection:
+    """An asyncpg connection driven from synchronous code, on a thread and loop of its own."""
+
+    def __init__(self, url: str, schema: str) -> None:
+        from syncengine.journal.pg_connection import connect
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="journal.bulk_jobs", daemon=True
+        )
+        self._thread.start()
+        try:
+            self._connection: asyncpg.Connection = self._call(
+                connect(url, schema, purpose="bulk jobs")
+            )
+        except BaseException:
+            self._stop()
+            raise
+
+    def _call(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        from syncengine.journal.database import numbered
+
+        return list(self._call(self._connection.fetch(numbered(sql), *params)))
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        from syncengine.journal.database import numbered
+
+        self._call(self._connection.execute(numbered(sql), *params))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        from syncengine.journal.database import numbered
+
+        self._call(self._connection.executemany(numbered(sql), list(rows)))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
+
+    def close(self) -> None:
+        try:
+            self._call(self._connection.close(timeout=5))
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+
+class JobsJournal:
+    """The `bulk_jobs` and `bulk_rows` tables of one journal (file or PostgreSQL schema)."""
+
+    def __init__(self, path: Path | None = None, *, connection: _Connection | None = None) -> None:
+        """`path` is a journal `Journal.open` prepared (mode, links and schema checked)."""
+        if connection is None:
+            assert path is not None
+            connection = _SqliteConnection(path)
+        self._db = connection
+
+    @classmethod
+    def postgres(cls, url: str, schema: str) -> JobsJournal:
+        """The jobs of the journal in PostgreSQL schema `schema` (prepared by `Journal.open`)."""
+        return cls(connection=_PostgresConnection(url, schema))
 
     def close(self) -> None:
         """Close the connection."""
@@ -76,11 +197,11 @@ class JobsJournal:
     ) -> JobRow:
         """Journal a new job and its rows, in file order, in one transaction."""
         now = time.time()
-        with self._transaction():
-            cursor = self._db.execute(
+        with self._db.transaction():
+            (job,) = self._db.fetchall(
                 "INSERT INTO bulk_jobs (source, module, operation, find_by, state, rows,"
                 " last_resume_after, last_display, last_generation, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, 'planned', ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, 'planned', ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     source,
                     module,
@@ -93,9 +214,7 @@ class JobsJournal:
                     now,
                     now,
                 ),
-            )
-            job = cursor.lastrowid
-            assert job is not None
+            )[0]
             self._db.executemany(
                 "INSERT INTO bulk_rows (job, row, key, position, source, payload)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -120,7 +239,7 @@ class JobsJournal:
 
     def ended(self, job: JobRow, state: str) -> None:
         """The job is `done` or `abandoned`: its rows' outcomes are durable records rows."""
-        with self._transaction():
+        with self._db.transaction():
             self._db.execute(
                 "UPDATE bulk_jobs SET state = ?, updated_at = ? WHERE id = ?",
                 (state, time.time(), job.id),
@@ -130,11 +249,11 @@ class JobsJournal:
 
     def unfinished(self) -> list[JobRow]:
         """Jobs a pass left between steps, oldest first."""
-        rows = self._db.execute(
+        rows = self._db.fetchall(
             "SELECT id, source, module, operation, find_by, state, file_id, job_id, rows,"
             " last_resume_after, last_display, last_generation FROM bulk_jobs"
             " WHERE state NOT IN ('done', 'abandoned') ORDER BY id"
-        ).fetchall()
+        )
         return [
             JobRow(
                 job,
@@ -166,10 +285,10 @@ class JobsJournal:
 
     def lines(self, job: JobRow) -> list[JobLine]:
         """The job's rows in file order."""
-        rows = self._db.execute(
+        rows = self._db.fetchall(
             "SELECT key, position, source, payload FROM bulk_rows WHERE job = ? ORDER BY row",
             (job.id,),
-        ).fetchall()
+        )
         return [
             JobLine(key, position, source, bytes(payload))
             for key, position, source, payload in rows
@@ -180,7 +299,7 @@ class JobsJournal:
         records path, which merges them (design.md invariant 3)."""
         found: set[str] = set()
         for state in ("pending", "failed"):  # literals, so the partial indexes apply
-            rows = self._db.execute(f"SELECT key FROM records WHERE state = '{state}'")
+            rows = self._db.fetchall(f"SELECT key FROM records WHERE state = '{state}'")
             found.update(key for (key,) in rows)
         return found
 
@@ -189,19 +308,3 @@ class JobsJournal:
             f"UPDATE bulk_jobs SET state = ?, {assignment}, updated_at = ? WHERE id = ?",
             (state, *params, time.time(), job.id),
         )
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")

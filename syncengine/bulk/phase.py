@@ -276,7 +276,7 @@ async def run_bulk_phase(
     stop: asyncio.Event,
 ) -> BulkSummary:
     """The bulk phase of one pass (see the module docstring); `records` only resumes jobs."""
-    jobs = JobsJournal(journal.path)
+    jobs = journal.jobs()
     session = make_session(
         concurrency=config.limits.bulk_jobs_in_flight + 1,
         connect_timeout_s=config.crm.connect_timeout_s,

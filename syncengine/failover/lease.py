@@ -45,9 +45,9 @@ class LeaseTiming:
     #: ...and takes no answer within this long as the lease lost.
     check_timeout_s: float = 5.0
     #: The server probes a silent peer after this long idle...
-    keepalive_idle_s: int = 5
+    keepalive_idle_s: int = 10
     #: ...then this often...
-    keepalive_interval_s: int = 2
+    keepalive_interval_s: int = 5
     #: ...and ends its session after this many unanswered probes.
     keepalive_count: int = 3
 

@@ -27,7 +27,9 @@ death is never committed. On Linux the worker also asks the kernel to kill it
 when its parent dies, so it never writes after the process that sent it work.
 
 Started isolated by `group_commit` (`python -I`, see its `_WORKER_BOOT`), whose
-`main` gets `JOURNAL PARENT_PID`; it
+`main` gets `JOURNAL PARENT_PID`, or for a PostgreSQL journal
+`postgresql SCHEMA PARENT_PID` with the DSN as the first frame (never on
+the command line, which other users can read; see `pg_commit_worker`); it
 imports only what a commit needs (see `syncengine.journal`'s lazy names).
 """
 
@@ -40,11 +42,15 @@ import os
 import signal
 import sqlite3
 import sys
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import orjson
 
 from syncengine.journal.writes import UPSERT_CHECKPOINT, UPSERT_HIGH_WATER, statements_for
+
+#: The first argument of a worker for a PostgreSQL journal (its DSN is the first frame).
+POSTGRES_MARK = "postgresql"
 
 #: The length prefix of a frame.
 HEADER_BYTES = 4
@@ -102,6 +108,25 @@ def commit(db: sqlite3.Connection, message: bytes) -> None:
 
 def serve(db: sqlite3.Connection, requests: BinaryIO, answers: BinaryIO) -> None:
     """Commits messages until `requests` ends, answering each."""
+    serve_with(
+        lambda message: commit(db, message),
+        (sqlite3.Error, orjson.JSONDecodeError, ValueError, TypeError),
+        requests,
+        answers,
+    )
+
+
+def serve_with(
+    commit_one: Callable[[bytes], None],
+    errors: tuple[type[BaseException], ...],
+    requests: BinaryIO,
+    answers: BinaryIO,
+) -> None:
+    """Commits messages with `commit_one` until `requests` ends, answering each.
+
+    A failure among `errors` is answered (and ends all later commits); any
+    other ends the worker.
+    """
     answers.write(READY)
     answers.flush()
     failure: bytes | None = None
@@ -113,8 +138,8 @@ def serve(db: sqlite3.Connection, requests: BinaryIO, answers: BinaryIO) -> None
             answers.flush()
             continue
         try:
-            commit(db, message)
-        except (sqlite3.Error, orjson.JSONDecodeError, ValueError, TypeError) as exc:
+            commit_one(message)
+        except errors as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             failure = reason.encode(errors="replace") + b"\n"
             answers.write(ERROR_PREFIX + failure)
@@ -141,15 +166,25 @@ def _die_with(parent_pid: int) -> None:
         os._exit(0)
 
 
+def _ignore_stop_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def main(argv: list[str]) -> int:
     """Entry point of the worker process; see the module docstring."""
+    if argv[0] == POSTGRES_MARK:  # a PostgreSQL journal: `postgresql SCHEMA PARENT_PID`
+        _die_with(int(argv[2]))
+        _ignore_stop_signals()
+        from syncengine.journal.pg_commit_worker import serve_postgres
+
+        return serve_postgres(argv[1], sys.stdin.buffer, sys.stdout.buffer)
     path, parent_pid = argv[0], int(argv[1])
     _die_with(parent_pid)
     # A terminal's Ctrl-C or a service manager's SIGTERM reaches the whole
     # group; the parent still has outcomes to commit while it stops, and it
     # ends this process by closing standard input.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _ignore_stop_signals()
     answers: Any = sys.stdout.buffer
     try:
         db = open_journal(path)

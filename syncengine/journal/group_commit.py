@@ -24,7 +24,7 @@ import orjson
 
 import syncengine
 from syncengine.errors import FatalError
-from syncengine.journal.commit_worker import ERROR_PREFIX, OK, READY, frame
+from syncengine.journal.commit_worker import ERROR_PREFIX, OK, POSTGRES_MARK, READY, frame
 from syncengine.journal.records import RecordUpdate, SyncedRow
 from syncengine.journal.writes import row_runs
 from syncengine.model import Checkpoint
@@ -122,7 +122,7 @@ def _widen_pipe(stdin: asyncio.StreamWriter | None) -> None:
 
 
 class CommitProcess:
-    """One running commit worker for one journal file.
+    """One running commit worker for one journal (file or PostgreSQL schema).
 
     Messages are sent at once, several may be on their way, and each has a
     future that completes when the worker answers for it: the worker commits
@@ -134,7 +134,7 @@ class CommitProcess:
     def __init__(
         self,
         process: asyncio.subprocess.Process,
-        path: Path,
+        path: Path | str,
         *,
         timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S,
     ) -> None:
@@ -163,6 +163,26 @@ class CommitProcess:
         then overlaps the pass's own (token, first requests). It runs
         isolated (see `_WORKER_BOOT`) with only `worker_environment`.
         """
+        return await cls._spawn([str(path)], str(path), timeout_s=timeout_s)
+
+    @classmethod
+    async def start_postgres(
+        cls, url: str, schema: str, *, where: str, timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S
+    ) -> Self:
+        """As `start`, for the journal in PostgreSQL schema `schema` (`pg_commit_worker`).
+
+        The DSN goes to the worker as the first frame on its standard input,
+        never on its command line; `where` (the DSN masked) names the journal
+        in messages.
+        """
+        return await cls._spawn(
+            [POSTGRES_MARK, schema], where, timeout_s=timeout_s, first=url.encode()
+        )
+
+    @classmethod
+    async def _spawn(
+        cls, args: list[str], name: str, *, timeout_s: float, first: bytes | None = None
+    ) -> Self:
         folders = worker_import_folders(sys.path, cwd=os.getcwd())
         try:
             process = await asyncio.create_subprocess_exec(
@@ -173,7 +193,7 @@ class CommitProcess:
                 _PACKAGE_ROOT,
                 str(len(folders)),
                 *folders,
-                str(path),
+                *args,
                 str(os.getpid()),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
@@ -181,9 +201,11 @@ class CommitProcess:
                 env=worker_environment(os.environ),
             )
         except OSError as exc:
-            raise FatalError(f"cannot start the commit process for journal {path}: {exc}") from exc
+            raise FatalError(f"cannot start the commit process for journal {name}: {exc}") from exc
         _widen_pipe(process.stdin)
-        return cls(process, path, timeout_s=timeout_s)
+        if first is not None and process.stdin is not None:
+            process.stdin.write(frame(first))
+        return cls(process, name, timeout_s=timeout_s)
 
     def send(self, message: bytes) -> asyncio.Future[None]:
         """Sends one message (see `commit_message`) now.

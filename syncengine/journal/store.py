@@ -7,12 +7,17 @@ changes it moves past (design.md invariant 1). The group commits are made by
 a process of their own (`group_commit`, `commit_worker`), each with a
 deadline, so a stalled disk ends the pass instead of hanging it.
 
-Everything else goes through one aiosqlite session connection: a `run`
+Everything else goes through one session connection (`database`): a `run`
 reads its retry queue through `due`; `status`, `failures` and `retry` open
-the same file without the process lock and read (or requeue) beside a live
+the same journal without the process lock and read (or requeue) beside a live
 run; runs and the token cache are small writes. Its writes take an asyncio
 lock so that transactions of concurrent callers never interleave, and `due`
 takes it for each page, so it never reads inside one of them.
+
+The journal is an SQLite file (`[journal] path`, the default) or a
+PostgreSQL schema (`[journal] url`): the same SQL runs on either through
+`database.Database`; what differs is how it is opened (`_open_sqlite`,
+`_open_postgres`) and held (`lock` or `pg_lock`).
 """
 
 from __future__ import annotations
@@ -24,13 +29,15 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import aiosqlite
 import orjson
 import structlog
 
+from syncengine.config import JournalConfig
 from syncengine.errors import FatalError
+from syncengine.journal.database import Database, PostgresDatabase, SqliteDatabase
 from syncengine.journal.group_commit import (
     DEFAULT_COMMIT_TIMEOUT_S,
     CommitProcess,
@@ -52,6 +59,9 @@ from syncengine.journal.timeline import TimelineRow, thin_statements
 from syncengine.keys import split_source_record_key
 from syncengine.model import Change, Checkpoint, RecordState
 
+if TYPE_CHECKING:
+    from syncengine.bulk.jobs_journal import JobsJournal
+
 log = structlog.get_logger(__name__)
 
 #: How long an open waits for another connection's write transaction. The
@@ -72,41 +82,59 @@ _MAPPED = "record_id IS NOT NULL AND NOT (state = 'synced' AND operation = 'dele
 # that a group commit changes or reschedules between pages is never met twice, while
 # the rows not yet reached neither shift nor hide.
 _DUE_PAGE = """
-SELECT rowid, payload, attempts, key FROM records
-WHERE state = 'pending' AND next_attempt_at <= ? AND rowid > ?
-ORDER BY rowid LIMIT ?
+SELECT {order}, payload, attempts, key FROM records
+WHERE state = 'pending' AND next_attempt_at <= ? AND {order} > ?
+ORDER BY {order} LIMIT ?
 """
 
 
 class Journal:
-    """One open journal file: records, checkpoints, runs and the token cache.
+    """One open journal: records, checkpoints, runs and the token cache.
 
     Open with `Journal.open`; close with `close` or `async with`.
     """
 
     def __init__(
         self,
-        db: aiosqlite.Connection,
-        path: Path,
+        db: Database,
+        where: str,
         lock: ProcessLock | None,
         committer: CommitProcess | None = None,
+        *,
+        path: Path | None = None,
+        postgres: tuple[str, str] | None = None,
+        holds_pg_lock: bool = False,
     ) -> None:
+        #: The SQLite file; None for a PostgreSQL journal.
         self.path = path
+        #: The journal as messages name it: its file, or its masked DSN and schema.
+        self.where = where
         self._db = db
         self._lock = lock
         self._committer = committer
         self._write_lock = asyncio.Lock()
+        self._postgres = postgres
+        self._holds_pg_lock = holds_pg_lock
+        self._order = db.dialect.row_order
+
+    @property
+    def postgres(self) -> tuple[str, str] | None:
+        """(DSN, schema) of a PostgreSQL journal; None for an SQLite file."""
+        return self._postgres
 
     @classmethod
     async def open(
         cls,
-        path: Path,
+        target: Path | JournalConfig,
         *,
         holder: str | None = None,
         commit_process: bool = False,
         commit_timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S,
     ) -> Journal:
-        """Open (creating and upgrading as needed) the journal at `path`.
+        """Open (creating and upgrading as needed) the journal `target` names.
+
+        `target` is an SQLite file, or a `[journal]` table: its `url` (a
+        PostgreSQL schema) when set, else its `path`.
 
         With `holder` (such as "syncengine run -c cron.toml"), first take the
         process lock, as `run`, `migrate` and `daemon` must. Without it, open
@@ -118,9 +146,22 @@ class Journal:
         Raises:
             JournalLockedError: `holder` was given and another process holds
                 the journal; the message names it.
-            FatalError: the file cannot be created or opened, is not a
-                journal, or is from a newer version; the message names it.
+            FatalError: the file (or database) cannot be created or opened,
+                is not a journal, or is from a newer version; the message
+                names it (a DSN with its password masked).
         """
+        if isinstance(target, JournalConfig):
+            if target.url is not None:
+                return await _open_postgres(
+                    cls,
+                    target.url,
+                    target.schema,
+                    holder=holder,
+                    commit_process=commit_process,
+                    commit_timeout_s=commit_timeout_s,
+                )
+            target = target.path
+        path = target
         lock = None
         try:
             if holder is not None:
@@ -142,19 +183,33 @@ class Journal:
                 _release(lock)
                 raise
         log.debug("journal.opened", path=str(path), locked=lock is not None)
-        return cls(db, path, lock, committer)
+        return cls(SqliteDatabase(db), str(path), lock, committer, path=path)
 
     async def close(self) -> None:
         """End the commit process, close the connection, release the lock; safe to call twice."""
         try:
             if self._committer is not None:
                 await self._committer.close()
+                self._committer = None
         finally:
             try:
+                if self._holds_pg_lock and self._postgres is not None:
+                    self._holds_pg_lock = False
+                    with contextlib.suppress(Exception):
+                        await _pg_release(self._db, self._postgres[1])
                 await self._db.close()
             finally:
                 _release(self._lock)
                 self._lock = None
+
+    def jobs(self) -> JobsJournal:
+        """The bulk-write jobs' tables of this journal, on a connection of their own."""
+        from syncengine.bulk.jobs_journal import JobsJournal
+
+        if self._postgres is not None:
+            return JobsJournal.postgres(*self._postgres)
+        assert self.path is not None
+        return JobsJournal(self.path)
 
     async def __aenter__(self) -> Self:
         return self
@@ -191,7 +246,7 @@ class Journal:
         Only a journal opened with `commit_process` takes group commits.
         """
         if self._committer is None:
-            raise RuntimeError(f"journal {self.path} was opened without a commit process")
+            raise RuntimeError(f"journal {self.where} was opened without a commit process")
         message = commit_message(updates, checkpoints, high_water, time.time())
         return self._committer.send(message)
 
@@ -223,7 +278,7 @@ class Journal:
             return found
         for group in _id_groups(keys):
             marks = ",".join("?" * len(group))
-            rows = await self._db.execute_fetchall(
+            rows = await self._db.fetch(
                 f"SELECT key, position FROM records WHERE source = ? AND key IN ({marks})"
                 " AND position IS NOT NULL",
                 (source_id, *group),
@@ -241,7 +296,7 @@ class Journal:
 
     async def checkpoints(self) -> dict[str, Checkpoint]:
         """Every source's checkpoint, by source id (for `status`)."""
-        rows = await self._db.execute_fetchall(
+        rows = await self._db.fetch(
             "SELECT source_id, resume_after, display, generation FROM checkpoints"
             " ORDER BY source_id"
         )
@@ -259,7 +314,7 @@ class Journal:
         after = 0
         while True:
             async with self._write_lock:  # never inside this connection's own write
-                rows = list(await self._db.execute_fetchall(_DUE_PAGE, (now, after, page)))
+                rows = await self._db.fetch(_DUE_PAGE.format(order=self._order), (now, after, page))
             for _rowid, payload, attempts, key in rows:
                 if payload is None:
                     log.warning("journal.pending_without_payload", key=key)
@@ -272,7 +327,7 @@ class Journal:
     async def counts(self) -> dict[str, int]:
         """Records by state: always the keys synced, pending and failed."""
         result = {state.value: 0 for state in RecordState}
-        rows = await self._db.execute_fetchall("SELECT state, count(*) FROM records GROUP BY state")
+        rows = await self._db.fetch("SELECT state, count(*) FROM records GROUP BY state")
         for state, count in rows:
             result[state] = count
         return result
@@ -282,10 +337,10 @@ class Journal:
     ) -> list[FailureRow]:
         """Failed records with their last error, in feed order (then by time)."""
         where, params = _failed_filter(code, ())
-        rows = await self._db.execute_fetchall(
+        rows = await self._db.fetch(
             "SELECT module, record_id, position, code, message, attempts, details, payload, key "
             f"FROM records WHERE {where} ORDER BY position IS NULL, position, updated_at LIMIT ?",
-            (*params, -1 if limit is None else limit),
+            (*params, self._db.dialect.no_limit if limit is None else limit),
         )
         failures = []
         for module, rid, pos, code_, message, attempts, details, payload, key in rows:
@@ -310,15 +365,15 @@ class Journal:
 
     async def failure_groups(self) -> list[tuple[str, str | None, int]]:
         """Failed records counted by (code, field the CRM named), most frequent first."""
-        rows = await self._db.execute_fetchall(
-            "SELECT coalesce(code, '?'), json_extract(details, '$.api_name'), count(*)"
+        rows = await self._db.fetch(
+            f"SELECT coalesce(code, '?'), {self._db.dialect.details_api_name}, count(*)"
             " FROM records WHERE state = 'failed' GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
         )
         return [(code, None if field is None else str(field), count) for code, field, count in rows]
 
     async def failed_keys(self) -> set[str]:
         """The keys of every failed record: their owed state is read back when they change."""
-        rows = await self._db.execute_fetchall(
+        rows = await self._db.fetch(
             "SELECT key FROM records WHERE state = 'failed' AND payload IS NOT NULL"
         )
         return {key for (key,) in rows}
@@ -346,7 +401,7 @@ class Journal:
             return found
         for group in _id_groups(keys):
             marks = ",".join("?" * len(group))
-            rows = await self._db.execute_fetchall(
+            rows = await self._db.fetch(
                 f"SELECT key, {column} FROM records WHERE key IN ({marks}) AND {condition}",
                 tuple(group),
             )
@@ -365,7 +420,7 @@ class Journal:
         after = low
         while True:
             rows = list(
-                await self._db.execute_fetchall(
+                await self._db.fetch(
                     f"SELECT key, record_id FROM records WHERE key > ? AND key < ? AND {_MAPPED}"
                     " ORDER BY key LIMIT ?",
                     (after, high, page),
@@ -388,7 +443,7 @@ class Journal:
         found: dict[str, Change] = {}
         for group in _id_groups(keys):
             marks = ",".join("?" * len(group))
-            rows = await self._db.execute_fetchall(
+            rows = await self._db.fetch(
                 f"SELECT key, payload, attempts FROM records WHERE key IN ({marks})"
                 " AND state IN ('failed', 'pending') AND payload IS NOT NULL",
                 tuple(group),
@@ -411,12 +466,11 @@ class Journal:
         async with self._transaction():
             for id_group in _id_groups(ids):
                 where, params = _failed_filter(code, id_group)
-                cursor = await self._db.execute(
+                requeued += await self._db.execute(
                     "UPDATE records SET state = 'pending', attempts = 0, next_attempt_at = ?, "
                     f"updated_at = ? WHERE {where} AND payload IS NOT NULL",
                     (now, now, *params),
                 )
-                requeued += cursor.rowcount
                 row = await self._fetch_one(
                     f"SELECT count(*) FROM records WHERE {where} AND payload IS NULL", params
                 )
@@ -427,12 +481,12 @@ class Journal:
     async def start_run(self, command: str, *, now: float) -> int:
         """Record the start of a run; returns its id for `finish_run`."""
         async with self._write_lock:
-            cursor = await self._db.execute(
-                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, now)
+            row = await self._db.fetch_one(
+                "INSERT INTO runs (command, started_at) VALUES (?, ?) RETURNING id", (command, now)
             )
-        if cursor.lastrowid is None:  # pragma: no cover - an INSERT always sets it
-            raise FatalError(f"journal {self.path}: run not recorded")
-        return cursor.lastrowid
+        if row is None:  # pragma: no cover - an INSERT ... RETURNING always returns
+            raise FatalError(f"journal {self.where}: run not recorded")
+        return int(row[0])
 
     async def finish_run(
         self, run_id: int, *, now: float, exit_status: int, counts: Mapping[str, object]
@@ -474,7 +528,7 @@ class Journal:
             sql, params = sql + " WHERE id = ?", (run_id,)
         elif since is not None:
             sql, params = sql + " WHERE started_at >= ?", (since,)
-        rows = await self._db.execute_fetchall(sql + " ORDER BY id", params)
+        rows = await self._db.fetch(sql + " ORDER BY id", params)
         return [
             RunRow(rid, command, started, finished, status, _load_json(counts))
             for rid, command, started, finished, status, counts in rows
@@ -486,7 +540,7 @@ class Journal:
 
     async def timeline(self, run_id: int) -> list[TimelineRow]:
         """Run `run_id`'s timeline in time order."""
-        rows = await self._db.execute_fetchall(
+        rows = await self._db.fetch(
             f"SELECT {', '.join(TIMELINE_COLUMNS)} FROM timeline WHERE run_id = ? ORDER BY t",
             (run_id,),
         )
@@ -495,15 +549,14 @@ class Journal:
     async def thin_timeline(self, *, now: float) -> None:
         """Merge old timeline rows into longer spans and drop expired ones, in one transaction."""
         async with self._transaction():
-            for sql, params in thin_statements(now):
+            for sql, params in thin_statements(now, postgres=self._db.dialect.postgres):
                 await self._db.execute(sql, params)
 
     # -- for the token cache of this package ---------------------------------
 
-    async def _fetch_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+    async def _fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any] | None:
         """The first row of a query, or None."""
-        async with self._db.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        return await self._db.fetch_one(sql, params)
 
     async def _write(self, sql: str, params: Sequence[Any]) -> None:
         """One statement in its own (autocommit) transaction."""
@@ -512,23 +565,9 @@ class Journal:
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error or cancellation.
-
-        IMMEDIATE takes SQLite's write lock up front, so a reader process that
-        writes (`retry`) waits its busy timeout instead of failing on upgrade.
-        """
-        async with self._write_lock:
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                yield
-                await self._db.execute("COMMIT")
-            except BaseException:
-                # aiosqlite runs calls in order, so this follows any cancelled
-                # call still queued (a cancelled COMMIT still commits); "no
-                # transaction is active" then means there is nothing to undo.
-                with contextlib.suppress(sqlite3.OperationalError):
-                    await self._db.execute("ROLLBACK")
-                raise
+        """One transaction of this connection's, rolled back on any error or cancellation."""
+        async with self._write_lock, self._db.transaction():
+            yield
 
 
 _TIMELINE_INSERT = (
@@ -591,3 +630,69 @@ def _id_groups(ids: Sequence[str]) -> Iterable[Sequence[str]]:
 
 def _load_json(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
+
+
+async def _open_postgres(
+    cls: type[Journal],
+    url: str,
+    schema: str,
+    *,
+    holder: str | None,
+    commit_process: bool,
+    commit_timeout_s: float,
+) -> Journal:
+    """The journal in PostgreSQL schema `schema` (see `Journal.open`).
+
+    The session connection creates or upgrades the schema, then, with
+    `holder`, takes the journal's advisory lock (`pg_lock`) and keeps it as
+    long as it is open: the server drops it with the session, SIGKILL
+    included. Without `holder` it reads (and makes small writes) beside
+    any holder, as MVCC allows.
+    """
+    from syncengine.journal import pg_connection, pg_lock, pg_schema
+
+    where = pg_connection.where(url, schema)
+    connection = await pg_connection.connect(url, schema, purpose="session")
+    db = PostgresDatabase(connection)
+    committer = None
+    try:
+        try:
+            found = await pg_schema.migrate(connection, schema, where)
+            if holder is not None:
+                await pg_lock.acquire(
+                    connection, schema, describe_holder(holder, now=time.time()), where=where
+                )
+        except _pg_errors() as exc:
+            detail = pg_connection.scrub(f"{type(exc).__name__}: {exc}", url)
+            raise FatalError(f"cannot open journal {where}: {detail}"[:400]) from None
+        if found < pg_schema.SCHEMA_VERSION:
+            log.info(
+                "journal.migrated",
+                journal=where,
+                from_version=found,
+                to_version=pg_schema.SCHEMA_VERSION,
+            )
+        if commit_process:
+            committer = await CommitProcess.start_postgres(
+                url, schema, where=where, timeout_s=commit_timeout_s
+            )
+    except BaseException:
+        await connection.close()
+        raise
+    log.debug("journal.opened", journal=where, locked=holder is not None)
+    return cls(db, where, None, committer, postgres=(url, schema), holds_pg_lock=holder is not None)
+
+
+def _pg_errors() -> tuple[type[BaseException], ...]:
+    """What asyncpg raises for a statement the server (or the link to it) failed."""
+    import asyncpg
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+async def _pg_release(db: Database, schema: str) -> None:
+    """Clear the holder line and drop the advisory lock before the session ends."""
+    from syncengine.journal import pg_lock
+
+    assert isinstance(db, PostgresDatabase)
+    await pg_lock.release(db.connection, schema)

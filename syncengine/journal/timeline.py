@@ -96,24 +96,27 @@ def row_between(
     )
 
 
-def thin_statements(now: float) -> list[tuple[str, tuple[float, ...]]]:
+def thin_statements(now: float, *, postgres: bool = False) -> list[tuple[str, tuple[float, ...]]]:
     """SQL that merges old short rows into `THIN_SPAN_S` rows and drops expired ones (pure).
 
     Merged rows keep each run's spans apart, sum the counts, average the
     gauges (the mean in-flight weighted by span, so latency stays right)
     and take the lowest credits figure (the
-    day's credits only fall between resets).
+    day's credits only fall between resets). `postgres` spells it for
+    PostgreSQL, whose casts round where SQLite's truncate.
     """
     thin_before = now - THIN_AFTER_S
-    bucket = f"CAST(t / {THIN_SPAN_S} AS INTEGER)"
+    bucket = f"floor(t / {THIN_SPAN_S})" if postgres else f"CAST(t / {THIN_SPAN_S} AS INTEGER)"
+    greatest = "greatest" if postgres else "max"
+    depth = "floor(avg(queue_depth))" if postgres else "avg(queue_depth)"
     short = f"span_s < {THIN_SPAN_S} AND t < ?"
     return [
         ("DELETE FROM timeline WHERE t < ?", (now - KEEP_S,)),
         (
             "INSERT INTO timeline SELECT run_id, max(t), sum(span_s), sum(read), sum(synced),"
             " sum(failed), sum(retried), sum(requests), sum(throttled),"
-            " sum(in_flight * span_s) / max(sum(span_s), 1e-9), max(limit_),"
-            " CAST(avg(queue_depth) AS INTEGER), max(sync_lag_s),"
+            f" sum(in_flight * span_s) / {greatest}(sum(span_s), 1e-9), max(limit_),"
+            f" CAST({depth} AS INTEGER), max(sync_lag_s),"
             " min(credits)"
             f" FROM timeline WHERE {short} GROUP BY run_id, {bucket}",
             (thin_before,),

@@ -19,10 +19,10 @@ FAST = LeaseTiming(poll_s=0.1, check_s=0.1, check_timeout_s=2.0)
 
 def test_timing_bounds_follow_from_the_settings() -> None:
     timing = LeaseTiming()
-    assert timing.dead_peer_s == 5 + 2 * 3
+    assert timing.dead_peer_s == 10 + 5 * 3
     assert timing.takeover_after_exit_s == timing.poll_s
     assert timing.takeover_after_cutoff_s == timing.dead_peer_s + timing.poll_s
-    assert timing.keepalive_settings("x")["tcp_user_timeout"] == "11000"
+    assert timing.keepalive_settings("x")["tcp_user_timeout"] == "25000"
 
 
 def test_keys_differ_per_schema() -> None:
