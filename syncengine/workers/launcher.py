@@ -19,6 +19,7 @@ import structlog
 
 from syncengine.config import Config
 from syncengine.exit_status import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
+from syncengine.journal import Journal
 from syncengine.workers.leases import PartitionTable
 from syncengine.workers.worker import journal_database
 
@@ -73,6 +74,8 @@ async def launch(
     dsn, schema = journal_database(config)
     table = PartitionTable(dsn, schema)
     try:
+        async with await Journal.open(config.journal):  # creates the journal's schema if new
+            pass
         await table.open(partitions)
         begun = await table.begin_pass_if_complete()
         log.info("workers.launch", workers=workers, partitions=partitions, new_pass=begun)

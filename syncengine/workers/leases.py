@@ -100,6 +100,8 @@ class PartitionTable:
     async def open(self, partitions: int) -> int:
         """Make the table (and its rows) if needed; returns the journal's partition count.
 
+        The journal must exist already (its schema holds this table beside its own).
+
         The count is the journal's for good once its first pass begins: each
         partition's checkpoint is under a name that includes it. A worker
         asked for another count than the table has raises ConfigError.
@@ -109,7 +111,6 @@ class PartitionTable:
             await connection.execute(
                 "SELECT pg_advisory_xact_lock($1)", setup_lock_key(self._schema)
             )
-            await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted(self._schema)}")
             await connection.execute(
                 f"CREATE TABLE IF NOT EXISTS {self._table} ("
                 " partition integer PRIMARY KEY,"

@@ -90,13 +90,13 @@ async def run_worker(
     done = 0
     interrupted = False
     try:
-        await table.open(partitions)
-        if not join_only and await table.begin_pass_if_complete():
-            log.info("workers.pass_begun", partitions=partitions)
         settings = replace(engine_settings(config))
         async with open_engine(
             config, command="worker", settings=settings, exclusive=False
         ) as parts:
+            await table.open(partitions)
+            if not join_only and await table.begin_pass_if_complete():
+                log.info("workers.pass_begun", partitions=partitions)
             run_id = await parts.journal.start_run("worker", now=time.time())
             exit_status = EXIT_FATAL
             try:

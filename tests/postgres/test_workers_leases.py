@@ -20,6 +20,7 @@ from tests.postgres.conftest import DSN
 @pytest.fixture
 async def schema(pg: asyncpg.Connection) -> AsyncIterator[str]:
     name = f"parts_{uuid.uuid4().hex[:10]}"
+    await pg.execute(f'CREATE SCHEMA "{name}"')  # the journal's schema, as a worker finds it
     try:
         yield name
     finally:
