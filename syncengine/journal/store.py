@@ -130,6 +130,7 @@ class Journal:
         holder: str | None = None,
         commit_process: bool = False,
         commit_timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S,
+        wait: bool = False,
     ) -> Journal:
         """Open (creating and upgrading as needed) the journal `target` names.
 
@@ -141,7 +142,8 @@ class Journal:
         beside any holder, for reading and small writes. With
         `commit_process`, the journal takes group commits (`submit`), made by
         a process of their own (see `commit_worker`), each of which must be
-        answered within `commit_timeout_s`.
+        answered within `commit_timeout_s`. With `wait` (PostgreSQL only),
+        a `holder` waits for the journal's lock instead of being refused.
 
         Raises:
             JournalLockedError: `holder` was given and another process holds
@@ -159,6 +161,7 @@ class Journal:
                     holder=holder,
                     commit_process=commit_process,
                     commit_timeout_s=commit_timeout_s,
+                    wait=wait,
                 )
             target = target.path
         path = target
@@ -640,6 +643,7 @@ async def _open_postgres(
     holder: str | None,
     commit_process: bool,
     commit_timeout_s: float,
+    wait: bool = False,
 ) -> Journal:
     """The journal in PostgreSQL schema `schema` (see `Journal.open`).
 
@@ -660,7 +664,11 @@ async def _open_postgres(
             found = await pg_schema.migrate(connection, schema, where)
             if holder is not None:
                 await pg_lock.acquire(
-                    connection, schema, describe_holder(holder, now=time.time()), where=where
+                    connection,
+                    schema,
+                    describe_holder(holder, now=time.time()),
+                    where=where,
+                    wait=wait,
                 )
         except _pg_errors() as exc:
             detail = pg_connection.scrub(f"{type(exc).__name__}: {exc}", url)

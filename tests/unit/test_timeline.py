@@ -7,6 +7,7 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+from syncengine.config import JournalConfig
 from syncengine.journal import Journal
 from syncengine.journal.schema import prepare_file
 from syncengine.journal.timeline import (
@@ -18,6 +19,7 @@ from syncengine.journal.timeline import (
     row_between,
 )
 from syncengine.sampler import TimelineSampler
+from tests.journal_backends import journal_target  # noqa: F401 - a fixture (both backends)
 
 
 def _reading(n: int = 0, *, in_flight: int = 0, throttled: int = 0) -> Reading:
@@ -77,8 +79,10 @@ async def test_the_sampler_writes_a_row_per_period_with_the_mean_in_flight() -> 
     assert written[0].in_flight == 4.0
 
 
-async def test_rows_are_stored_per_run_in_time_order(tmp_path: Path) -> None:
-    async with await Journal.open(tmp_path / "j.db") as journal:
+async def test_rows_are_stored_per_run_in_time_order(
+    journal_target: Path | JournalConfig,  # noqa: F811
+) -> None:
+    async with await Journal.open(journal_target) as journal:
         run_a = await journal.start_run("migrate", now=1.0)
         run_b = await journal.start_run("run", now=2.0)
         await journal.add_timeline(run_a, _row(20.0))
@@ -94,12 +98,12 @@ async def test_rows_are_stored_per_run_in_time_order(tmp_path: Path) -> None:
 
 
 async def test_old_rows_are_merged_into_long_spans_and_expired_ones_dropped(
-    tmp_path: Path,
+    journal_target: Path | JournalConfig,  # noqa: F811
 ) -> None:
     now = 1_000 * THIN_SPAN_S + THIN_AFTER_S + 1_000.0
     old = now - THIN_AFTER_S - 10 * THIN_SPAN_S  # a whole 5-minute bucket, one day back
     bucket_start = (int(old // THIN_SPAN_S)) * THIN_SPAN_S
-    async with await Journal.open(tmp_path / "j.db") as journal:
+    async with await Journal.open(journal_target) as journal:
         run_id = await journal.start_run("daemon", now=0.0)
         for i in range(60):  # 60 rows of 5 s: exactly one thinned span
             await journal.add_timeline(run_id, _row(bucket_start + 5.0 * i + 1.0))

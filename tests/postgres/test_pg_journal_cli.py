@@ -1,0 +1,223 @@
+"""`[journal] url`: real `python -m syncengine` processes on a PostgreSQL journal.
+
+The same commands as on the SQLite file (`run`, `migrate` by records and by
+bulk, `status`, `failures`, `retry`, `ids`, `report`), the single-holder rule
+(exit 4), and SIGKILL mid-run followed by runs that end in the exact CRM
+state. Each test has a schema of its own, dropped after it.
+"""
+
+# ruff: noqa: F811 - `pg_journal_config` is a fixture imported from tests.journal_backends
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import orjson
+import pytest
+
+from syncengine.config import JournalConfig
+from syncengine.sim.server import SimHandle, running_simulator
+from tests.integration.conftest import (
+    FIRST_ID,
+    admin_get,
+    admin_post,
+    failures_json,
+    lead_updates,
+    run_cli,
+    seed_leads,
+    sim_leads,
+    start_cli,
+    write_config,
+    write_feed,
+)
+from tests.integration.test_bulk_migrate import crm_state, failure_view, mixed_feed
+from tests.integration.test_crash import crash_feed, expected_state
+from tests.journal_backends import pg_journal_config  # noqa: F401
+
+
+def on_postgres(config: Path, journal: JournalConfig) -> Path:
+    """`config` (from `write_config`) with its journal in `journal`'s schema."""
+    text = config.read_text()
+    assert 'path = "journal.db"' in text
+    config.write_text(
+        text.replace('path = "journal.db"', f'url = "{journal.url}"\nschema = "{journal.schema}"')
+    )
+    return config
+
+
+async def _status(config: Path, cwd: Path) -> dict[str, object]:
+    result = await run_cli("status", "-c", str(config), "--json", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    document: dict[str, object] = orjson.loads(result.stdout)
+    return document
+
+
+async def test_run_and_the_reading_commands_work_on_postgres(
+    sim: SimHandle, tmp_path: Path, pg_journal_config: JournalConfig
+) -> None:
+    """A run with CRM rejections, then status, failures, retry, ids and report on its journal."""
+    await seed_leads(sim, 300)
+    changes = lead_updates(300)
+    changes[2]["Email"] = "not an email"
+    changes[3]["id"] = "4876876000999999999"  # unknown id
+    write_feed(tmp_path / "changes.jsonl", changes)
+    config = on_postgres(write_config(tmp_path, sim), pg_journal_config)
+
+    result = await run_cli("run", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert not (tmp_path / "journal.db").exists()
+
+    status = await _status(config, tmp_path)
+    assert status["records"] == {"synced": 298, "pending": 0, "failed": 2}
+    assert f"schema {pg_journal_config.schema}" in str(status["journal"])
+    assert [cp["position"] for cp in status["checkpoints"].values()] == [300]  # type: ignore[attr-defined]
+    text = await run_cli("status", "-c", str(config), cwd=tmp_path)
+    assert text.returncode == 0
+    assert "298" in text.stdout
+
+    rows = await failures_json(config, tmp_path)
+    assert {(row["id"], row["code"], row["position"]) for row in rows} == {
+        (str(FIRST_ID + 2), "INVALID_DATA", 3),
+        ("4876876000999999999", "INVALID_DATA", 4),
+    }
+    listed = await run_cli("failures", "-c", str(config), cwd=tmp_path)
+    assert listed.returncode == 0
+    assert "INVALID_DATA" in listed.stdout
+    none = await run_cli("failures", "-c", str(config), "--json", "--code", "NOPE", cwd=tmp_path)
+    assert orjson.loads(none.stdout) == []
+
+    requeued = await run_cli("retry", "-c", str(config), "--id", str(FIRST_ID + 2), cwd=tmp_path)
+    assert requeued.returncode == 0
+    assert requeued.stdout.startswith("1 failed record")
+    assert (await _status(config, tmp_path))["records"] == {
+        "synced": 298,
+        "pending": 1,
+        "failed": 1,
+    }
+    # The next run re-sends the journaled change, which the CRM refuses again.
+    again = await run_cli("run", "-c", str(config), cwd=tmp_path)
+    assert again.returncode == 1
+    assert (await _status(config, tmp_path))["records"] == {
+        "synced": 298,
+        "pending": 0,
+        "failed": 2,
+    }
+
+    ids = await run_cli("ids", "-c", str(config), "--json", cwd=tmp_path)
+    assert ids.returncode == 0, ids.stderr
+    report = await run_cli(
+        "report", "-c", str(config), "-o", str(tmp_path / "r.html"), cwd=tmp_path
+    )
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "INVALID_DATA" in (tmp_path / "r.html").read_text()
+
+
+async def test_a_second_holder_exits_4_naming_the_first(
+    sim: SimHandle, tmp_path: Path, pg_journal_config: JournalConfig
+) -> None:
+    await seed_leads(sim, 20_000)
+    await admin_post(sim, "config", {"latency_ms": 500})
+    write_feed(tmp_path / "changes.jsonl", lead_updates(20_000))
+    config = on_postgres(write_config(tmp_path, sim), pg_journal_config)
+    first = await start_cli("run", "-c", str(config), cwd=tmp_path)
+    try:
+        for _ in range(400):
+            if sim.state.stats.requests:
+                break
+            await asyncio.sleep(0.025)
+        second = await run_cli("migrate", "-c", str(config), cwd=tmp_path)
+        assert second.returncode == 4, second.stderr[-2000:]
+        assert f"pid {first.pid}" in second.stderr
+        assert f"schema {pg_journal_config.schema}" in second.stderr
+        assert "records" in await _status(config, tmp_path)
+    finally:
+        if first.returncode is None:
+            first.kill()
+        await first.wait()
+
+
+async def test_an_unreachable_database_is_one_masked_line_and_exit_3(
+    sim: SimHandle, tmp_path: Path
+) -> None:
+    write_feed(tmp_path / "changes.jsonl", lead_updates(3))
+    config = write_config(tmp_path, sim)
+    unreachable = JournalConfig(
+        path=tmp_path / "x", url="postgresql://postgres:pw-s3cret@127.0.0.1:9/test", schema="s"
+    )
+    on_postgres(config, unreachable)
+    for command in ("run", "status"):
+        result = await run_cli(command, "-c", str(config), cwd=tmp_path)
+        assert result.returncode == 3, result.stderr
+        assert "pw-s3cret" not in result.stderr + result.stdout
+        assert "postgres:***@127.0.0.1:9/test" in result.stderr
+
+
+@pytest.mark.timeout(300)
+async def test_migrate_by_bulk_ends_as_on_sqlite(
+    sim: SimHandle, tmp_path: Path, pg_journal_config: JournalConfig
+) -> None:
+    """`migrate --api bulk` with its jobs journaled in PostgreSQL: the CRM and the
+    failures as the same migrate leaves them with an SQLite journal."""
+    feed = mixed_feed(inserts=1_500, updates=2_000, upserts=1_500)
+    results = {}
+    async with running_simulator(port=0, admin=True) as twin:
+        for name, target, postgres in (("pg", sim, True), ("sqlite", twin, False)):
+            folder = tmp_path / name
+            folder.mkdir()
+            await seed_leads(target, 2_000)
+            write_feed(folder / "changes.jsonl", feed)
+            config = write_config(folder, target, limits="bulk_poll_s = 0.2")
+            if postgres:
+                on_postgres(config, pg_journal_config)
+            result = await run_cli(
+                "migrate", "-c", str(config), "--api", "bulk", cwd=folder, timeout_s=240
+            )
+            assert result.returncode == 1, result.stderr[-3000:]
+            results[name] = (
+                crm_state(await sim_leads(target), 2_000),
+                failure_view(await failures_json(config, folder)),
+                (await admin_get(target, "stats"))["bulk_jobs"],
+            )
+    assert results["pg"] == results["sqlite"]
+    assert results["pg"][2] == 3
+
+
+@pytest.mark.timeout(300)
+async def test_sigkill_mid_run_then_resume_ends_in_the_exact_crm_state(
+    sim: SimHandle, tmp_path: Path, pg_journal_config: JournalConfig
+) -> None:
+    """Killed twice mid-run, the runs on a PostgreSQL journal end as an uninterrupted run."""
+    rng = random.Random(20261202)
+    rows = crash_feed(seed=7)[:12_000]
+    records = len({row["id"] for row in rows})
+    await seed_leads(sim, 40_000)
+    write_feed(tmp_path / "changes.jsonl", rows)
+    config = on_postgres(write_config(tmp_path, sim), pg_journal_config)
+    await admin_post(sim, "config", {"latency_ms": 30})
+    kills = 2
+    for _ in range(kills):
+        before = sim.state.stats.requests
+        process = await start_cli("run", "-c", str(config), cwd=tmp_path)
+        while sim.state.stats.requests == before and process.returncode is None:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(rng.uniform(0.3, 1.0))
+        assert process.returncode is None, "the run ended before it was killed"
+        process.kill()
+        await process.wait()
+    await admin_post(sim, "config", {"latency_ms": 0})
+
+    final = await run_cli("run", "-c", str(config), cwd=tmp_path, timeout_s=240)
+    assert final.returncode == 0, final.stderr[-2000:]
+    leads = await sim_leads(sim)
+    for record_id, fields in expected_state(rows).items():
+        stored = leads[record_id]["fields"]
+        assert {name: stored.get(name) for name in fields} == fields, record_id
+    assert (await _status(config, tmp_path))["records"] == {
+        "synced": records,
+        "pending": 0,
+        "failed": 0,
+    }
+    written = (await admin_get(sim, "stats"))["records_written"]
+    assert written <= len(rows) + kills * 2 * 10 * 100
