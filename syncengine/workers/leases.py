@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from syncengine.config import mask_dsn
-from syncengine.errors import ConfigError, FatalError
+from syncengine.errors import ConfigError, FatalError, JournalLockedError
 from syncengine.failover.lease import DEFAULT_TIMING, LeaseTiming
 
 if TYPE_CHECKING:
@@ -131,6 +131,35 @@ class PartitionTable:
                 [(number, partitions) for number in range(partitions)],
             )
         return partitions
+
+    async def share_journal(self, description: str, *, where: str) -> None:
+        """Hold the journal beside the other workers, refusing `run`, `migrate` and `daemon`.
+
+        Workers take the journal's holder lock (`journal.pg_lock`) in shared
+        mode for as long as this table's connection is open: a holder's
+        exclusive lock and theirs exclude each other, so a `run` beside
+        workers is refused (exit 4) as beside any holder, and a worker
+        beside a `run` or a daemon is refused the same way.
+
+        Raises:
+            JournalLockedError: a `run`, `migrate` or `daemon` holds the
+                journal; the message names it.
+        """
+        from syncengine.journal.pg_lock import holder_key
+
+        connection = await self._conn()
+        held = await connection.fetchval(
+            "SELECT pg_try_advisory_lock_shared($1)", holder_key(self._schema)
+        )
+        holder_table = f"{quoted(self._schema)}.holder"
+        if not held:
+            line = await connection.fetchval(f"SELECT description FROM {holder_table} WHERE id = 1")
+            raise JournalLockedError(f"journal {where} is in use by {line or 'another process'}")
+        await connection.execute(
+            f"INSERT INTO {holder_table} (id, description) VALUES (1, $1)"
+            " ON CONFLICT (id) DO UPDATE SET description = excluded.description",
+            description,
+        )
 
     async def begin_pass_if_complete(self) -> bool:
         """Open every partition again when the last pass finished them all; True if it did.

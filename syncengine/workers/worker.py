@@ -29,6 +29,7 @@ from syncengine.engine import Engine, PassCounts
 from syncengine.errors import ConfigError, FatalError
 from syncengine.exit_status import EXIT_FATAL
 from syncengine.failover.lease import DEFAULT_TIMING, LeaseTiming
+from syncengine.journal.lock import describe_holder
 from syncengine.runner import LiveParts, engine_settings, exit_status_for, open_engine, record_end
 from syncengine.sources import open_source
 from syncengine.workers.leases import PartitionLease, PartitionTable, watch_lease
@@ -95,6 +96,12 @@ async def run_worker(
             config, command="worker", settings=settings, exclusive=False
         ) as parts:
             await table.open(partitions)
+            await table.share_journal(
+                describe_holder(
+                    f"syncengine worker {worker_name()}, one of a pass's workers", now=time.time()
+                ),
+                where=parts.journal.where,
+            )
             if not join_only and await table.begin_pass_if_complete():
                 log.info("workers.pass_begun", partitions=partitions)
             run_id = await parts.journal.start_run("worker", now=time.time())

@@ -119,6 +119,14 @@ async def test_three_workers_one_killed_leave_the_crm_exact(
                     raise AssertionError(f"the workers did not get going: {errors}")
                 await asyncio.sleep(0.01)
             os.kill(workers[0].pid, signal.SIGKILL)
+            open_then = await pg.fetchval(
+                f"SELECT count(*) FROM \"{schema}\".worker_partitions WHERE state = 'open'"
+            )
+            assert open_then > 1  # killed mid-pass: its partition and others left
+            # Beside workers, a run is refused as beside any holder of the journal.
+            refused = await run_cli("run", "-c", str(config), cwd=tmp_path)
+            assert refused.returncode == 4, refused.stderr
+            assert "syncengine worker" in refused.stderr
             outputs = await asyncio.wait_for(
                 asyncio.gather(*(worker.communicate() for worker in workers[1:])), 120
             )
@@ -140,11 +148,37 @@ async def test_three_workers_one_killed_leave_the_crm_exact(
         finishers = await pg.fetch(f'SELECT state, worker FROM "{schema}".worker_partitions')
         assert len(finishers) == PARTITIONS
         assert {row["state"] for row in finishers} == {"done"}
-        killed = f":{workers[0].pid}"
-        assert not any(row["worker"].endswith(killed) for row in finishers)
 
         # Every partition is done; a later worker begins a new pass and finds nothing to send.
         before = writes(sim)
         again = await run_cli(*args, cwd=tmp_path)
         assert again.returncode == 0, again.stderr[-2000:]
         assert writes(sim) == before
+
+
+async def test_migrate_with_workers_runs_one_pass_over_them(schema: str, tmp_path: Path) -> None:
+    async with running_simulator(port=0, admin=True, heavy_concurrency=64) as sim:
+        await seed_leads(sim, 2000)
+        rows = [{"id": str(FIRST_ID + n % 2000), "Company": f"line {n}"} for n in range(5000)]
+        write_feed(tmp_path / "changes.jsonl", rows)
+        config = worker_config(tmp_path, sim, schema)
+        result = await run_cli("migrate", "-c", str(config), "--workers", "2", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "2 workers ended (0, 0); 0 partition(s) unfinished" in result.stderr
+        for n in range(3000, 5000):
+            record = sim.state.store.get("Leads", str(FIRST_ID + n % 2000))
+            assert record is not None
+            assert record.fields["Company"] == f"line {n}"
+
+
+async def test_workers_need_a_postgresql_journal(tmp_path: Path) -> None:
+    async with running_simulator(port=0, admin=True) as sim:
+        config = worker_config(tmp_path, sim, "unused")
+        text = config.read_text()
+        start = text.index("[journal]")
+        config.write_text(text[:start] + '[journal]\npath = "journal.db"\n')
+        (tmp_path / "changes.jsonl").touch()
+        for args in (("migrate", "--workers", "2"), ("worker",)):
+            result = await run_cli(*args, "-c", str(config), cwd=tmp_path)
+            assert result.returncode == 2, result.stderr
+            assert "PostgreSQL" in result.stderr
