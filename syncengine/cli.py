@@ -289,15 +289,24 @@ def _migrate_with_workers(
 @cli.command()
 @CONFIG_OPTION
 @PARTITIONS_OPTION
+@click.option(
+    "--at-once",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Partitions this worker works at a time (sharing its [limits] concurrency).",
+)
 @click.option("--join", is_flag=True, hidden=True, help="Join a pass; never begin one.")
-def worker(config_path: Path, partitions: int, join: bool) -> None:
+def worker(config_path: Path, partitions: int, at_once: int, join: bool) -> None:
     """Works partitions of a pass beside other workers, until none is left."""
     from syncengine.workers.worker import run_worker
 
     config = _load(config_path)
     tune_gc_for_throughput()
     result = _run_async(
-        lambda stop: run_worker(config, stop=stop, partitions=partitions, join_only=join)
+        lambda stop: run_worker(
+            config, stop=stop, partitions=partitions, at_once=at_once, join_only=join
+        )
     )
     counts = result.counts
     click.echo(

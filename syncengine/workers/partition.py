@@ -5,8 +5,9 @@ module plus the record id, duplicate-check value or source key; for an
 insert with no identity, its feed position). The same key always lands in
 the same partition, so every change to one record goes through one worker,
 in feed order, and per-record order holds across workers. The hash is
-stable (BLAKE2b, not Python's salted `hash`), so every process and every
-later pass agree.
+stable (CRC-32 of the key's UTF-8, not Python's salted `hash`), so every
+process and every later pass agree; it is cheap, since every worker hashes
+every line of the feed.
 
 Each partition is a feed of its own for the journal (`partition_source_id`):
 it has its own checkpoint, so a worker that takes over a partition resumes
@@ -15,7 +16,7 @@ where that partition stopped, whatever the other partitions did.
 
 from __future__ import annotations
 
-import hashlib
+import zlib
 from collections.abc import AsyncGenerator, Callable
 
 from syncengine.keys import position_key
@@ -31,8 +32,7 @@ MAX_PARTITIONS = 1024
 
 def partition_of(key: str, partitions: int) -> int:
     """The partition (0..partitions-1) of the record `key` (pure, stable across processes)."""
-    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % partitions
+    return zlib.crc32(key.encode()) % partitions
 
 
 def item_key(item: Item, source_id: str) -> str:

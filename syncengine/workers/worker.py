@@ -38,6 +38,20 @@ from syncengine.workers.partition import PartitionSource, key_filter
 log = structlog.get_logger("syncengine.workers")
 
 
+#: Partitions a worker works at a time: one partition's pass ends with a
+#: tail of partly filled chunks and a last commit; several overlap theirs.
+DEFAULT_AT_ONCE = 4
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The partitions a worker worked: counts, how many it finished, one it lost."""
+
+    counts: PassCounts
+    done: int = 0
+    lost: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerResult:
     """What one worker did: its counts over every partition it finished."""
@@ -76,10 +90,15 @@ async def run_worker(
     *,
     stop: asyncio.Event,
     partitions: int,
+    at_once: int = DEFAULT_AT_ONCE,
     join_only: bool = False,
     timing: LeaseTiming = DEFAULT_TIMING,
 ) -> WorkerResult:
     """Works partitions until the pass has none left; the exit status as for `run`.
+
+    Up to `at_once` partitions are worked at a time, each by an engine of
+    its own, all sharing the worker's client, token and limiter (so the
+    worker never has more than `[limits] concurrency` requests in flight).
 
     With `join_only`, a worker that finds the last pass finished does not
     begin another (the `migrate --workers` launcher began it already).
@@ -107,26 +126,17 @@ async def run_worker(
             run_id = await parts.journal.start_run("worker", now=time.time())
             exit_status = EXIT_FATAL
             try:
-                while not stop.is_set():
-                    lease = await table.lease()
-                    if lease is None:
-                        if await table.unfinished() == 0:
-                            break
-                        with contextlib.suppress(TimeoutError):
-                            async with asyncio.timeout(timing.poll_s):
-                                await stop.wait()
-                        continue
-                    counts, finished = await _work(parts, config, lease, partitions, stop, timing)
-                    add_counts(total, counts)
-                    done += finished
-                    if not finished:
-                        interrupted = stop.is_set()
-                        if not interrupted:
-                            raise FatalError(
-                                f"workers: lost the lease of partition {lease.partition}; "
-                                "another worker takes it over from its checkpoint"
-                            )
-                interrupted = interrupted or stop.is_set()
+                outcome = await _work_partitions(
+                    parts, config, table, partitions, at_once, stop, timing
+                )
+                add_counts(total, outcome.counts)
+                done = outcome.done
+                if outcome.lost is not None:
+                    raise FatalError(
+                        f"workers: lost the lease of partition {outcome.lost}; "
+                        "another worker takes it over from its checkpoint"
+                    )
+                interrupted = stop.is_set()
                 exit_status = exit_status_for(total, interrupted=interrupted)
             finally:
                 await record_end(
@@ -147,6 +157,54 @@ async def run_worker(
         **total.as_dict(),
     )
     return WorkerResult(total, done, interrupted, exit_status, elapsed_s)
+
+
+async def _work_partitions(
+    parts: LiveParts,
+    config: Config,
+    table: PartitionTable,
+    partitions: int,
+    at_once: int,
+    stop: asyncio.Event,
+    timing: LeaseTiming,
+) -> Outcome:
+    """Leases and works partitions, `at_once` at most, until none is left or `stop`.
+
+    While every unfinished partition is leased by others, polls every
+    `poll_s`: a worker that dies frees its partitions for this one. After a
+    lost lease no partition is begun; the ones running finish.
+    """
+    outcome = Outcome(PassCounts())
+    running: dict[asyncio.Task[tuple[PassCounts, bool]], int] = {}
+    try:
+        while True:
+            while not stop.is_set() and outcome.lost is None and len(running) < at_once:
+                lease = await table.lease()
+                if lease is None:
+                    break
+                task = asyncio.create_task(_work(parts, config, lease, partitions, stop, timing))
+                running[task] = lease.partition
+            if not running:
+                if stop.is_set() or outcome.lost is not None or await table.unfinished() == 0:
+                    return outcome
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timing.poll_s):
+                        await stop.wait()
+                continue
+            finished, _ = await asyncio.wait(
+                running, timeout=timing.poll_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in finished:
+                number = running.pop(task)
+                counts, done = task.result()
+                add_counts(outcome.counts, counts)
+                outcome.done += done
+                if not done and not stop.is_set():
+                    outcome.lost = number
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
 
 async def _work(

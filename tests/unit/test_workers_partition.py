@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+import zlib
 from pathlib import Path
 
 import orjson
@@ -34,16 +39,22 @@ def test_partition_is_in_range_and_stable(key: str, partitions: int) -> None:
     assert partition_of(key, partitions) == number
 
 
-def test_partition_is_fixed_across_processes() -> None:
-    # A salted hash would differ per process; these values are the partition function's contract.
-    assert [partition_of(f"Leads:{n}", 16) for n in range(8)] == [
-        partition_of(f"Leads:{n}", 16) for n in range(8)
-    ]
-    assert (
-        partition_of("Leads:1", 16)
-        == int.from_bytes(__import__("hashlib").blake2b(b"Leads:1", digest_size=8).digest(), "big")
-        % 16
+def test_partition_is_the_same_in_another_process() -> None:
+    # Python's own str hash is salted per process; the partition function must not be.
+    keys = [f"Leads:{n}" for n in range(20)] + ["@jsonl:/feed#12", "Leads/é"]
+    script = (
+        "import sys, json; from syncengine.workers.partition import partition_of;"
+        "print(json.dumps([partition_of(k, 16) for k in json.loads(sys.argv[1])]))"
     )
+    other = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(keys)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )
+    assert json.loads(other.stdout) == [partition_of(key, 16) for key in keys]
+    assert partition_of("Leads:1", 16) == zlib.crc32(b"Leads:1") % 16
 
 
 def test_partitions_spread_keys_evenly() -> None:
