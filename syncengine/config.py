@@ -203,12 +203,24 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
     for name, table in tables.items():
         table.reject_unknown([item.name for item in fields(_TABLE_CLASSES[name])])
     base = path.parent
+    source = _source(tables["source"], base)
+    crm = _crm(tables["crm"])
+    limits = _limits(tables["limits"])
+    journal = _journal(tables["journal"], base)
+    # The journal and the shared limits each keep a `tokens` table, of different shapes.
+    both = journal.url is not None and limits.shared is not None
+    if both and journal.schema == limits.shared_schema:
+        raise tables["journal"].error(
+            "schema",
+            f"{journal.schema!r} is also limits.shared_schema: "
+            "give the journal and the shared limits a schema each",
+        )
     return Config(
         path=path,
-        source=_source(tables["source"], base),
-        crm=_crm(tables["crm"]),
-        limits=_limits(tables["limits"]),
-        journal=_journal(tables["journal"], base),
+        source=source,
+        crm=crm,
+        limits=limits,
+        journal=journal,
         daemon=_daemon(tables["daemon"]),
     )
 

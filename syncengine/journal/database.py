@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import aiosqlite
 
+from syncengine.errors import FatalError
+
 if TYPE_CHECKING:
     import asyncpg
 
@@ -150,23 +152,41 @@ class PostgresDatabase:
 
     dialect = POSTGRES
 
-    def __init__(self, connection: asyncpg.Connection) -> None:
+    def __init__(self, connection: asyncpg.Connection, *, where: str, url: str) -> None:
+        import asyncpg
+
         self.connection = connection
         self._turn = asyncio.Lock()
+        self._where = where
+        self._url = url
+        self._errors = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._turn:
+        async with self._turn, self._failures():
             return list(await self.connection.fetch(numbered(sql), *params))
 
     async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        async with self._turn:
+        async with self._turn, self._failures():
             row: Row | None = await self.connection.fetchrow(numbered(sql), *params)
             return row
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self._turn:
+        async with self._turn, self._failures():
             status = await self.connection.execute(numbered(sql), *params)
         return changed_rows(status)
+
+    @contextlib.asynccontextmanager
+    async def _failures(self) -> AsyncIterator[None]:
+        """A statement the server (or the link to it) failed is fatal: one line, DSN masked."""
+        from syncengine.journal.pg_connection import scrub
+
+        try:
+            yield
+        except self._errors as exc:
+            detail = scrub(f"{type(exc).__name__}: {exc}", self._url)
+            raise FatalError(
+                f"journal {self._where}: the database failed: {detail}"[:400]
+            ) from None
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:

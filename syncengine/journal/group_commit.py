@@ -269,6 +269,17 @@ class CommitProcess:
         with contextlib.suppress(ProcessLookupError):
             self._process.kill()  # a stopped process dies of SIGKILL too
 
+    def abandon(self, reason: str) -> None:
+        """Make no commit any more: fail every waiting one with `reason`, kill the worker.
+
+        For a journal that lost its hold (a PostgreSQL session gone with its
+        lock): another holder may be writing by now.
+        """
+        if self._broken is None:
+            self._fail_all(reason)
+        with contextlib.suppress(ProcessLookupError):
+            self._process.kill()
+
     def _fail_all(self, reason: str) -> None:
         """No commit succeeds after this: fail every message still waiting with `reason`."""
         self._broken = reason

@@ -46,7 +46,8 @@ async def connect(url: str, schema: str, *, purpose: str) -> asyncpg.Connection:
     import asyncpg  # lazily: only a PostgreSQL journal needs the driver
 
     settings = {
-        "application_name": f"syncengine journal ({purpose})",
+        # Shows who is connected to which journal, in pg_stat_activity.
+        "application_name": f"syncengine journal ({purpose}) {schema}"[:63],
         "search_path": quoted(schema),
         **KEEPALIVE_SETTINGS,
     }

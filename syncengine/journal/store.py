@@ -188,6 +188,21 @@ class Journal:
         log.debug("journal.opened", path=str(path), locked=lock is not None)
         return cls(SqliteDatabase(db), str(path), lock, committer, path=path)
 
+    def _session_lost(self) -> None:
+        """A PostgreSQL holder's session ended, and its lock with it: commit nothing more.
+
+        Another process may hold the journal by now, so the commit process is
+        stopped at once and every commit still waiting (and any later one)
+        fails: the pass ends (exit 3), its journal consistent.
+        """
+        if not self._holds_pg_lock:
+            return  # closed on purpose
+        self._holds_pg_lock = False
+        reason = f"journal {self.where}: the database session ended, and the hold on the journal"
+        log.error("journal.session_lost", journal=self.where)
+        if self._committer is not None:
+            self._committer.abandon(reason)
+
     async def close(self) -> None:
         """End the commit process, close the connection, release the lock; safe to call twice."""
         try:
@@ -657,7 +672,7 @@ async def _open_postgres(
 
     where = pg_connection.where(url, schema)
     connection = await pg_connection.connect(url, schema, purpose="session")
-    db = PostgresDatabase(connection)
+    db = PostgresDatabase(connection, where=where, url=url)
     committer = None
     try:
         try:
@@ -688,7 +703,12 @@ async def _open_postgres(
         await connection.close()
         raise
     log.debug("journal.opened", journal=where, locked=holder is not None)
-    return cls(db, where, None, committer, postgres=(url, schema), holds_pg_lock=holder is not None)
+    journal = cls(
+        db, where, None, committer, postgres=(url, schema), holds_pg_lock=holder is not None
+    )
+    if holder is not None:
+        connection.add_termination_listener(lambda _connection: journal._session_lost())
+    return journal
 
 
 def _pg_errors() -> tuple[type[BaseException], ...]:

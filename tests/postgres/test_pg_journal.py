@@ -86,6 +86,10 @@ def test_config_takes_url_and_schema(tmp_path: Path) -> None:
         ('url = "postgresql://u:pw@h/db"\nschema = "a-b"', "journal.schema: 'a-b' is not a valid"),
         ('url = "mysql://u:pw@h/db"', "journal.url: must be a postgresql:// URL"),
         ('url = "postgresql://u:pw@h:99999/db"', "journal.url: has an invalid port"),
+        (
+            'url = "postgresql://u:pw@h/db"\n[limits]\nshared = "postgresql://u:pw@h/db"',
+            "journal.schema: 'syncengine' is also limits.shared_schema",
+        ),
     ],
 )
 def test_config_refuses_bad_journal_tables(tmp_path: Path, journal: str, message: str) -> None:
@@ -99,6 +103,20 @@ def test_config_does_not_show_the_dsn_in_its_repr(tmp_path: Path) -> None:
     config = load_config(_config(tmp_path, 'url = "postgresql://u:hunter2@h/db"'))
     assert "hunter2" not in repr(config)
     assert config.journal.where == "postgresql://u:***@h/db (schema syncengine)"
+
+
+def test_the_example_config_loads() -> None:
+    """configs/postgres-journal.toml is a config the engine accepts."""
+    example = _ROOT / "configs" / "postgres-journal.toml"
+    environ = {
+        "ZOHO_CLIENT_ID": "id",
+        "ZOHO_CLIENT_SECRET": "secret",
+        "ZOHO_REFRESH_TOKEN": "refresh",
+        "SYNCENGINE_JOURNAL_DSN": "postgresql://syncengine:pw@db.internal:5432/syncengine",
+    }
+    config = load_config(example, environ=environ)
+    assert config.journal.url == environ["SYNCENGINE_JOURNAL_DSN"]
+    assert config.journal.schema == "leads_sync"
 
 
 # -- pure parts ---------------------------------------------------------------
@@ -309,6 +327,26 @@ async def test_a_stopped_worker_fails_its_commit_at_the_deadline(
         with pytest.raises(FatalError, match=r"not made within 1 s \(journal.commit_timeout_s\)"):
             await asyncio.wait_for(waiting, 10)
         assert await asyncio.wait_for(committer._process.wait(), 10) == -signal.SIGKILL
+        assert await journal.checkpoint("feed") == Checkpoint(1, 1)
+
+
+async def test_a_holder_whose_session_ends_commits_nothing_more(
+    pg_journal_config: JournalConfig,
+) -> None:
+    """Its lock went with its session: another process may hold the journal by now."""
+    async with await Journal.open(pg_journal_config, holder="t", commit_process=True) as journal:
+        await journal.submit([_synced(1)], {"feed": Checkpoint(1, 1)})
+        admin = await admin_connection()
+        try:
+            pid = journal._db.connection.get_server_pid()  # type: ignore[attr-defined]
+            await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.5)
+        with pytest.raises(FatalError, match="database session ended"):
+            await journal.submit([_synced(2)], {"feed": Checkpoint(2, 2)})
+        assert journal.commit_stall() is not None
+    async with await Journal.open(pg_journal_config, holder="next") as journal:
         assert await journal.checkpoint("feed") == Checkpoint(1, 1)
 
 

@@ -34,7 +34,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.test_bulk_migrate import crm_state, failure_view, mixed_feed
 from tests.integration.test_crash import crash_feed, expected_state
-from tests.journal_backends import pg_journal_config  # noqa: F401
+from tests.journal_backends import admin_connection, pg_journal_config  # noqa: F401
 
 
 def on_postgres(config: Path, journal: JournalConfig) -> Path:
@@ -221,3 +221,47 @@ async def test_sigkill_mid_run_then_resume_ends_in_the_exact_crm_state(
     }
     written = (await admin_get(sim, "stats"))["records_written"]
     assert written <= len(rows) + kills * 2 * 10 * 100
+
+
+@pytest.mark.parametrize("purpose", ["session", "group commits"])
+async def test_a_lost_database_session_ends_the_pass_with_3_and_the_next_run_finishes(
+    sim: SimHandle, tmp_path: Path, pg_journal_config: JournalConfig, purpose: str
+) -> None:
+    """The server ends one of the run's sessions mid-pass: exit 3, one line, and the
+    next run (from the checkpoint) leaves every record synced."""
+    await seed_leads(sim, 5_000)
+    await admin_post(sim, "config", {"latency_ms": 50})
+    write_feed(tmp_path / "changes.jsonl", lead_updates(5_000))
+    config = on_postgres(write_config(tmp_path, sim), pg_journal_config)
+    process = await start_cli("run", "-c", str(config), cwd=tmp_path)
+    admin = await admin_connection()
+    try:
+        while sim.state.stats.records_written < 500 and process.returncode is None:
+            await asyncio.sleep(0.01)
+        name = f"syncengine journal ({purpose}) {pg_journal_config.schema}"[:63]
+        ended = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = $1",
+            name,
+        )
+        assert ended == 1
+        _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        await admin.close()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 3, stderr.decode()[-2000:]
+    assert "Traceback" not in stderr.decode()
+    await admin_post(sim, "config", {"latency_ms": 0})
+    final = await run_cli("run", "-c", str(config), cwd=tmp_path)
+    assert final.returncode == 0, final.stderr[-2000:]
+    leads = await sim_leads(sim)
+    assert all(
+        leads[str(FIRST_ID + n)]["fields"]["Company"] == f"Company {n} v1" for n in range(5_000)
+    )
+    assert (await _status(config, tmp_path))["records"] == {
+        "synced": 5_000,
+        "pending": 0,
+        "failed": 0,
+    }
