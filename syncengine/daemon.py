@@ -200,44 +200,46 @@ async def run_daemon(config: Config, *, stop: asyncio.Event) -> int:
 
 
 async def _active_with_lease(config: Config, *, stop: asyncio.Event, lease: Lease) -> int:
-    """Runs the daemon while the lease is held; a lost lease stops it with FatalError.
+    """Runs the daemon while the lease is held; a lost lease ends it with FatalError.
 
-    The journal may still be held for a moment by the last holder's session
-    (a machine cut off, until the server drops it) or by a `run`: the daemon
-    holds the lease and tries again every poll until it gets the journal.
+    A lost lease cancels the pass at once rather than draining it: a
+    standby may be taking over, and whatever this daemon read but did not
+    journal stays before the checkpoint for it. The journal may still be
+    held for a moment by the last holder's session (a machine cut off,
+    until the server drops it) or by a `run`: the daemon holds the lease
+    and tries again every poll until it gets the journal.
     """
-    engine_stop = asyncio.Event()
     lost: list[str] = []
-
-    async def relay_stop() -> None:
-        await stop.wait()
-        engine_stop.set()
+    active = asyncio.create_task(_run_holding(config, stop=stop, lease=lease))
 
     async def watch() -> None:
         lost.append(await lease.watch())
-        engine_stop.set()
+        active.cancel()
 
-    watchers = [asyncio.create_task(relay_stop()), asyncio.create_task(watch())]
+    watcher = asyncio.create_task(watch())
     try:
-        while True:
-            try:
-                status = await _run_active(config, stop=engine_stop, lease=lease)
-                break
-            except JournalLockedError as exc:
-                if engine_stop.is_set():
-                    status = EXIT_OK
-                    break
-                log.warning("failover.journal_still_held", detail=str(exc))
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(lease.timing.poll_s):
-                        await engine_stop.wait()
+        return await active
+    except asyncio.CancelledError:
+        if not lost:
+            raise
+        raise FatalError(f"daemon: lost the journal's lease ({lost[0]}); stopped") from None
     finally:
-        for watcher in watchers:
-            watcher.cancel()
-        await asyncio.gather(*watchers, return_exceptions=True)
-    if lost:
-        raise FatalError(f"daemon: lost the journal's lease ({lost[0]}); stopped")
-    return status
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def _run_holding(config: Config, *, stop: asyncio.Event, lease: Lease) -> int:
+    """The daemon, once the journal is free for it (retried every poll until then)."""
+    while True:
+        try:
+            return await _run_active(config, stop=stop, lease=lease)
+        except JournalLockedError as exc:
+            if stop.is_set():
+                return EXIT_OK
+            log.warning("failover.journal_still_held", detail=str(exc))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(lease.timing.poll_s):
+                    await stop.wait()
 
 
 async def _run_active(config: Config, *, stop: asyncio.Event, lease: Lease | None) -> int:

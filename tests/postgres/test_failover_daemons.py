@@ -24,6 +24,7 @@ import asyncpg
 import orjson
 import pytest
 
+from syncengine.failover.lease import lease_key
 from syncengine.sim.server import SimHandle, running_simulator
 from tests.daemon.test_daemon import free_port
 from tests.integration.conftest import FIRST_ID, seed_leads, start_cli
@@ -199,6 +200,45 @@ async def test_standby_takes_over_from_a_killed_daemon(schema: str, tmp_path: Pa
             await asyncio.sleep(0.5)  # nothing more may arrive
             twice = writes(sim) - RECORDS
             assert 0 <= twice <= IN_FLIGHT, (twice, IN_FLIGHT)
+        finally:
+            for process in processes.values():
+                await stop(process)
+
+
+async def test_a_daemon_that_loses_its_lease_stops_and_the_standby_takes_over(
+    pg: asyncpg.Connection, schema: str, tmp_path: Path
+) -> None:
+    """The server ends the active daemon's lease session (as it would for a machine cut
+    off): that daemon exits 3 within its check bound and the standby takes over."""
+    async with running_simulator(port=0, admin=True) as sim:
+        await seed_leads(sim, 10)
+        (tmp_path / "changes.jsonl").touch()
+        ports = {"a": free_port(), "b": free_port()}
+        configs = {n: daemon_config(tmp_path, n, sim, schema, p) for n, p in ports.items()}
+        processes = {"a": await start_cli("daemon", "-c", str(configs["a"]), cwd=tmp_path)}
+        try:
+            await wait_for_role(ports["a"], "active", 30)
+            processes["b"] = await start_cli("daemon", "-c", str(configs["b"]), cwd=tmp_path)
+            await wait_for_role(ports["b"], "standby", 30)
+            ended = await pg.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks"
+                " WHERE locktype = 'advisory' AND objsubid = 1 AND granted"
+                " AND ((classid::bigint << 32) | objid::bigint) = $1",
+                lease_key(schema),
+            )
+            assert ended == 1
+            _, err = await asyncio.wait_for(processes["a"].communicate(), 15)
+            assert processes["a"].returncode == 3, err.decode()[-2000:]
+            assert "lost the journal's lease" in err.decode()
+            await wait_for_role(ports["b"], "active", TAKEOVER_S)
+            with (tmp_path / "changes.jsonl").open("ab") as out:
+                out.write(orjson.dumps({"id": str(FIRST_ID), "Company": "after"}) + b"\n")
+            deadline = time.monotonic() + 10
+            while (record := sim.state.store.get("Leads", str(FIRST_ID))) is None or (
+                record.fields.get("Company") != "after"
+            ):
+                assert time.monotonic() < deadline, "the new active daemon does not sync"
+                await asyncio.sleep(0.05)
         finally:
             for process in processes.values():
                 await stop(process)
