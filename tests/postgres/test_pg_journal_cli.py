@@ -195,14 +195,16 @@ async def test_sigkill_mid_run_then_resume_ends_in_the_exact_crm_state(
     await seed_leads(sim, 40_000)
     write_feed(tmp_path / "changes.jsonl", rows)
     config = on_postgres(write_config(tmp_path, sim), pg_journal_config)
-    await admin_post(sim, "config", {"latency_ms": 30})
+    # 200 ms answers: 10 requests of 100 in flight make 5,000 records/s at most, so
+    # each run is still under way when it is killed.
+    await admin_post(sim, "config", {"latency_ms": 200})
     kills = 2
     for _ in range(kills):
         before = sim.state.stats.requests
         process = await start_cli("run", "-c", str(config), cwd=tmp_path)
         while sim.state.stats.requests == before and process.returncode is None:
             await asyncio.sleep(0.01)
-        await asyncio.sleep(rng.uniform(0.3, 1.0))
+        await asyncio.sleep(rng.uniform(0.2, 0.8))
         assert process.returncode is None, "the run ended before it was killed"
         process.kill()
         await process.wait()
@@ -230,7 +232,7 @@ async def test_a_lost_database_session_ends_the_pass_with_3_and_the_next_run_fin
     """The server ends one of the run's sessions mid-pass: exit 3, one line, and the
     next run (from the checkpoint) leaves every record synced."""
     await seed_leads(sim, 5_000)
-    await admin_post(sim, "config", {"latency_ms": 50})
+    await admin_post(sim, "config", {"latency_ms": 200})  # 5,000 records/s at most
     write_feed(tmp_path / "changes.jsonl", lead_updates(5_000))
     config = on_postgres(write_config(tmp_path, sim), pg_journal_config)
     process = await start_cli("run", "-c", str(config), cwd=tmp_path)
@@ -244,7 +246,7 @@ async def test_a_lost_database_session_ends_the_pass_with_3_and_the_next_run_fin
             " WHERE application_name = $1",
             name,
         )
-        assert ended == 1
+        assert ended == 1, "the run had ended before its session could be"
         _, stderr = await asyncio.wait_for(process.communicate(), 60)
     finally:
         await admin.close()
