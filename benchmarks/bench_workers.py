@@ -90,7 +90,7 @@ def main() -> None:
     cap = CONCURRENCY * max(counts) + 10
     sim_args = ["-m", "syncengine.sim", "--port", str(port), "--admin"]
     sim_args += ["--latency-ms", str(LATENCY_MS), "--concurrency", str(cap)]
-    sim_args += ["--heavy-concurrency", str(cap), "--credits", "100000000"]
+    sim_args += ["--heavy-concurrency", str(cap), "--credits", "100000000", "--mint-limit", "1000"]
     one_worker_cap = CONCURRENCY * 100 / (LATENCY_MS / 1000)
     rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp, server_process(sim_args, port):
