@@ -74,6 +74,8 @@ class _Connection(Protocol):
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
+    def insert(self, sql: str, params: Sequence[Any]) -> int: ...
+
     def transaction(self) -> contextlib.AbstractContextManager[None]: ...
 
     def close(self) -> None: ...
@@ -91,6 +93,11 @@ class _SqliteConnection:
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self._db.executemany(sql, rows)
+
+    def insert(self, sql: str, params: Sequence[Any]) -> int:
+        job = self._db.execute(sql, params).lastrowid
+        assert job is not None
+        return job
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -143,6 +150,12 @@ class _PostgresConnection:
         from syncengine.journal.database import numbered
 
         self._call(self._connection.executemany(numbered(sql), list(rows)))
+
+    def insert(self, sql: str, params: Sequence[Any]) -> int:
+        from syncengine.journal.database import numbered
+
+        job: int = self._call(self._connection.fetchval(numbered(sql) + " RETURNING id", *params))
+        return job
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -198,10 +211,10 @@ class JobsJournal:
         """Journal a new job and its rows, in file order, in one transaction."""
         now = time.time()
         with self._db.transaction():
-            (job,) = self._db.fetchall(
+            job = self._db.insert(
                 "INSERT INTO bulk_jobs (source, module, operation, find_by, state, rows,"
                 " last_resume_after, last_display, last_generation, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, 'planned', ?, ?, ?, ?, ?, ?) RETURNING id",
+                " VALUES (?, ?, ?, ?, 'planned', ?, ?, ?, ?, ?, ?)",
                 (
                     source,
                     module,
@@ -214,7 +227,7 @@ class JobsJournal:
                     now,
                     now,
                 ),
-            )[0]
+            )
             self._db.executemany(
                 "INSERT INTO bulk_rows (job, row, key, position, source, payload)"
                 " VALUES (?, ?, ?, ?, ?, ?)",

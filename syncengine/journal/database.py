@@ -34,6 +34,11 @@ class Dialect:
     no_limit: int | None
     #: The `api_name` member of the JSON text in `details`.
     details_api_name: str
+    #: Failures in feed order: no position last, numbers before strings (SQLite's
+    #: order of types), numbers by value, strings byte-wise.
+    position_order: str
+    #: After a text expression in ORDER BY: byte-wise order, as SQLite's default.
+    bytewise: str
     #: True for PostgreSQL.
     postgres: bool
 
@@ -42,12 +47,20 @@ SQLITE = Dialect(
     row_order="rowid",
     no_limit=-1,
     details_api_name="json_extract(details, '$.api_name')",
+    position_order="position IS NULL, position",
+    bytewise="",
     postgres=False,
 )
 POSTGRES = Dialect(
     row_order="seq",
     no_limit=None,
     details_api_name="(details::jsonb ->> 'api_name')",
+    position_order=(
+        "position IS NULL, jsonb_typeof(position) <> 'number',"
+        " CASE WHEN jsonb_typeof(position) = 'number' THEN (position #>> '{}')::numeric END,"
+        " (position #>> '{}') COLLATE \"C\""
+    ),
+    bytewise=' COLLATE "C"',
     postgres=True,
 )
 
@@ -67,6 +80,9 @@ class Database(Protocol):
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; the number of rows it changed."""
+
+    async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one INSERT into a table with an `id` key; the new row's id."""
 
     def transaction(self) -> contextlib.AbstractAsyncContextManager[None]:
         """BEGIN ... COMMIT around the block, rolled back on any error or cancellation."""
@@ -95,6 +111,13 @@ class SqliteDatabase:
         cursor = await self.db.execute(sql, params)
         return cursor.rowcount
 
+    async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        # `lastrowid`, not RETURNING: that needs SQLite 3.35, older than some systems' own.
+        cursor = await self.db.execute(sql, params)
+        if cursor.lastrowid is None:  # pragma: no cover - an INSERT always sets it
+            raise FatalError("the journal did not record the row")
+        return cursor.lastrowid
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         """BEGIN IMMEDIATE ... COMMIT.
@@ -117,6 +140,10 @@ class SqliteDatabase:
     async def close(self) -> None:
         await self.db.close()
 
+
+#: A statement on a PostgreSQL journal's session unanswered by then is a lost database
+#: (the pass ends, exit 3, rather than waiting for ever). Far above any of its statements.
+STATEMENT_TIMEOUT_S = 120.0
 
 _PLACEHOLDER = re.compile(r"'[^']*'|\?")
 
@@ -175,13 +202,27 @@ class PostgresDatabase:
             status = await self.connection.execute(numbered(sql), *params)
         return changed_rows(status)
 
+    async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self._turn, self._failures():
+            new_id: int = await self.connection.fetchval(numbered(sql) + " RETURNING id", *params)
+        return new_id
+
     @contextlib.asynccontextmanager
     async def _failures(self) -> AsyncIterator[None]:
-        """A statement the server (or the link to it) failed is fatal: one line, DSN masked."""
+        """A statement the server (or the link to it) failed, or left unanswered, is fatal.
+
+        One line, the DSN masked.
+        """
         from syncengine.journal.pg_connection import scrub
 
         try:
-            yield
+            async with asyncio.timeout(STATEMENT_TIMEOUT_S):
+                yield
+        except TimeoutError:
+            raise FatalError(
+                f"journal {self._where}: the database did not answer within"
+                f" {STATEMENT_TIMEOUT_S:g} s"
+            ) from None
         except self._errors as exc:
             detail = scrub(f"{type(exc).__name__}: {exc}", self._url)
             raise FatalError(
@@ -200,4 +241,8 @@ class PostgresDatabase:
         await self.execute("COMMIT")
 
     async def close(self) -> None:
-        await self.connection.close()
+        """Close the session (a server that does not answer is left behind after 5 s)."""
+        try:
+            await self.connection.close(timeout=5)
+        except Exception:  # noqa: BLE001 - a dead link: nothing left to close cleanly
+            self.connection.terminate()

@@ -316,7 +316,7 @@ class Journal:
         """Every source's checkpoint, by source id (for `status`)."""
         rows = await self._db.fetch(
             "SELECT source_id, resume_after, display, generation FROM checkpoints"
-            " ORDER BY source_id"
+            f" ORDER BY source_id{self._db.dialect.bytewise}"
         )
         return {sid: Checkpoint(after, shown, generation) for sid, after, shown, generation in rows}
 
@@ -357,7 +357,8 @@ class Journal:
         where, params = _failed_filter(code, ())
         rows = await self._db.fetch(
             "SELECT module, record_id, position, code, message, attempts, details, payload, key "
-            f"FROM records WHERE {where} ORDER BY position IS NULL, position, updated_at LIMIT ?",
+            f"FROM records WHERE {where}"
+            f" ORDER BY {self._db.dialect.position_order}, updated_at, key LIMIT ?",
             (*params, self._db.dialect.no_limit if limit is None else limit),
         )
         failures = []
@@ -383,9 +384,11 @@ class Journal:
 
     async def failure_groups(self) -> list[tuple[str, str | None, int]]:
         """Failed records counted by (code, field the CRM named), most frequent first."""
+        code, field = "coalesce(code, '?')", self._db.dialect.details_api_name
+        bytewise = self._db.dialect.bytewise
         rows = await self._db.fetch(
-            f"SELECT coalesce(code, '?'), {self._db.dialect.details_api_name}, count(*)"
-            " FROM records WHERE state = 'failed' GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+            f"SELECT {code}, {field}, count(*) FROM records WHERE state = 'failed' GROUP BY 1, 2"
+            f" ORDER BY 3 DESC, {code}{bytewise}, {field}{bytewise}"
         )
         return [(code, None if field is None else str(field), count) for code, field, count in rows]
 
@@ -499,12 +502,9 @@ class Journal:
     async def start_run(self, command: str, *, now: float) -> int:
         """Record the start of a run; returns its id for `finish_run`."""
         async with self._write_lock:
-            row = await self._db.fetch_one(
-                "INSERT INTO runs (command, started_at) VALUES (?, ?) RETURNING id", (command, now)
+            return await self._db.insert(
+                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, now)
             )
-        if row is None:  # pragma: no cover - an INSERT ... RETURNING always returns
-            raise FatalError(f"journal {self.where}: run not recorded")
-        return int(row[0])
 
     async def finish_run(
         self, run_id: int, *, now: float, exit_status: int, counts: Mapping[str, object]

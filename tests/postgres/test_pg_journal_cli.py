@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 from pathlib import Path
 
 import orjson
@@ -267,3 +268,34 @@ async def test_a_lost_database_session_ends_the_pass_with_3_and_the_next_run_fin
         "pending": 0,
         "failed": 0,
     }
+
+
+async def test_the_daemon_follows_the_feed_on_postgres_and_a_second_exits_4(
+    sim: SimHandle, tmp_path: Path, pg_journal_config: JournalConfig
+) -> None:
+    """The daemon journals in PostgreSQL; SIGTERM mid-burst exits 0 and a later run
+    sends exactly what the daemon had not (nothing twice)."""
+    from tests.daemon.test_daemon import append, daemon_config, running_daemon, wait_until
+
+    await seed_leads(sim, 3_000)
+    await admin_post(sim, "config", {"latency_ms": 100})
+    feed = tmp_path / "changes.jsonl"
+    feed.touch()
+    config = on_postgres(daemon_config(tmp_path, sim), pg_journal_config)
+    async with running_daemon(config, tmp_path) as process:
+        append(feed, [{"id": str(FIRST_ID + i), "Company": f"burst {i}"} for i in range(3_000)])
+        await wait_until(lambda: sim.state.stats.records_written > 300, timeout_s=20)
+        second = await run_cli("run", "-c", str(config), cwd=tmp_path)
+        assert second.returncode == 4, second.stderr[-2000:]
+        assert "daemon" in second.stderr
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 30)
+        assert process.returncode == 0
+    await admin_post(sim, "config", {"latency_ms": 0})
+    later = await run_cli("run", "-c", str(config), cwd=tmp_path)
+    assert later.returncode == 0, later.stderr[-2000:]
+    leads = await sim_leads(sim)
+    assert all(leads[str(FIRST_ID + i)]["fields"]["Company"] == f"burst {i}" for i in range(3_000))
+    assert sim.state.stats.records_written == 3_000
+    checked = await run_cli("check", "-c", str(config), "--json", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr[-2000:]
