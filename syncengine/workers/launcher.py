@@ -52,7 +52,16 @@ def launch_status(statuses: tuple[int, ...], unfinished: int, *, interrupted: bo
     return EXIT_OK
 
 
-def worker_command(config_path: Path, partitions: int) -> list[str]:
+def at_once_for(partitions: int, workers: int) -> int:
+    """Partitions each of `workers` local workers works at a time: an even share (pure).
+
+    Each worker has one `[limits] concurrency`, so a worker holding more than
+    its share would have fewer requests per partition than the others.
+    """
+    return max(1, -(-partitions // workers))
+
+
+def worker_command(config_path: Path, partitions: int, at_once: int) -> list[str]:
     """The command line of one worker the launcher starts."""
     return [
         sys.executable,
@@ -63,6 +72,8 @@ def worker_command(config_path: Path, partitions: int) -> list[str]:
         str(config_path),
         "--partitions",
         str(partitions),
+        "--at-once",
+        str(at_once),
         "--join",
     ]
 
@@ -80,7 +91,9 @@ async def launch(
         begun = await table.begin_pass_if_complete()
         log.info("workers.launch", workers=workers, partitions=partitions, new_pass=begun)
         processes = [
-            await asyncio.create_subprocess_exec(*worker_command(config_path, partitions))
+            await asyncio.create_subprocess_exec(
+                *worker_command(config_path, partitions, at_once_for(partitions, workers))
+            )
             for _ in range(workers)
         ]
 

@@ -20,7 +20,7 @@ from syncengine.model import BadInput, Change, Checkpoint, Operation
 from syncengine.sources.base import Item
 from syncengine.sources.jsonl import JsonlSource
 from syncengine.sources.records import RecordDefaults
-from syncengine.workers.launcher import launch_status
+from syncengine.workers.launcher import at_once_for, launch_status
 from syncengine.workers.partition import (
     PartitionSource,
     item_key,
@@ -162,3 +162,13 @@ def test_launch_status(
     statuses: tuple[int, ...], unfinished: int, interrupted: bool, expected: int
 ) -> None:
     assert launch_status(statuses, unfinished, interrupted=interrupted) == expected
+
+
+@pytest.mark.parametrize(
+    ("partitions", "workers", "expected"),
+    [(16, 1, 16), (16, 2, 8), (16, 3, 6), (16, 4, 4), (4, 8, 1)],
+)
+def test_launched_workers_each_work_an_even_share(
+    partitions: int, workers: int, expected: int
+) -> None:
+    assert at_once_for(partitions, workers) == expected
