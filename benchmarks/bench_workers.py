@@ -12,8 +12,11 @@ workers, on the PostgreSQL journal and on the SQLite journal: what the
 PostgreSQL journal costs. Rates are records over the command's wall time,
 process start-up included.
 
-    python -m benchmarks.bench_workers [--records 50000] [--workers 1,2,4]
+    python -m benchmarks.bench_workers [--records 50000] [--workers 1,2,4] [--rounds 3]
         [--dsn postgresql://postgres@127.0.0.1:5432/test]
+
+Each round runs every contender once, in an order rotated round by round;
+the table quotes each contender's median wall time.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from benchmarks.common import (
     REPO,
     admin,
     free_port,
+    median,
     server_process,
     write_config,
     write_update_feed,
@@ -84,6 +88,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     counts = [int(part) for part in args.workers.split(",")]
     port = free_port()
@@ -92,7 +97,6 @@ def main() -> None:
     sim_args += ["--latency-ms", str(LATENCY_MS), "--concurrency", str(cap)]
     sim_args += ["--heavy-concurrency", str(cap), "--credits", "100000000", "--mint-limit", "1000"]
     one_worker_cap = CONCURRENCY * 100 / (LATENCY_MS / 1000)
-    rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp, server_process(sim_args, port):
         folder = Path(tmp)
         feed = folder / "feed.jsonl"
@@ -103,27 +107,39 @@ def main() -> None:
             admin(port, "reset", {})
             admin(port, "seed", {"module": "Leads", "count": args.records, "id_start": FIRST_ID})
 
-        fresh_sim()
-        with_journal(config, f'[journal]\npath = "{folder / "bench.db"}"\n')
-        rows.append(("migrate, SQLite journal", timed(["migrate", "-c", str(config)])))
-        for workers in [0, *counts]:
-            fresh_sim()
-            schema = f"bench_{uuid.uuid4().hex[:10]}"
-            with_journal(config, f'[journal]\nurl = "{args.dsn}"\nschema = "{schema}"\n')
-            try:
-                if workers == 0:
-                    label, command = "migrate, PostgreSQL journal", ["migrate", "-c", str(config)]
+        contenders: list[tuple[str, list[str], bool]] = [
+            ("migrate, SQLite journal", [], False),
+            ("migrate, PostgreSQL journal", [], True),
+        ] + [(f"migrate --workers {n}, PostgreSQL", ["--workers", str(n)], True) for n in counts]
+        times: dict[str, list[float]] = {label: [] for label, _, _ in contenders}
+        for round_index in range(args.rounds):
+            shift = round_index % len(contenders)
+            for label, extra, postgres in contenders[shift:] + contenders[:shift]:
+                fresh_sim()
+                schema = f"bench_{uuid.uuid4().hex[:10]}"
+                if postgres:
+                    journal = f'[journal]\nurl = "{args.dsn}"\nschema = "{schema}"\n'
                 else:
-                    label = f"migrate --workers {workers}, PostgreSQL"
-                    command = ["migrate", "-c", str(config), "--workers", str(workers)]
-                rows.append((label, timed(command)))
-            finally:
-                drop_schema(args.dsn, schema)
+                    for stale in folder.glob("bench.db*"):
+                        stale.unlink()
+                    journal = f'[journal]\npath = "{folder / "bench.db"}"\n'
+                with_journal(config, journal)
+                try:
+                    times[label].append(timed(["migrate", "-c", str(config), *extra]))
+                finally:
+                    if postgres:
+                        drop_schema(args.dsn, schema)
+            print(
+                f"round {round_index + 1}: "
+                + ", ".join(f"{label} {values[-1]:.1f} s" for label, values in times.items())
+            )
+        rows = [(label, median(values)) for label, values in times.items()]
     reference = rows[0][1]
     print(
         f"{args.records:,} updates; simulator {LATENCY_MS} ms; one worker's cap "
         f"{one_worker_cap:,.0f} rec/s; {os.cpu_count()} cores"
     )
+    print(f"median of {args.rounds} round(s)")
     print(f"{'':38} {'wall s':>8} {'rec/s':>9} {'vs SQLite':>10}")
     for label, elapsed in rows:
         rate = args.records / elapsed

@@ -39,7 +39,7 @@ class LeaseTiming:
     """How fast a lease changes hands; every bound below follows from these (pure)."""
 
     #: A standby tries for the lease this often.
-    poll_s: float = 1.0
+    poll_s: float = 0.5
     #: The holder asks its lease connection whether it is alive this often...
     check_s: float = 2.0
     #: ...and takes no answer within this long as the lease lost.
