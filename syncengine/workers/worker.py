@@ -1,11 +1,11 @@
-"""`syncengine worker`: take partitions of the pass, one at a time, until none is left.
+"""`syncengine worker`: take partitions of the pass, a few at a time, until none is left.
 
-Each worker opens the journal beside the others (no process lock: the
-partition leases keep them apart), one HTTP session, token provider and
-limiter, and for each partition it leases runs the ordinary engine over
-that partition's share of the feed (`PartitionSource`) and of the journal's
-pending records (the engine's key filter), from the partition's own
-checkpoint. When every unfinished partition is leased by others, it waits:
+Each worker opens the journal beside the others (the journal's holder lock
+in shared mode; the partition leases keep them apart), one HTTP session,
+token provider and limiter, and for each partition it leases runs the
+ordinary engine over that partition's share of the feed
+(`PartitionSource`) and of the journal's pending records (the engine's key
+filter), from the partition's own checkpoint. When every unfinished partition is leased by others, it waits:
 one of them may die, and its partition is then this worker's to finish.
 
 A worker whose lease's connection fails stops its partition (the server
@@ -20,7 +20,7 @@ import contextlib
 import os
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import structlog
 
@@ -110,9 +110,8 @@ async def run_worker(
     done = 0
     interrupted = False
     try:
-        settings = replace(engine_settings(config))
         async with open_engine(
-            config, command="worker", settings=settings, exclusive=False
+            config, command="worker", settings=engine_settings(config), exclusive=False
         ) as parts:
             await table.open(partitions)
             await table.share_journal(
