@@ -230,6 +230,9 @@ def migrate(
     partitions: int,
 ) -> None:
     """The same pass for a one-off bulk load, with a live progress bar."""
+    source = click.get_current_context().get_parameter_source("partitions")
+    if workers is None and source is not click.core.ParameterSource.DEFAULT:
+        fail("--partitions applies only with --workers", EXIT_USAGE)
     config = _load(config_path)
     if workers is not None:
         _migrate_with_workers(config, config_path, workers, partitions, write_api, report_path)

@@ -178,7 +178,7 @@ async def test_workers_need_a_postgresql_journal(tmp_path: Path) -> None:
         start = text.index("[journal]")
         config.write_text(text[:start] + '[journal]\npath = "journal.db"\n')
         (tmp_path / "changes.jsonl").touch()
-        for args in (("migrate", "--workers", "2"), ("worker",)):
+        for args in (("migrate", "--workers", "2"), ("worker",), ("migrate", "--partitions", "4")):
             result = await run_cli(*args, "-c", str(config), cwd=tmp_path)
             assert result.returncode == 2, result.stderr
-            assert "PostgreSQL" in result.stderr
+            assert "PostgreSQL" in result.stderr or "only with --workers" in result.stderr
