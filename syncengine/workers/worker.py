@@ -5,8 +5,9 @@ in shared mode; the partition leases keep them apart), one HTTP session,
 token provider and limiter, and for each partition it leases runs the
 ordinary engine over that partition's share of the feed
 (`PartitionSource`) and of the journal's pending records (the engine's key
-filter), from the partition's own checkpoint. When every unfinished partition is leased by others, it waits:
-one of them may die, and its partition is then this worker's to finish.
+filter), from the partition's own checkpoint. When every unfinished
+partition is leased by others, it waits: one of them may die, and its
+partition is then this worker's to finish.
 
 A worker whose lease's connection fails stops its partition (the server
 may have freed the lease, and another worker may be taking it over), so a
