@@ -72,13 +72,15 @@ schema = "{schema}"
     return path
 
 
-def feed_lines(seed: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """`LINES` updates over `RECORDS` records, several per record, and each record's last."""
+def feed_lines(
+    seed: int, lines: int = LINES, records: int = RECORDS
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """`lines` updates over `records` records, several per record, and each record's last."""
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
     last: dict[str, dict[str, Any]] = {}
-    for line in range(LINES):
-        record_id = str(FIRST_ID + (line if line < RECORDS else rng.randrange(RECORDS)))
+    for line in range(lines):
+        record_id = str(FIRST_ID + (line if line < records else rng.randrange(records)))
         row: dict[str, Any] = {"id": record_id, "Company": f"line {line}"}
         if rng.random() < 0.5:
             row["No_of_Employees"] = line
@@ -87,9 +89,9 @@ def feed_lines(seed: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any
     return rows, last
 
 
-def writes(sim: SimHandle) -> int:
+def writes(sim: SimHandle, records: int = RECORDS) -> int:
     total = 0
-    for index in range(RECORDS):
+    for index in range(records):
         record = sim.state.store.get("Leads", str(FIRST_ID + index))
         assert record is not None
         total += record.writes
@@ -182,3 +184,39 @@ async def test_workers_need_a_postgresql_journal(tmp_path: Path) -> None:
             result = await run_cli(*args, "-c", str(config), cwd=tmp_path)
             assert result.returncode == 2, result.stderr
             assert "PostgreSQL" in result.stderr or "only with --workers" in result.stderr
+
+
+async def test_an_interrupted_pass_over_workers_is_finished_by_the_next(
+    schema: str, tmp_path: Path
+) -> None:
+    """SIGTERM to `migrate --workers 2`: it stops its workers (exit 130); the next
+    `migrate --workers 2` joins the unfinished pass and the CRM ends exact."""
+    async with running_simulator(port=0, admin=True, latency_ms=60, heavy_concurrency=64) as sim:
+        await seed_leads(sim, 4000)
+        rows, last = feed_lines(seed=16, lines=12_000, records=4000)
+        write_feed(tmp_path / "changes.jsonl", rows)
+        config = worker_config(tmp_path, sim, schema)
+        args = ("migrate", "-c", str(config), "--workers", "2")
+        launcher = await start_cli(*args, cwd=tmp_path)
+        try:
+            deadline = time.monotonic() + 30
+            while writes(sim, 4000) < 1000:
+                assert time.monotonic() < deadline, "the workers did not get going"
+                assert launcher.returncode is None
+                await asyncio.sleep(0.01)
+            launcher.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(launcher.communicate(), 60)
+        finally:
+            if launcher.returncode is None:
+                launcher.kill()
+                await launcher.wait()
+        assert launcher.returncode == 130, err.decode()[-2000:]
+        stopped_at = writes(sim, 4000)
+        again = await run_cli(*args, cwd=tmp_path, timeout_s=120)
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert writes(sim, 4000) > stopped_at
+        for record_id, expected in last.items():
+            record = sim.state.store.get("Leads", record_id)
+            assert record is not None
+            held = {name: record.fields.get(name) for name in expected if name != "id"}
+            assert held == {name: v for name, v in expected.items() if name != "id"}, record_id
