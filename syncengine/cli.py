@@ -43,14 +43,15 @@ from syncengine.reports import (
 )
 from syncengine.runner import run_pass, tune_gc_for_throughput
 from syncengine.sources import open_source
+from syncengine.workers.partition import DEFAULT_PARTITIONS, MAX_PARTITIONS
 
 T = TypeVar("T")
 
 #: The partitions a pass split over workers has (`syncengine.workers.partition`).
 PARTITIONS_OPTION = click.option(
     "--partitions",
-    type=click.IntRange(1, 1024),
-    default=16,
+    type=click.IntRange(1, MAX_PARTITIONS),
+    default=DEFAULT_PARTITIONS,
     show_default=True,
     help="Partitions of the record key a pass over workers is split into; fixed per journal.",
 )

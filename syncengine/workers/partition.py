@@ -23,9 +23,10 @@ from syncengine.keys import position_key
 from syncengine.model import BadInput, Checkpoint
 from syncengine.sources.base import Item, Source
 
-#: Partitions when the config does not say: several per worker, so work
-#: spreads evenly and a dead worker's share is taken by more than one.
-DEFAULT_PARTITIONS = 16
+#: Partitions when `--partitions` does not say: a few per worker, so a dead
+#: worker's share is spread, and few in all, since every partition worked
+#: reads the whole feed (the feed is parsed once per partition in a pass).
+DEFAULT_PARTITIONS = 8
 #: Most partitions a pass may be split into.
 MAX_PARTITIONS = 1024
 
