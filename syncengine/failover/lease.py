@@ -106,6 +106,8 @@ class Lease:
         self._connection: asyncpg.Connection | None = None
         #: True from the moment the lock is taken until it is released or lost.
         self.held = False
+        #: True once a connection was made: later failures are waited out.
+        self._reached = False
 
     async def try_acquire(self) -> bool:
         """Take the lease if nobody holds it; True when this process now holds it."""
@@ -123,8 +125,9 @@ class Lease:
     async def acquire(self, stop: asyncio.Event) -> bool:
         """Wait until the lease is this process's (True) or `stop` is set (False).
 
-        A database that cannot be reached is tried again each `poll_s`: a
-        standby outlives a database restart.
+        A database lost after the first connection is tried again each
+        `poll_s`: a standby outlives a database restart. One that cannot
+        be reached at all raises FatalError (a wrong URL fails at once).
         """
         announced = False
         while not stop.is_set():
@@ -132,6 +135,8 @@ class Lease:
                 if await self.try_acquire():
                     return True
             except FatalError as exc:
+                if not self._reached:
+                    raise  # a wrong URL or a database down at start: say so now (exit 3)
                 log.warning("failover.database_unreachable", error=str(exc))
             if not announced:
                 log.info("failover.standby", schema=self._schema)
@@ -184,9 +189,11 @@ class Lease:
                 timeout=self.timing.check_timeout_s,
                 server_settings=self.timing.keepalive_settings("syncengine daemon lease"),
             )
+            self._reached = True
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise FatalError(
-                f"failover: cannot connect to {mask_dsn(self._dsn)}: {type(exc).__name__}"
+                f"journal {mask_dsn(self._dsn)} (schema {self._schema}): cannot connect for"
+                f" the daemon lease: {type(exc).__name__}"
             ) from None
         return self._connection
 

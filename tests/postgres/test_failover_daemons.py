@@ -242,3 +242,24 @@ async def test_a_daemon_that_loses_its_lease_stops_and_the_standby_takes_over(
         finally:
             for process in processes.values():
                 await stop(process)
+
+
+async def test_a_daemon_whose_journal_database_is_unreachable_exits_3_at_once(
+    tmp_path: Path,
+) -> None:
+    async with running_simulator(port=0, admin=True) as sim:
+        (tmp_path / "changes.jsonl").touch()
+        config = daemon_config(tmp_path, "a", sim, "nowhere", free_port())
+        config.write_text(
+            config.read_text().replace(DSN, "postgresql://postgres:s3cret-pw@127.0.0.1:1/test")
+        )
+        process = await start_cli("daemon", "-c", str(config), cwd=tmp_path)
+        try:
+            _, err = await asyncio.wait_for(process.communicate(), 30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert process.returncode == 3, err.decode()[-2000:]
+        assert "s3cret-pw" not in err.decode()
+        assert "127.0.0.1:1" in err.decode()
