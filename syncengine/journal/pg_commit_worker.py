@@ -14,6 +14,7 @@ one is rolled back and every later one refused, as for SQLite.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
@@ -61,7 +62,8 @@ def serve_postgres(schema: str, requests: BinaryIO, answers: Any) -> int:
         def commit_one(message: bytes) -> None:
             try:
                 loop.run_until_complete(commit(connection, message))
-            except asyncpg.PostgresError as exc:
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                # Refused by the server, or the connection lost: rolled back either way.
                 raise _Refused(scrub(f"{type(exc).__name__}: {exc}", url)) from None
 
         try:
@@ -72,7 +74,8 @@ def serve_postgres(schema: str, requests: BinaryIO, answers: Any) -> int:
                 answers,
             )
         finally:
-            loop.run_until_complete(connection.close(timeout=5))
+            with contextlib.suppress(Exception):  # a lost connection has nothing to close
+                loop.run_until_complete(connection.close(timeout=5))
     finally:
         loop.close()
     return 0

@@ -35,7 +35,7 @@ APPLICATION = "syncengine journal"
 _V1 = (
     """
     CREATE TABLE records (
-        seq             bigserial NOT NULL UNIQUE,
+        seq             bigserial NOT NULL,
         key             text COLLATE "C" PRIMARY KEY,
         module          text,
         record_id       text,
@@ -53,9 +53,10 @@ _V1 = (
         accepted        text
     )
     """,
+    # As in SQLite: partial indexes as small as the work they serve (the retry
+    # queue in first-journaled order, failures by code); synced rows are in neither.
     "CREATE INDEX records_pending ON records (seq) WHERE state = 'pending'",
     "CREATE INDEX records_failed ON records (code) WHERE state = 'failed'",
-    "CREATE INDEX records_unsynced ON records (state) WHERE state <> 'synced'",
     """
     CREATE TABLE checkpoints (
         source_id    text PRIMARY KEY,

@@ -109,7 +109,9 @@ class Journal:
         self.path = path
         #: The journal as messages name it: its file, or its masked DSN and schema.
         self.where = where
-        self._db = db
+        self._database = db
+        #: The driver's own connection (aiosqlite or asyncpg), for tests that look inside.
+        self._db: Any = db.db if isinstance(db, SqliteDatabase) else getattr(db, "connection", None)
         self._lock = lock
         self._committer = committer
         self._write_lock = asyncio.Lock()
@@ -214,8 +216,8 @@ class Journal:
                 if self._holds_pg_lock and self._postgres is not None:
                     self._holds_pg_lock = False
                     with contextlib.suppress(Exception):
-                        await _pg_release(self._db, self._postgres[1])
-                await self._db.close()
+                        await _pg_release(self._database, self._postgres[1])
+                await self._database.close()
             finally:
                 _release(self._lock)
                 self._lock = None
@@ -296,7 +298,7 @@ class Journal:
             return found
         for group in _id_groups(keys):
             marks = ",".join("?" * len(group))
-            rows = await self._db.fetch(
+            rows = await self._database.fetch(
                 f"SELECT key, position FROM records WHERE source = ? AND key IN ({marks})"
                 " AND position IS NOT NULL",
                 (source_id, *group),
@@ -314,9 +316,9 @@ class Journal:
 
     async def checkpoints(self) -> dict[str, Checkpoint]:
         """Every source's checkpoint, by source id (for `status`)."""
-        rows = await self._db.fetch(
+        rows = await self._database.fetch(
             "SELECT source_id, resume_after, display, generation FROM checkpoints"
-            f" ORDER BY source_id{self._db.dialect.bytewise}"
+            f" ORDER BY source_id{self._database.dialect.bytewise}"
         )
         return {sid: Checkpoint(after, shown, generation) for sid, after, shown, generation in rows}
 
@@ -332,7 +334,9 @@ class Journal:
         after = 0
         while True:
             async with self._write_lock:  # never inside this connection's own write
-                rows = await self._db.fetch(_DUE_PAGE.format(order=self._order), (now, after, page))
+                rows = await self._database.fetch(
+                    _DUE_PAGE.format(order=self._order), (now, after, page)
+                )
             for _rowid, payload, attempts, key in rows:
                 if payload is None:
                     log.warning("journal.pending_without_payload", key=key)
@@ -345,7 +349,7 @@ class Journal:
     async def counts(self) -> dict[str, int]:
         """Records by state: always the keys synced, pending and failed."""
         result = {state.value: 0 for state in RecordState}
-        rows = await self._db.fetch("SELECT state, count(*) FROM records GROUP BY state")
+        rows = await self._database.fetch("SELECT state, count(*) FROM records GROUP BY state")
         for state, count in rows:
             result[state] = count
         return result
@@ -355,11 +359,11 @@ class Journal:
     ) -> list[FailureRow]:
         """Failed records with their last error, in feed order (then by time)."""
         where, params = _failed_filter(code, ())
-        rows = await self._db.fetch(
+        rows = await self._database.fetch(
             "SELECT module, record_id, position, code, message, attempts, details, payload, key "
             f"FROM records WHERE {where}"
-            f" ORDER BY {self._db.dialect.position_order}, updated_at, key LIMIT ?",
-            (*params, self._db.dialect.no_limit if limit is None else limit),
+            f" ORDER BY {self._database.dialect.position_order}, updated_at, key LIMIT ?",
+            (*params, self._database.dialect.no_limit if limit is None else limit),
         )
         failures = []
         for module, rid, pos, code_, message, attempts, details, payload, key in rows:
@@ -384,9 +388,9 @@ class Journal:
 
     async def failure_groups(self) -> list[tuple[str, str | None, int]]:
         """Failed records counted by (code, field the CRM named), most frequent first."""
-        code, field = "coalesce(code, '?')", self._db.dialect.details_api_name
-        bytewise = self._db.dialect.bytewise
-        rows = await self._db.fetch(
+        code, field = "coalesce(code, '?')", self._database.dialect.details_api_name
+        bytewise = self._database.dialect.bytewise
+        rows = await self._database.fetch(
             f"SELECT {code}, {field}, count(*) FROM records WHERE state = 'failed' GROUP BY 1, 2"
             f" ORDER BY 3 DESC, {code}{bytewise}, {field}{bytewise}"
         )
@@ -394,7 +398,7 @@ class Journal:
 
     async def failed_keys(self) -> set[str]:
         """The keys of every failed record: their owed state is read back when they change."""
-        rows = await self._db.fetch(
+        rows = await self._database.fetch(
             "SELECT key FROM records WHERE state = 'failed' AND payload IS NOT NULL"
         )
         return {key for (key,) in rows}
@@ -422,7 +426,7 @@ class Journal:
             return found
         for group in _id_groups(keys):
             marks = ",".join("?" * len(group))
-            rows = await self._db.fetch(
+            rows = await self._database.fetch(
                 f"SELECT key, {column} FROM records WHERE key IN ({marks}) AND {condition}",
                 tuple(group),
             )
@@ -441,7 +445,7 @@ class Journal:
         after = low
         while True:
             rows = list(
-                await self._db.fetch(
+                await self._database.fetch(
                     f"SELECT key, record_id FROM records WHERE key > ? AND key < ? AND {_MAPPED}"
                     " ORDER BY key LIMIT ?",
                     (after, high, page),
@@ -464,7 +468,7 @@ class Journal:
         found: dict[str, Change] = {}
         for group in _id_groups(keys):
             marks = ",".join("?" * len(group))
-            rows = await self._db.fetch(
+            rows = await self._database.fetch(
                 f"SELECT key, payload, attempts FROM records WHERE key IN ({marks})"
                 " AND state IN ('failed', 'pending') AND payload IS NOT NULL",
                 tuple(group),
@@ -487,7 +491,7 @@ class Journal:
         async with self._transaction():
             for id_group in _id_groups(ids):
                 where, params = _failed_filter(code, id_group)
-                requeued += await self._db.execute(
+                requeued += await self._database.execute(
                     "UPDATE records SET state = 'pending', attempts = 0, next_attempt_at = ?, "
                     f"updated_at = ? WHERE {where} AND payload IS NOT NULL",
                     (now, now, *params),
@@ -502,7 +506,7 @@ class Journal:
     async def start_run(self, command: str, *, now: float) -> int:
         """Record the start of a run; returns its id for `finish_run`."""
         async with self._write_lock:
-            return await self._db.insert(
+            return await self._database.insert(
                 "INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, now)
             )
 
@@ -546,7 +550,7 @@ class Journal:
             sql, params = sql + " WHERE id = ?", (run_id,)
         elif since is not None:
             sql, params = sql + " WHERE started_at >= ?", (since,)
-        rows = await self._db.fetch(sql + " ORDER BY id", params)
+        rows = await self._database.fetch(sql + " ORDER BY id", params)
         return [
             RunRow(rid, command, started, finished, status, _load_json(counts))
             for rid, command, started, finished, status, counts in rows
@@ -558,7 +562,7 @@ class Journal:
 
     async def timeline(self, run_id: int) -> list[TimelineRow]:
         """Run `run_id`'s timeline in time order."""
-        rows = await self._db.fetch(
+        rows = await self._database.fetch(
             f"SELECT {', '.join(TIMELINE_COLUMNS)} FROM timeline WHERE run_id = ? ORDER BY t",
             (run_id,),
         )
@@ -567,24 +571,24 @@ class Journal:
     async def thin_timeline(self, *, now: float) -> None:
         """Merge old timeline rows into longer spans and drop expired ones, in one transaction."""
         async with self._transaction():
-            for sql, params in thin_statements(now, postgres=self._db.dialect.postgres):
-                await self._db.execute(sql, params)
+            for sql, params in thin_statements(now, postgres=self._database.dialect.postgres):
+                await self._database.execute(sql, params)
 
     # -- for the token cache of this package ---------------------------------
 
     async def _fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any] | None:
         """The first row of a query, or None."""
-        return await self._db.fetch_one(sql, params)
+        return await self._database.fetch_one(sql, params)
 
     async def _write(self, sql: str, params: Sequence[Any]) -> None:
         """One statement in its own (autocommit) transaction."""
         async with self._write_lock:
-            await self._db.execute(sql, params)
+            await self._database.execute(sql, params)
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
         """One transaction of this connection's, rolled back on any error or cancellation."""
-        async with self._write_lock, self._db.transaction():
+        async with self._write_lock, self._database.transaction():
             yield
 
 

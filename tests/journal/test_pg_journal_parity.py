@@ -89,7 +89,7 @@ _COLUMNS = (
 
 
 async def _journal_view(journal: Journal) -> dict[str, Any]:
-    rows = await journal._db.fetch(f"SELECT {_COLUMNS} FROM records ORDER BY key")
+    rows = await journal._database.fetch(f"SELECT {_COLUMNS} FROM records ORDER BY key")
     # A pending row without a due time is due at the commit's own time: "now".
     return {
         "rows": [(*row[:9], "now" if (row[9] or 0) > 1e9 else row[9], *row[10:]) for row in rows],

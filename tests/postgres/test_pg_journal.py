@@ -301,7 +301,7 @@ async def test_repeated_keys_in_one_commit_end_as_written_in_order(
         )
         rows = {
             key: (state, position)
-            for key, state, position in await journal._db.fetch(
+            for key, state, position in await journal._database.fetch(
                 "SELECT key, state, position FROM records ORDER BY seq"
             )
         }
@@ -338,7 +338,7 @@ async def test_a_holder_whose_session_ends_commits_nothing_more(
         await journal.submit([_synced(1)], {"feed": Checkpoint(1, 1)})
         admin = await admin_connection()
         try:
-            pid = journal._db.connection.get_server_pid()  # type: ignore[attr-defined]
+            pid = journal._db.get_server_pid()
             await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
         finally:
             await admin.close()

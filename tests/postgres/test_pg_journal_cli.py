@@ -299,3 +299,47 @@ async def test_the_daemon_follows_the_feed_on_postgres_and_a_second_exits_4(
     assert sim.state.stats.records_written == 3_000
     checked = await run_cli("check", "-c", str(config), "--json", cwd=tmp_path)
     assert checked.returncode == 0, checked.stderr[-2000:]
+
+
+@pytest.mark.parametrize("moment", ["created", "download"])
+async def test_a_migration_killed_mid_job_resumes_its_job_from_postgres(
+    sim: SimHandle, tmp_path: Path, pg_journal_config: JournalConfig, moment: str
+) -> None:
+    """SIGKILL once the CRM runs the job (or while its result is read): the next
+    `migrate` finds the job in the PostgreSQL journal and never makes an insert twice."""
+    from tests.integration.test_bulk_migrate_crash import INSERTS, ONE_JOB_AT_A_TIME, UPDATES, feed
+
+    await seed_leads(sim, UPDATES)
+    write_feed(tmp_path / "changes.jsonl", feed())
+    config = on_postgres(write_config(tmp_path, sim, limits=ONE_JOB_AT_A_TIME), pg_journal_config)
+    if moment == "download":
+        sim.state.set_config({"bulk_drop_downloads": 1000})
+
+    def reached() -> bool:
+        if moment == "created":
+            return sim.state.stats.bulk_jobs >= 1
+        return any(job.downloads >= 1 for job in sim.state.bulk.jobs.values())
+
+    process = await start_cli("migrate", "-c", str(config), "--api", "bulk", cwd=tmp_path)
+    while not reached() and process.returncode is None:
+        await asyncio.sleep(0.0005)
+    assert process.returncode is None, f"migrate ended before the {moment} step"
+    process.kill()
+    await process.wait()
+    sim.state.set_config({"bulk_drop_downloads": 0})
+    result = await run_cli("migrate", "-c", str(config), "--api", "bulk", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    leads = await sim_leads(sim)
+    assert len(leads) == UPDATES + INSERTS  # no insert made twice
+    assert all(
+        leads[str(FIRST_ID + n)]["fields"]["Company"] == f"Updated {n}" for n in range(UPDATES)
+    )
+    stats = await admin_get(sim, "stats")
+    if moment == "download":
+        assert (stats["bulk_uploads"], stats["bulk_jobs"]) == (2, 2)
+    assert (await _status(config, tmp_path))["records"] == {
+        "synced": UPDATES + INSERTS,
+        "pending": 0,
+        "failed": 0,
+    }
