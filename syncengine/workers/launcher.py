@@ -17,11 +17,12 @@ from pathlib import Path
 
 import structlog
 
-from syncengine.config import Config
+from syncengine.config import Config, mask_dsn
+from syncengine.errors import FatalError
 from syncengine.exit_status import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
 from syncengine.journal import Journal
 from syncengine.workers.leases import PartitionTable
-from syncengine.workers.worker import journal_database
+from syncengine.workers.worker import database_errors, journal_database
 
 log = structlog.get_logger("syncengine.workers")
 
@@ -83,6 +84,25 @@ async def launch(
 ) -> LaunchResult:
     """Runs one pass over `workers` local worker processes; see the module's docstring."""
     dsn, schema = journal_database(config)
+    try:
+        return await _launch(config, config_path, dsn, schema, workers, partitions, stop)
+    except database_errors() as exc:
+        raise FatalError(
+            f"workers: the journal's database {mask_dsn(dsn)} (schema {schema}) failed:"
+            f" {type(exc).__name__}"
+        ) from None
+
+
+async def _launch(
+    config: Config,
+    config_path: Path,
+    dsn: str,
+    schema: str,
+    workers: int,
+    partitions: int,
+    stop: asyncio.Event,
+) -> LaunchResult:
+    """`launch`, its database errors left to it."""
     table = PartitionTable(dsn, schema)
     try:
         async with await Journal.open(config.journal):  # creates the journal's schema if new

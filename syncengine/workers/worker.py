@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from syncengine.config import Config
+from syncengine.config import Config, mask_dsn
 from syncengine.engine import Engine, PassCounts
 from syncengine.errors import ConfigError, FatalError
 from syncengine.exit_status import EXIT_FATAL
@@ -104,8 +104,35 @@ async def run_worker(
     With `join_only`, a worker that finds the last pass finished does not
     begin another (the `migrate --workers` launcher began it already).
     """
-    started = time.monotonic()
     dsn, schema = journal_database(config)
+    try:
+        return await _run_worker(config, dsn, schema, stop, partitions, at_once, join_only, timing)
+    except database_errors() as exc:
+        raise FatalError(
+            f"workers: the journal's database {mask_dsn(dsn)} (schema {schema}) failed:"
+            f" {type(exc).__name__}"
+        ) from None
+
+
+def database_errors() -> tuple[type[BaseException], ...]:
+    """What asyncpg raises when the server (or the link to it) fails a statement."""
+    import asyncpg
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+async def _run_worker(
+    config: Config,
+    dsn: str,
+    schema: str,
+    stop: asyncio.Event,
+    partitions: int,
+    at_once: int,
+    join_only: bool,
+    timing: LeaseTiming,
+) -> WorkerResult:
+    """`run_worker`, its database errors left to it."""
+    started = time.monotonic()
     table = PartitionTable(dsn, schema, timing=timing)
     total = PassCounts()
     done = 0
@@ -255,7 +282,12 @@ async def _work(
         with contextlib.suppress(Exception):
             await lease.connection.close()
         return counts, False
-    await lease.finish(worker_name())
+    try:
+        await lease.finish(worker_name())
+    except Exception as exc:  # noqa: BLE001 - the lease's session failed: treat it as lost
+        log.warning("workers.lease_lost", partition=number, reason=type(exc).__name__)
+        lease.connection.terminate()
+        return counts, False
     await lease.connection.close()
     log.info("workers.partition_done", partition=number, **counts.as_dict())
     return counts, True
