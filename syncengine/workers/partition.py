@@ -51,6 +51,21 @@ def item_key(item: Item, source_id: str) -> str:
     return position_key(source_id, first.display, generation=first.generation)
 
 
+def renumber(item: Item, ordinal: int) -> int:
+    """Number `item`'s positions from `ordinal` on; returns the next ordinal.
+
+    A partition's read numbers its own items 0, 1, 2, ...: the watermark
+    accepts only consecutive ordinals.
+    """
+    if isinstance(item, BadInput):
+        item.position.ordinal = ordinal
+        return ordinal + 1
+    for position in item.positions:
+        position.ordinal = ordinal
+        ordinal += 1
+    return ordinal
+
+
 def partition_source_id(source_id: str, partition: int, partitions: int) -> str:
     """The journal's name for one partition of a feed (its checkpoint's key)."""
     return f"{source_id}|partition {partition}/{partitions}"
@@ -115,13 +130,7 @@ class PartitionSource:
                 for item in batch:
                     if partition_of(item_key(item, source_id), partitions) != partition:
                         continue
-                    if isinstance(item, BadInput):
-                        item.position.ordinal = ordinal
-                        ordinal += 1
-                    else:
-                        for position in item.positions:
-                            position.ordinal = ordinal
-                            ordinal += 1
+                    ordinal = renumber(item, ordinal)
                     kept.append(item)
                 if kept:
                     yield kept

@@ -30,11 +30,13 @@ from syncengine.engine import Engine, PassCounts
 from syncengine.errors import ConfigError, FatalError
 from syncengine.exit_status import EXIT_FATAL
 from syncengine.failover.lease import DEFAULT_TIMING, LeaseTiming
+from syncengine.journal import Journal
 from syncengine.journal.lock import describe_holder
 from syncengine.runner import LiveParts, engine_settings, exit_status_for, open_engine, record_end
-from syncengine.sources import open_source
+from syncengine.sources import Source, open_source
 from syncengine.workers.leases import PartitionLease, PartitionTable, watch_lease
 from syncengine.workers.partition import PartitionSource, key_filter
+from syncengine.workers.shared_read import SharedPartitionSource, SharedRead
 
 log = structlog.get_logger("syncengine.workers")
 
@@ -203,13 +205,15 @@ async def _work_partitions(
     """
     outcome = Outcome(PassCounts())
     running: dict[asyncio.Task[tuple[PassCounts, bool]], int] = {}
+    reads: list[SharedRead] = []
     try:
         while True:
-            while not stop.is_set() and outcome.lost is None and len(running) < at_once:
-                lease = await table.lease()
-                if lease is None:
-                    break
-                task = asyncio.create_task(_work(parts, config, lease, partitions, stop, timing))
+            wanted = 0 if stop.is_set() or outcome.lost is not None else at_once - len(running)
+            leases = await _lease_up_to(table, wanted)
+            sources = await _sources(parts.journal, config, leases, partitions, reads)
+            for lease in leases:
+                source = sources[lease.partition]
+                task = asyncio.create_task(_work(parts, config, lease, source, stop, timing))
                 running[task] = lease.partition
             if not running:
                 if stop.is_set() or outcome.lost is not None or await table.unfinished() == 0:
@@ -232,24 +236,76 @@ async def _work_partitions(
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+        for read in reads:
+            await read.close()
+
+
+async def _lease_up_to(table: PartitionTable, wanted: int) -> list[PartitionLease]:
+    """Up to `wanted` partitions nobody holds, leased now (fewer when fewer are free)."""
+    leases: list[PartitionLease] = []
+    while len(leases) < wanted:
+        lease = await table.lease()
+        if lease is None:
+            break
+        leases.append(lease)
+    return leases
+
+
+async def _sources(
+    journal: Journal,
+    config: Config,
+    leases: list[PartitionLease],
+    partitions: int,
+    reads: list[SharedRead],
+) -> dict[int, Source]:
+    """Each newly leased partition's feed: one read shared by those that start at the top.
+
+    A partition with neither checkpoint nor high water (a pass's first read)
+    starts at the top of the feed, as do the others leased with it; they
+    share one `SharedRead` (appended to `reads`). The rest read on their own.
+    """
+    fresh: list[int] = []
+    sources: dict[int, Source] = {}
+    for lease in leases:
+        source = PartitionSource(open_source(config), lease.partition, partitions)
+        untouched = (
+            await journal.checkpoint(source.source_id) is None
+            and await journal.high_water(source.source_id) is None
+        )
+        if untouched:
+            fresh.append(lease.partition)
+        else:
+            sources[lease.partition] = source
+    if len(fresh) == 1:
+        sources[fresh[0]] = PartitionSource(open_source(config), fresh[0], partitions)
+    elif fresh:
+        shared = SharedRead(open_source(config), partitions, fresh)
+        reads.append(shared)
+        sources.update((number, shared.source(number)) for number in fresh)
+    return sources
 
 
 async def _work(
     parts: LiveParts,
     config: Config,
     lease: PartitionLease,
-    partitions: int,
+    source: Source,
     stop: asyncio.Event,
     timing: LeaseTiming,
 ) -> tuple[PassCounts, bool]:
     """One partition through the engine; (its counts, True when finished and marked done)."""
-    number = lease.partition
-    log.info("workers.partition_leased", partition=number, partitions=partitions)
+    number, partitions = lease.partition, lease.partitions
+    log.info(
+        "workers.partition_leased",
+        partition=number,
+        partitions=partitions,
+        shared_read=isinstance(source, SharedPartitionSource),
+    )
     engine = Engine(
         journal=parts.journal,
         writer=parts.validator or parts.client,
         settings=engine_settings(config),
-        source=PartitionSource(open_source(config), number, partitions),
+        source=source,
         keys=key_filter(number, partitions),
     )
     partition_stop = asyncio.Event()
