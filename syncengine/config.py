@@ -124,7 +124,7 @@ class JournalConfig:
     commit_timeout_s: float = 60.0  # a group commit not made by then ends the pass (exit 3)
     #: PostgreSQL DSN of a journal kept in a database; holds a password. None: the SQLite file.
     url: str | None = field(default=None, repr=False)
-    schema: str = "syncengine"  # the PostgreSQL schema of the journal's tables (with `url`)
+    schema: str = "syncengine_journal"  # the PostgreSQL schema of the journal's tables (with `url`)
 
     @property
     def where(self) -> str:

@@ -74,7 +74,7 @@ def test_config_takes_url_and_schema(tmp_path: Path) -> None:
     config = load_config(_config(tmp_path, f'url = "{DSN}"\nschema = "Sync_1"'))
     assert (config.journal.url, config.journal.schema) == (DSN, "Sync_1")
     default = load_config(_config(tmp_path, f'url = "{DSN}"'))
-    assert default.journal.schema == "syncengine"
+    assert default.journal.schema == "syncengine_journal"
     assert load_config(_config(tmp_path, "")).journal.url is None
 
 
@@ -87,7 +87,8 @@ def test_config_takes_url_and_schema(tmp_path: Path) -> None:
         ('url = "mysql://u:pw@h/db"', "journal.url: must be a postgresql:// URL"),
         ('url = "postgresql://u:pw@h:99999/db"', "journal.url: has an invalid port"),
         (
-            'url = "postgresql://u:pw@h/db"\n[limits]\nshared = "postgresql://u:pw@h/db"',
+            'url = "postgresql://u:pw@h/db"\nschema = "syncengine"\n'
+            '[limits]\nshared = "postgresql://u:pw@h/db"',
             "journal.schema: 'syncengine' is also limits.shared_schema",
         ),
     ],
@@ -99,10 +100,20 @@ def test_config_refuses_bad_journal_tables(tmp_path: Path, journal: str, message
     assert "pw" not in str(caught.value)
 
 
+def test_default_journal_schema_differs_from_the_shared_one(tmp_path: Path) -> None:
+    """Both defaults together are a valid config: a user sets only the two URLs."""
+    config = load_config(
+        _config(
+            tmp_path, 'url = "postgresql://u:pw@h/db"\n[limits]\nshared = "postgresql://u:pw@h/db"'
+        )
+    )
+    assert config.journal.schema != config.limits.shared_schema
+
+
 def test_config_does_not_show_the_dsn_in_its_repr(tmp_path: Path) -> None:
     config = load_config(_config(tmp_path, 'url = "postgresql://u:hunter2@h/db"'))
     assert "hunter2" not in repr(config)
-    assert config.journal.where == "postgresql://u:***@h/db (schema syncengine)"
+    assert config.journal.where == "postgresql://u:***@h/db (schema syncengine_journal)"
 
 
 def test_the_example_config_loads() -> None:
