@@ -43,8 +43,18 @@ from syncengine.reports import (
 )
 from syncengine.runner import run_pass, tune_gc_for_throughput
 from syncengine.sources import open_source
+from syncengine.workers.partition import DEFAULT_PARTITIONS, MAX_PARTITIONS
 
 T = TypeVar("T")
+
+#: The partitions a pass split over workers has (`syncengine.workers.partition`).
+PARTITIONS_OPTION = click.option(
+    "--partitions",
+    type=click.IntRange(1, MAX_PARTITIONS),
+    default=DEFAULT_PARTITIONS,
+    show_default=True,
+    help="Partitions of the record key a pass over workers is split into; fixed per journal.",
+)
 
 CONFIG_OPTION = click.option(
     "-c",
@@ -205,9 +215,28 @@ def run(config_path: Path, full: bool) -> None:
     help="Write API: records, bulk (Bulk Write jobs), or auto: bulk for a (module, "
     "operation) group when that costs fewer credits ([crm] write_api, else records).",
 )
-def migrate(config_path: Path, report_path: Path | None, write_api: str | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Split the pass over this many worker processes by partitions of the record key "
+    "(PostgreSQL journal only; records API).",
+)
+@PARTITIONS_OPTION
+def migrate(
+    config_path: Path,
+    report_path: Path | None,
+    write_api: str | None,
+    workers: int | None,
+    partitions: int,
+) -> None:
     """The same pass for a one-off bulk load, with a live progress bar."""
+    source = click.get_current_context().get_parameter_source("partitions")
+    if workers is None and source is not click.core.ParameterSource.DEFAULT:
+        fail("--partitions applies only with --workers", EXIT_USAGE)
     config = _load(config_path)
+    if workers is not None:
+        _migrate_with_workers(config, config_path, workers, partitions, write_api, report_path)
     tune_gc_for_throughput()
 
     async def main(stop: asyncio.Event) -> int:
@@ -230,6 +259,66 @@ def migrate(config_path: Path, report_path: Path | None, write_api: str | None) 
         return result.exit_status
 
     sys.exit(_run_async(main))
+
+
+def _migrate_with_workers(
+    config: Config,
+    config_path: Path,
+    workers: int,
+    partitions: int,
+    write_api: str | None,
+    report_path: Path | None,
+) -> NoReturn:
+    """`migrate --workers N`: the pass over N local `worker` processes."""
+    if write_api == "bulk":
+        fail("--workers sends by the records API; it cannot be combined with --api bulk", 2)
+    if report_path is not None:
+        fail("--workers cannot be combined with --report; run `syncengine report` after", 2)
+    if config.journal.url is None:
+        fail("--workers needs the journal on PostgreSQL ([journal] url)", EXIT_USAGE)
+    from syncengine.workers.launcher import launch
+
+    result = _run_async(
+        lambda stop: launch(config, config_path, workers=workers, partitions=partitions, stop=stop)
+    )
+    statuses = ", ".join(str(status) for status in result.statuses)
+    click.echo(
+        f"migrate: {len(result.statuses)} workers ended ({statuses}); "
+        f"{result.unfinished} partition(s) unfinished",
+        err=True,
+    )
+    sys.exit(result.exit_status)
+
+
+@cli.command()
+@CONFIG_OPTION
+@PARTITIONS_OPTION
+@click.option(
+    "--at-once",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Partitions this worker works at a time (sharing its [limits] concurrency).",
+)
+@click.option("--join", is_flag=True, hidden=True, help="Join a pass; never begin one.")
+def worker(config_path: Path, partitions: int, at_once: int, join: bool) -> None:
+    """Works partitions of a pass beside other workers, until none is left."""
+    from syncengine.workers.worker import run_worker
+
+    config = _load(config_path)
+    tune_gc_for_throughput()
+    result = _run_async(
+        lambda stop: run_worker(
+            config, stop=stop, partitions=partitions, at_once=at_once, join_only=join
+        )
+    )
+    counts = result.counts
+    click.echo(
+        f"worker: {result.partitions_done} partition(s), {counts.synced} synced, "
+        f"{counts.failed} failed in {result.elapsed_s:.1f} s",
+        err=True,
+    )
+    sys.exit(result.exit_status)
 
 
 @cli.command()

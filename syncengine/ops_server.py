@@ -19,6 +19,9 @@ engine, and a failing endpoint never stops a sync.
   `check_ready` when it fails. `SharedCheck` makes readiness cheap to ask
   for: one check at a time, its answer kept for a few seconds, so a burst of
   probes (or a hostile client) costs the source one connection, not one each.
+  A daemon on a PostgreSQL journal (failover) adds `"role": "active"` or
+  `"role": "standby"` to the body; a standby answers 503 with the check
+  `lease` naming why it waits.
 
 Binds 127.0.0.1 by default: the endpoints have no authentication.
 """
@@ -80,6 +83,7 @@ _REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegis
 _CHECK_READY: web.AppKey[CheckReady] = web.AppKey("check_ready")
 _TIMEOUT_S: web.AppKey[float] = web.AppKey("ready_timeout_s", float)
 _CHECK_LIVE: web.AppKey[CheckLive] = web.AppKey("check_live")
+_ROLE: web.AppKey[str] = web.AppKey("role", str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +213,11 @@ async def _readyz(request: web.Request) -> web.Response:
     checks = await run_whole_check(check_ready, timeout_s=timeout_s)
     ready = all(reason is None for reason in checks.values())
     status = 200 if ready else 503
-    return web.json_response({"ready": ready, "checks": checks}, status=status)
+    body: dict[str, object] = {"ready": ready, "checks": checks}
+    role = request.app.get(_ROLE)
+    if role is not None:
+        body["role"] = role
+    return web.json_response(body, status=status)
 
 
 async def run_whole_check(check_ready: CheckReady, *, timeout_s: float) -> dict[str, str | None]:
@@ -229,9 +237,15 @@ def make_app(
     check_ready: CheckReady,
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
     check_live: CheckLive = _always_live,
+    role: str | None = None,
 ) -> web.Application:
-    """The ops application, unstarted (for embedding or for aiohttp's test tools)."""
+    """The ops application, unstarted (for embedding or for aiohttp's test tools).
+
+    `role` ("active", "standby"), when given, is part of every `/readyz` answer.
+    """
     app = web.Application()
+    if role is not None:
+        app[_ROLE] = role
     app[_CHECK_LIVE] = check_live
     app[_REGISTRY] = build_registry(view)
     app[_CHECK_READY] = check_ready
@@ -251,6 +265,7 @@ async def serve_ops(
     host: str = "127.0.0.1",
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
     check_live: CheckLive = _always_live,
+    role: str | None = None,
 ) -> AsyncIterator[OpsServer]:
     """Serve the ops endpoints on `host:port` while the body runs.
 
@@ -259,7 +274,11 @@ async def serve_ops(
     given a short moment to finish; safe to cancel.
     """
     app = make_app(
-        view=view, check_ready=check_ready, ready_timeout_s=ready_timeout_s, check_live=check_live
+        view=view,
+        check_ready=check_ready,
+        ready_timeout_s=ready_timeout_s,
+        check_live=check_live,
+        role=role,
     )
     # Scrapes every few seconds for months: no access log line per request.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)

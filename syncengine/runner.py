@@ -161,9 +161,17 @@ def validated(client: CrmClient, journal: Journal, config: Config) -> Validating
 
 @asynccontextmanager
 async def open_engine(
-    config: Config, *, command: str, settings: EngineSettings | None = None
+    config: Config,
+    *,
+    command: str,
+    settings: EngineSettings | None = None,
+    exclusive: bool = True,
 ) -> AsyncIterator[LiveParts]:
-    """Everything a pass needs, opened in order and closed in reverse."""
+    """Everything a pass needs, opened in order and closed in reverse.
+
+    Not `exclusive`: the journal is opened beside its holder, as `worker`
+    processes share one journal (their partition leases keep them apart).
+    """
     crm = config.crm
     for secret in (crm.client_secret, crm.refresh_token):
         register_secret(secret)
@@ -173,7 +181,7 @@ async def open_engine(
     async with AsyncExitStack() as stack:
         journal = await Journal.open(
             config.journal,
-            holder=holder_description(command),
+            holder=holder_description(command) if exclusive else None,
             commit_process=True,
             commit_timeout_s=config.journal.commit_timeout_s,
         )

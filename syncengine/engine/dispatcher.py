@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import structlog
@@ -123,11 +123,16 @@ class Engine:
         source: Source | None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
+        keys: Callable[[str], bool] | None = None,
     ) -> None:
+        """`keys`, when given, keeps the pass to the records whose key it accepts
+        among those the journal holds as pending: a worker's partition
+        (`syncengine.workers`), whose feed `source` already yields only them."""
         self._journal = journal
         self._writer = writer
         self._settings = settings
         self._source = source
+        self._keys = keys
         self._clock = clock
         self._rng = rng or random.Random()
         self._current: PassView = _NotStarted()
@@ -179,6 +184,7 @@ class Engine:
             stop=stop,
             clock=self._clock,
             rng=self._rng,
+            keys=self._keys,
         )
         self._current = one_pass
         return await one_pass.run()
@@ -200,6 +206,7 @@ class Pass:
         stop: asyncio.Event,
         clock: Clock,
         rng: random.Random,
+        keys: Callable[[str], bool] | None = None,
     ) -> None:
         source_id = source.source_id if source else None
         self._settings = settings
@@ -216,6 +223,7 @@ class Pass:
             follow_poll_interval_s=settings.follow_poll_interval_s,
             wake=self._wake.set,
             clock=clock,
+            keys=keys,
         )
         self._id_map = IdMap(journal)
         self._resolver = Resolver(

@@ -63,6 +63,7 @@ class Intake:
         follow_poll_interval_s: float | None,
         wake: Callable[[], None],
         clock: Clock,
+        keys: Callable[[str], bool] | None = None,
     ) -> None:
         self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(batches)
         #: Items queued and not yet taken (the daemon's queue-depth gauge).
@@ -74,6 +75,8 @@ class Intake:
         self._poll_s = follow_poll_interval_s
         self._wake = wake
         self._clock = clock
+        #: Only pending records whose key this accepts are this pass's (a worker's partition).
+        self._keys = keys
 
     def take(self) -> Batch | None:
         """The next batch, `END`, or raises `asyncio.QueueEmpty`."""
@@ -124,6 +127,8 @@ class Intake:
             await settle()
             async for change in self._journal.due(self._clock.wall()):
                 key = change.key
+                if not self._owns(key):
+                    continue
                 if key is not None and key not in self.redriving and not is_held(key):
                     batch.append(change)
                     self.redriving.add(key)
@@ -132,6 +137,10 @@ class Intake:
                 await self._put(batch)
             else:
                 end_read(batch)
+
+    def _owns(self, key: str | None) -> bool:
+        """True when the pending record `key` is this pass's to send."""
+        return self._keys is None or (key is not None and self._keys(key))
 
     async def _put(self, batch: Batch) -> None:
         await self.queue.put(batch)
@@ -143,6 +152,8 @@ class Intake:
     ) -> AsyncIterator[Batch]:
         pending: list[Change | BadInput] = []
         async for change in self._journal.due(math.inf):
+            if not self._owns(change.key):
+                continue
             pending.append(change)
             if change.key is not None:
                 self.redriving.add(change.key)

@@ -1,0 +1,238 @@
+"""Partitions handed to workers with `SELECT ... FOR UPDATE SKIP LOCKED`.
+
+One row per partition in the journal's schema (`worker_partitions`) says
+whether the current pass has finished it. A worker leases an unfinished
+partition by locking its row in a transaction it keeps open on a connection
+of its own while it works, and commits the row as done when the partition
+is. The lock is the lease: the server frees it when the worker's session
+ends (at once when its process dies; when its machine is cut off, once TCP
+keepalive gives up on it), and the next worker to look skips only rows still
+locked, so it picks the freed partition up and resumes it from the
+partition's own checkpoint.
+
+A pass ends when every row is done. The first worker to start after that
+begins the next pass (every row open again), as a new `run` would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from syncengine.config import mask_dsn
+from syncengine.errors import ConfigError, FatalError, JournalLockedError
+from syncengine.failover.lease import DEFAULT_TIMING, LeaseTiming
+
+if TYPE_CHECKING:
+    import asyncpg
+
+TABLE = "worker_partitions"
+
+
+def quoted(identifier: str) -> str:
+    """A PostgreSQL identifier in double quotes (the config allows only plain names)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def setup_lock_key(schema: str) -> int:
+    """The transaction advisory lock under which the table is made and a pass begun."""
+    digest = hashlib.sha256(f"syncengine worker partitions\0{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def connect(dsn: str, timing: LeaseTiming = DEFAULT_TIMING) -> asyncpg.Connection:
+    """A connection whose session the server ends soon after its peer goes silent."""
+    import asyncpg  # lazily: only a PostgreSQL journal needs the driver
+
+    settings = timing.keepalive_settings("syncengine worker")
+    # A lease is a transaction left open while the partition is worked.
+    settings["idle_in_transaction_session_timeout"] = "0"
+    try:
+        connection: asyncpg.Connection = await asyncpg.connect(
+            dsn, timeout=timing.check_timeout_s, server_settings=settings
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise FatalError(
+            f"workers: cannot connect to {mask_dsn(dsn)}: {type(exc).__name__}"
+        ) from None
+    return connection
+
+
+@dataclass(slots=True)
+class PartitionLease:
+    """One partition held by this worker: its row locked in an open transaction."""
+
+    partition: int
+    partitions: int
+    connection: asyncpg.Connection
+    _transaction: asyncpg.transaction.Transaction
+    _table: str
+
+    async def finish(self, worker: str) -> None:
+        """Mark the partition done for this pass and let it go (one commit)."""
+        await self.connection.execute(
+            f"UPDATE {self._table} SET state = 'done', worker = $2, finished_at = now() "
+            "WHERE partition = $1",
+            self.partition,
+            worker,
+        )
+        await self._transaction.commit()
+
+    async def abandon(self) -> None:
+        """Let the partition go unfinished (another worker may take it at once)."""
+        with contextlib.suppress(Exception):
+            await self._transaction.rollback()
+
+
+class PartitionTable:
+    """The partitions of the journal in `schema` and their leases."""
+
+    def __init__(self, dsn: str, schema: str, *, timing: LeaseTiming = DEFAULT_TIMING) -> None:
+        self._dsn = dsn
+        self._schema = schema
+        self._table = f"{quoted(schema)}.{TABLE}"
+        self._timing = timing
+        self._connection: asyncpg.Connection | None = None
+
+    async def open(self, partitions: int) -> int:
+        """Make the table (and its rows) if needed; returns the journal's partition count.
+
+        The journal must exist already (its schema holds this table beside its own).
+
+        The count is the journal's for good once its first pass begins: each
+        partition's checkpoint is under a name that includes it. A worker
+        asked for another count than the table has raises ConfigError.
+        """
+        connection = await self._conn()
+        async with connection.transaction():
+            await connection.execute(
+                "SELECT pg_advisory_xact_lock($1)", setup_lock_key(self._schema)
+            )
+            await connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._table} ("
+                " partition integer PRIMARY KEY,"
+                " partitions integer NOT NULL,"
+                " state text NOT NULL DEFAULT 'open',"
+                " worker text,"
+                " finished_at timestamptz)"
+            )
+            known = await connection.fetchval(f"SELECT max(partitions) FROM {self._table}")
+            if known is not None and known != partitions:
+                raise ConfigError(
+                    f"workers: the journal's passes are split into {known} partitions, not"
+                    f" {partitions}; keep --partitions {known} (each partition has its checkpoint)"
+                )
+            await connection.executemany(
+                f"INSERT INTO {self._table} (partition, partitions) VALUES ($1, $2)"
+                " ON CONFLICT (partition) DO NOTHING",
+                [(number, partitions) for number in range(partitions)],
+            )
+        return partitions
+
+    async def share_journal(self, description: str, *, where: str) -> None:
+        """Hold the journal beside the other workers, refusing `run`, `migrate` and `daemon`.
+
+        Workers take the journal's holder lock (`journal.pg_lock`) in shared
+        mode for as long as this table's connection is open: a holder's
+        exclusive lock and theirs exclude each other, so a `run` beside
+        workers is refused (exit 4) as beside any holder, and a worker
+        beside a `run` or a daemon is refused the same way.
+
+        Raises:
+            JournalLockedError: a `run`, `migrate` or `daemon` holds the
+                journal; the message names it.
+        """
+        from syncengine.journal.pg_lock import holder_key
+
+        connection = await self._conn()
+        held = await connection.fetchval(
+            "SELECT pg_try_advisory_lock_shared($1)", holder_key(self._schema)
+        )
+        holder_table = f"{quoted(self._schema)}.holder"
+        if not held:
+            line = await connection.fetchval(f"SELECT description FROM {holder_table} WHERE id = 1")
+            raise JournalLockedError(f"journal {where} is in use by {line or 'another process'}")
+        await connection.execute(
+            f"INSERT INTO {holder_table} (id, description) VALUES (1, $1)"
+            " ON CONFLICT (id) DO UPDATE SET description = excluded.description",
+            description,
+        )
+
+    async def begin_pass_if_complete(self) -> bool:
+        """Open every partition again when the last pass finished them all; True if it did.
+
+        A pass under way (some partition still open) is joined instead.
+        """
+        connection = await self._conn()
+        async with connection.transaction():
+            await connection.execute(
+                "SELECT pg_advisory_xact_lock($1)", setup_lock_key(self._schema)
+            )
+            open_rows = await connection.fetchval(
+                f"SELECT count(*) FROM {self._table} WHERE state = 'open'"
+            )
+            if open_rows:
+                return False
+            await connection.execute(
+                f"UPDATE {self._table} SET state = 'open', worker = NULL, finished_at = NULL"
+            )
+        return True
+
+    async def unfinished(self) -> int:
+        """Partitions of this pass not yet done (leased by a worker or not)."""
+        connection = await self._conn()
+        count: int = await connection.fetchval(
+            f"SELECT count(*) FROM {self._table} WHERE state = 'open'"
+        )
+        return count
+
+    async def lease(self) -> PartitionLease | None:
+        """Lock an unfinished partition nobody holds; None when there is none now.
+
+        The transaction stays open on a connection of its own until the
+        lease is finished or abandoned, or the session ends.
+        """
+        connection = await connect(self._dsn, self._timing)
+        transaction = connection.transaction()
+        try:
+            await transaction.start()
+            row = await connection.fetchrow(
+                f"SELECT partition, partitions FROM {self._table} WHERE state = 'open'"
+                " ORDER BY partition LIMIT 1 FOR UPDATE SKIP LOCKED"
+            )
+        except BaseException:
+            connection.terminate()
+            raise
+        if row is None:
+            await transaction.rollback()
+            await connection.close()
+            return None
+        return PartitionLease(row[0], row[1], connection, transaction, self._table)
+
+    async def close(self) -> None:
+        """Close the table's own connection."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
+    async def _conn(self) -> asyncpg.Connection:
+        if self._connection is None or self._connection.is_closed():
+            self._connection = await connect(self._dsn, self._timing)
+        return self._connection
+
+
+async def watch_lease(lease: PartitionLease, timing: LeaseTiming = DEFAULT_TIMING) -> str:
+    """Returns, with the reason, once the lease's session is no longer certainly alive."""
+    while True:
+        await asyncio.sleep(timing.check_s)
+        connection = lease.connection
+        if connection.is_closed():
+            return "the lease's connection closed"
+        try:
+            async with asyncio.timeout(timing.check_timeout_s):
+                await connection.fetchval("SELECT 1")
+        except Exception as exc:  # noqa: BLE001 - any failure: the lease may be gone
+            return f"the lease's connection failed: {type(exc).__name__}"
