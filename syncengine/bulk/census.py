@@ -79,6 +79,11 @@ class Census:
         """Rows each group could send by bulk: its keys that occur once and can go."""
         return {group: rows for group, rows in zip(self._groups, self._rows, strict=True) if rows}
 
+    def close(self) -> None:
+        """Give the tables' memory back; the census answers nothing after this."""
+        self._counts.close()
+        self._slot_groups.close()
+
     def group_of(self, change: Change) -> Group | None:
         """The group of a change whose key the census saw once and found fit, else None."""
         slot = _slot(change.key or "", self._mask)
