@@ -203,7 +203,7 @@ def run(config_path: Path, full: bool) -> None:
     type=click.Choice(list(WRITE_APIS)),
     default=None,
     help="Write API: records, bulk (Bulk Write jobs), or auto: bulk for a (module, "
-    "operation) group when that costs fewer credits ([crm] write_api, else records).",
+    "operation) group when that costs fewer credits ([crm] write_api, else auto).",
 )
 def migrate(config_path: Path, report_path: Path | None, write_api: str | None) -> None:
     """The same pass for a one-off bulk load, with a live progress bar."""
