@@ -214,7 +214,12 @@ def migrate(config_path: Path, report_path: Path | None, write_api: str | None) 
         total = open_source(config).estimate_total(None)
         async with progress_bar(total) as watched:
             result = await run_pass(
-                config, command="migrate", stop=stop, on_engine=watched.append, api=write_api
+                config,
+                command="migrate",
+                stop=stop,
+                on_engine=watched.append,
+                on_bulk=watched.bulk,
+                api=write_api,
             )
         counts = result.counts
         click.echo(

@@ -65,13 +65,20 @@ T = TypeVar("T")
 
 @dataclass(slots=True)
 class BulkCounts:
-    """What the phase did: jobs created, and its rows by how they ended."""
+    """What the phase did: jobs created, and its rows by how they ended.
 
+    Live while the phase runs (the progress bar reads it): `planned` is the
+    rows the phase picked for bulk write, `merged` is set once the pass has
+    added `synced` and `failed` into its own counts.
+    """
+
+    planned: int = 0
     jobs: int = 0
     synced: int = 0
     failed: int = 0
     handed_over: int = 0
     credits: int = 0
+    merged: bool = False
 
 
 def rebuild_file(job: JobRow, lines: list[JobLine]) -> BulkFile | None:
@@ -144,6 +151,7 @@ class JobRunner:
         """A job an earlier pass left between steps."""
         file = rebuild_file(job, self._jobs.lines(job))
         log.info("bulk.resume", job=job.id, state=job.state, job_id=job.job_id, rows=job.rows)
+        self.counts.planned += job.rows
         if file is None:
             log.error("bulk.resume_mismatch", job=job.id)
             await self._hand_over(job, "the job's file could not be built again")
@@ -233,6 +241,9 @@ class JobRunner:
             synced=totals.synced,
             failed=totals.failed,
             handed_over=totals.handed_over,
+            # The phase's progress, for logs where no bar is drawn.
+            rows_done=self.counts.synced + self.counts.failed + self.counts.handed_over,
+            rows_planned=self.counts.planned,
         )
 
     async def _hand_over(self, job: JobRow, message: str, *, state: str = "abandoned") -> None:

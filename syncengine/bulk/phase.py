@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -198,6 +198,7 @@ class BulkPhase:
             )
             if choice.bulk:
                 picked.add((module, operation))
+                self.summary.counts.planned += rows
         return picked
 
     async def _send(self, census: Census, picked: set[Group], stop: asyncio.Event) -> None:
@@ -306,8 +307,12 @@ async def run_bulk_phase(
     *,
     api: WriteApi,
     stop: asyncio.Event,
+    on_counts: Callable[[BulkCounts], None] | None = None,
 ) -> BulkSummary:
-    """The bulk phase of one pass (see the module docstring); `records` only resumes jobs."""
+    """The bulk phase of one pass (see the module docstring); `records` only resumes jobs.
+
+    `on_counts` is handed the phase's live counts before any job runs (the progress bar).
+    """
     jobs = JobsJournal(journal.path)
     session = make_session(
         concurrency=config.limits.bulk_jobs_in_flight + 1,
@@ -334,6 +339,8 @@ async def run_bulk_phase(
             poll_deadline_s=POLL_DEADLINE_S,
             stop=stop,
         )
+        if on_counts is not None:
+            on_counts(runner.counts)
         phase = BulkPhase(config, journal, runner, jobs, api)
         try:
             summary = await phase.run(stop)
