@@ -39,6 +39,7 @@ from typing import TypeVar
 
 import structlog
 
+from syncengine.bulk.accepted import digest_keys, with_digests
 from syncengine.bulk.jobs_journal import JobLine, JobRow, JobsJournal
 from syncengine.bulk.outcomes import JOB_UNKNOWN, JobRows, failed_unknown, handed_over, rows_for
 from syncengine.crm.bulk_answers import (
@@ -47,6 +48,7 @@ from syncengine.crm.bulk_answers import (
     BulkRefusedError,
     BulkResultError,
     BulkUnavailableError,
+    JobStatus,
 )
 from syncengine.crm.bulk_csv import BulkFile, BulkInputError, plan_files
 from syncengine.crm.bulk_write import BulkWriteClient
@@ -130,8 +132,10 @@ class JobRunner:
         call_credits: int,
         poll_deadline_s: float,
         stop: asyncio.Event,
+        track_unchanged: bool = False,
     ) -> None:
-        """`job_credits` is what a job costs, `call_credits` what the org read costs."""
+        """`job_credits` is what a job costs, `call_credits` what the org read costs;
+        `track_unchanged` (`[crm] skip_unchanged`) keeps digests with synced rows."""
         self._client = client
         self._journal = journal
         self._jobs = jobs
@@ -142,6 +146,8 @@ class JobRunner:
         self._org_lock = asyncio.Lock()
         self._deadline_s = poll_deadline_s
         self._stop = stop
+        self._track_unchanged = track_unchanged
+        self._collecting = asyncio.Lock()
         self.counts = BulkCounts()
         #: Why the CRM refused a job before it was created (the org read, the
         #: upload, the job itself), once it did: no further job is planned.
@@ -206,11 +212,19 @@ class JobRunner:
             status = await _unless_stopped(
                 self._client.poll(job.job_id, deadline_s=self._deadline_s), self._stop
             )
-            outcomes = await _unless_stopped(self._client.outcomes(file, status), self._stop)
         except BulkPollTimeoutError as exc:
             raise FatalError(
                 f"bulk-write job {job.job_id} is still running; run migrate again to collect it"
             ) from exc
+        # One job's result at a time: jobs that end together do not hold theirs at once.
+        async with self._collecting:
+            await self._collect(job, file, status)
+
+    async def _collect(self, job: JobRow, file: BulkFile, status: JobStatus) -> None:
+        """Fetch a finished job's result and journal its rows' outcomes."""
+        assert job.job_id is not None
+        try:
+            outcomes = await _unless_stopped(self._client.outcomes(file, status), self._stop)
         except BulkResultError as exc:
             log.warning("bulk.result_unreadable", job_id=job.job_id, error=str(exc)[:300])
             message = f"bulk write: {exc}"[:500]
@@ -256,7 +270,12 @@ class JobRunner:
         slice per group commit, the last with the raised high water; then the job ends."""
         totals = JobRows()
         for start in range(0, max(job.rows, 1), SETTLE_ROWS):
-            rows = rows_of(self._jobs.lines(job, start, start + SETTLE_ROWS))
+            lines = self._jobs.lines(job, start, start + SETTLE_ROWS)
+            rows = rows_of(lines)
+            if self._track_unchanged and rows.synced:
+                known = await self._journal.accepted_values(digest_keys(lines, rows.updates))
+                rows.updates = with_digests(lines, rows.updates, known)
+            del lines
             high_water = {}
             last_slice = start + SETTLE_ROWS >= job.rows
             if last_slice and job.last is not None and self._raise_high_water(job.last):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -46,9 +47,9 @@ from syncengine.crm.bulk_write import BulkWriteClient
 from syncengine.crm.session import make_session
 from syncengine.engine.replay import ReplayWindow, read_start
 from syncengine.errors import FatalError
-from syncengine.journal import Journal, encode_payload
+from syncengine.journal import Journal, decode_payload, encode_payload
 from syncengine.keys import position_key
-from syncengine.model import Change, Checkpoint, Operation
+from syncengine.model import Change, Checkpoint, Operation, SourcePosition
 from syncengine.sources import open_source
 from syncengine.sources.base import Source
 from syncengine.sources.generation import row_source
@@ -222,61 +223,81 @@ class BulkPhase:
         self, pool: JobPool, census: Census, picked: set[Group], stop: asyncio.Event
     ) -> None:
         # Jobs start in the order the feed first names their groups.
-        waiting = {group: list[Change]() for group in census.rows_by_group() if group in picked}
+        waiting = {group: _Waiting() for group in census.rows_by_group() if group in picked}
+        source_id = self._feed.source_id
         async for batch in self._feed.changes():
             for change in batch:
                 group = census.group_of(change)
                 if group in waiting:
                     assert group is not None
-                    waiting[group].append(change)
-                    if len(waiting[group]) >= MAX_ROWS_PER_FILE:
-                        full, waiting[group] = waiting[group], []
-                        await self._jobs_for(pool, group, full)
+                    rows = waiting[group]
+                    rows.add(source_id, change)
+                    if len(rows.lines) >= MAX_ROWS_PER_FILE:
+                        waiting[group] = _Waiting()
+                        await self._jobs_for(pool, group, rows)
                         if stop.is_set():
                             return
         for group in list(waiting):
-            changes = waiting.pop(group)
-            if changes and not stop.is_set():
-                await self._jobs_for(pool, group, changes)
+            rows = waiting.pop(group)
+            if rows.lines and not stop.is_set():
+                await self._jobs_for(pool, group, rows)
 
-    async def _jobs_for(self, pool: JobPool, group: Group, changes: list[Change]) -> None:
-        """Journal and run the jobs of `changes`; rows a file cannot carry stay in the feed,
-        and so do all rows once the CRM refused bulk write (the records pass sends them).
+    async def _jobs_for(self, pool: JobPool, group: Group, waiting: _Waiting) -> None:
+        """Journal and run the jobs of `waiting`'s rows; rows a file cannot carry stay in
+        the feed, and so do all rows once the CRM refused bulk write (the records pass
+        sends them).
 
-        Empties `changes` once its jobs are journaled, before waiting for a place
+        Empties `waiting` once its jobs are journaled, before waiting for a place
         in the pool: a job under way holds only its file (`job_runner`).
         """
+        lines, positions = waiting.lines, waiting.positions
+        waiting.lines, waiting.positions = [], []
         if self._runner.unavailable is not None:
-            changes.clear()
             return
         module, operation = group
         find_by = self._find_by_of(group)
+        # The records as the journaled payloads hold them: as a resumed job rebuilds its file.
+        records = [decode_payload(line.payload, attempts=0).record for line in lines]
         try:
-            plan = plan_files(module, operation, [c.record for c in changes], find_by=find_by)
+            plan = plan_files(module, operation, records, find_by=find_by)
         except BulkInputError as exc:  # more fields than a job maps: the records path sends them
             log.warning(
                 "bulk.not_planned", module=module, operation=operation.value, error=str(exc)
             )
-            changes.clear()
             return
+        del records
         planned: list[tuple[JobRow, BulkFile]] = []
         for file in plan.files:
-            rows = [changes[position] for position in file.positions]
-            lines = [_line(self._feed.source_id, change) for change in rows]
-            last = max((change.positions[-1] for change in rows), key=lambda p: p.ordinal)
+            last = max((positions[row] for row in file.positions), key=lambda p: p.ordinal)
             job = self._jobs.plan(
                 source=self._feed.source_id,
                 module=module,
                 operation=operation,
                 find_by=find_by,
-                lines=lines,
+                lines=[lines[row] for row in file.positions],
                 last=Checkpoint(last.resume_after, last.display, last.generation),
             )
             planned.append((job, file))
-        changes.clear()
-        del plan, rows, lines
+        del plan, lines, positions
         for job, file in planned:
             await pool.add(self._runner.run(job, file))
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """One group's rows not yet in a job: each as its journal line (about a third of
+    what the change itself takes) and the feed position its job's `last` comes from."""
+
+    lines: list[JobLine] = field(default_factory=list)
+    positions: list[SourcePosition] = field(default_factory=list)
+
+    def add(self, source_id: str, change: Change) -> None:
+        self.lines.append(_line(source_id, change))
+        self.positions.append(change.positions[-1])
+
+
+#: One string per feed file for all its rows, not one per row.
+_row_source = functools.lru_cache(maxsize=64)(row_source)
 
 
 def _line(source_id: str, change: Change) -> JobLine:
@@ -285,7 +306,7 @@ def _line(source_id: str, change: Change) -> JobLine:
     return JobLine(
         change.key,
         position.display,
-        row_source(source_id, position.generation),
+        _row_source(source_id, position.generation),
         _right_sized(encode_payload(change)),
     )
 
@@ -338,6 +359,7 @@ async def run_bulk_phase(
             call_credits=config.limits.credits_per_call,
             poll_deadline_s=POLL_DEADLINE_S,
             stop=stop,
+            track_unchanged=config.crm.skip_unchanged,
         )
         if on_counts is not None:
             on_counts(runner.counts)
