@@ -40,6 +40,7 @@ from typing import TypeVar
 import structlog
 
 from syncengine.bulk.accepted import digest_keys, with_digests
+from syncengine.bulk.heap import give_back
 from syncengine.bulk.jobs_journal import JobLine, JobRow, JobsJournal
 from syncengine.bulk.outcomes import JOB_UNKNOWN, JobRows, failed_unknown, handed_over, rows_for
 from syncengine.crm.bulk_answers import (
@@ -147,7 +148,9 @@ class JobRunner:
         self._deadline_s = poll_deadline_s
         self._stop = stop
         self._track_unchanged = track_unchanged
-        self._collecting = asyncio.Lock()
+        #: Held while a job's file is built (`phase`) or its result journaled: one
+        #: at a time, so a job that ends while the next is built adds nothing to the peak.
+        self.working = asyncio.Lock()
         self.counts = BulkCounts()
         #: Why the CRM refused a job before it was created (the org read, the
         #: upload, the job itself), once it did: no further job is planned.
@@ -216,9 +219,11 @@ class JobRunner:
             raise FatalError(
                 f"bulk-write job {job.job_id} is still running; run migrate again to collect it"
             ) from exc
-        # One job's result at a time: jobs that end together do not hold theirs at once.
-        async with self._collecting:
-            await self._collect(job, file, status)
+        async with self.working:
+            try:
+                await self._collect(job, file, status)
+            finally:
+                give_back()
 
     async def _collect(self, job: JobRow, file: BulkFile, status: JobStatus) -> None:
         """Fetch a finished job's result and journal its rows' outcomes."""

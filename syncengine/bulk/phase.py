@@ -30,6 +30,7 @@ import structlog
 from syncengine.bulk.census import Census, Group
 from syncengine.bulk.choice import GroupChoice, WriteApi, choose
 from syncengine.bulk.eligibility import change_refusal
+from syncengine.bulk.heap import give_back
 from syncengine.bulk.hosts import upload_url_for
 from syncengine.bulk.job_pool import JobPool
 from syncengine.bulk.job_runner import BulkCounts, JobRunner, JobStopped
@@ -254,6 +255,19 @@ class BulkPhase:
         waiting.lines, waiting.positions = [], []
         if self._runner.unavailable is not None:
             return
+        async with self._runner.working:
+            try:
+                planned = self._plan(group, lines, positions)
+            finally:
+                del lines, positions
+                give_back()
+        for job, file in planned:
+            await pool.add(self._runner.run(job, file))
+
+    def _plan(
+        self, group: Group, lines: list[JobLine], positions: list[SourcePosition]
+    ) -> list[tuple[JobRow, BulkFile]]:
+        """The files of one group's rows, each journaled as a job with its rows."""
         module, operation = group
         find_by = self._find_by_of(group)
         # The records as the journaled payloads hold them: as a resumed job rebuilds its file.
@@ -264,7 +278,7 @@ class BulkPhase:
             log.warning(
                 "bulk.not_planned", module=module, operation=operation.value, error=str(exc)
             )
-            return
+            return []
         del records
         planned: list[tuple[JobRow, BulkFile]] = []
         for file in plan.files:
@@ -278,9 +292,7 @@ class BulkPhase:
                 last=Checkpoint(last.resume_after, last.display, last.generation),
             )
             planned.append((job, file))
-        del plan, lines, positions
-        for job, file in planned:
-            await pool.add(self._runner.run(job, file))
+        return planned
 
 
 @dataclass(slots=True)
