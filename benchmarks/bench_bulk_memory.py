@@ -31,6 +31,7 @@ from benchmarks.common import (
     REPO,
     admin,
     free_port,
+    run_summary,
     server_process,
     write_config,
     write_update_feed,
@@ -50,18 +51,23 @@ class Figures:
     wall_s: float
 
 
-def migrate(config: Path, api: str) -> Figures:
-    """`migrate --api API` in a fresh child, its RSS sampled every 20 ms."""
+def migrate(config: Path, api: str, size: int) -> Figures:
+    """`migrate --api API` in a fresh child, its RSS sampled every 20 ms; checks that it
+    synced all `size` records."""
     command = [sys.executable, "-m", "syncengine", "--log-format", "json", "migrate"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     peak = tree_peak = 0
+    log = config.with_name(f"migrate-{api}.log")
     started = time.monotonic()
-    with psutil.Popen(
-        [*command, "-c", str(config), "--api", api],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    ) as process:
+    with (
+        log.open("wb") as stderr,
+        psutil.Popen(
+            [*command, "-c", str(config), "--api", api],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        ) as process,
+    ):
         while process.poll() is None:
             with contextlib.suppress(psutil.Error):
                 rss = process.memory_info().rss
@@ -72,7 +78,11 @@ def migrate(config: Path, api: str) -> Figures:
                 peak, tree_peak = max(peak, rss), max(tree_peak, tree)
             time.sleep(0.02)
     wall_s = time.monotonic() - started
-    assert process.returncode == 0, f"migrate --api {api}: exit status {process.returncode}"
+    text = log.read_text(encoding="utf-8", errors="replace")
+    status = process.returncode
+    assert status == 0, f"migrate --api {api}: exit {status}\n{text[-2000:]}"
+    synced = run_summary(text)["synced"]
+    assert synced == size, f"migrate --api {api}: {synced} of {size} synced"
     return Figures(peak / 2**20, tree_peak / 2**20, wall_s)
 
 
@@ -81,7 +91,7 @@ def fresh(folder: Path) -> None:
         stale.unlink()
 
 
-def against_sink(folder: Path, feed: Path) -> dict[str, Figures]:
+def against_sink(folder: Path, feed: Path, size: int) -> dict[str, Figures]:
     port = free_port()
     sink = [str(REPO / "benchmarks" / "sink.py"), "--port", str(port)]
     with server_process(sink, port):
@@ -89,7 +99,7 @@ def against_sink(folder: Path, feed: Path) -> dict[str, Figures]:
         figures = {}
         for api in APIS:
             fresh(folder)
-            figures[api] = migrate(config, api)
+            figures[api] = migrate(config, api, size)
     return figures
 
 
@@ -103,7 +113,7 @@ def against_simulator(folder: Path, feed: Path, size: int) -> dict[str, Figures]
             fresh(folder)
             admin(port, "reset", {})
             admin(port, "seed", {"module": "Leads", "count": size, "id_start": FIRST_ID})
-            figures[api] = migrate(config, api)
+            figures[api] = migrate(config, api, size)
     return figures
 
 
@@ -119,7 +129,7 @@ def main() -> None:
             feed = folder / "feed.jsonl"
             write_update_feed(feed, size)
             rounds = {
-                "sink": against_sink(folder, feed),
+                "sink": against_sink(folder, feed, size),
                 "simulator": against_simulator(folder, feed, size),
             }
             feed.unlink()
