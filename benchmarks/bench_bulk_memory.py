@@ -6,7 +6,7 @@ endpoints, so `auto` finds bulk write unavailable at its org read and the
 records pass sends everything) and against the simulator (which has them,
 so `auto` sends the feed as jobs of 25,000 rows). The bars: `auto` peaks
 within 1.5 x the records path's peak plus the census's fixed table
-(64 MiB), and its peak does not grow with the feed (largest / smallest
+(32 MiB), and its peak does not grow with the feed (largest / smallest
 size <= 1.2).
 
     python -m benchmarks.bench_bulk_memory [--sizes 1000000 2000000]
@@ -37,8 +37,8 @@ from benchmarks.common import (
     write_update_feed,
 )
 
-#: The census's two tables of 2^25 one-byte slots (`syncengine.bulk.census`).
-CENSUS_MB = 64.0
+#: The census's table of 2^25 one-byte slots (`syncengine.bulk.census`).
+CENSUS_MB = 32.0
 APIS = ("records", "auto")
 
 

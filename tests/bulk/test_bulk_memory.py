@@ -72,8 +72,30 @@ def test_a_closed_census_gives_its_tables_back() -> None:
     census.note(update(1))
     assert census.rows_by_group() == {("Leads", Operation.UPDATE): 1}
     census.close()
-    assert census._counts.closed
-    assert census._slot_groups.closed
+    assert census.closed
+
+
+def test_a_slot_names_63_groups_and_further_groups_go_by_records() -> None:
+    """One byte a slot: two bits of count, six of group. A 64th group's changes are
+    not taken for bulk; the first 63 groups' are, each counted apart."""
+    census = Census(lambda change: (change.module, change.operation), slots=1 << 16)
+    changes = [
+        Change(f"M{n}", Operation.UPDATE, {"id": str(n)}, f"M{n}:{n}", [SourcePosition(n, n, n)])
+        for n in range(64)
+    ]
+    for change in changes:
+        census.note(change)
+    groups = census.rows_by_group()
+    assert len(groups) == 63
+    assert all(rows == 1 for rows in groups.values())
+    assert [census.group_of(change) for change in changes[:63]] == [
+        (f"M{n}", Operation.UPDATE) for n in range(63)
+    ]
+    assert census.group_of(changes[63]) is None
+    census.note(changes[5])  # the key again: its slot counts "more", its group loses it
+    assert census.group_of(changes[5]) is None
+    assert ("M5", Operation.UPDATE) not in census.rows_by_group()
+    census.close()
 
 
 async def test_an_org_without_bulk_write_plans_no_job(tmp_path: Path) -> None:
