@@ -213,7 +213,7 @@ def run(config_path: Path, full: bool) -> None:
     type=click.Choice(list(WRITE_APIS)),
     default=None,
     help="Write API: records, bulk (Bulk Write jobs), or auto: bulk for a (module, "
-    "operation) group when that costs fewer credits ([crm] write_api, else records).",
+    "operation) group when that costs fewer credits ([crm] write_api, else auto).",
 )
 @click.option(
     "--workers",
@@ -243,7 +243,12 @@ def migrate(
         total = open_source(config).estimate_total(None)
         async with progress_bar(total) as watched:
             result = await run_pass(
-                config, command="migrate", stop=stop, on_engine=watched.append, api=write_api
+                config,
+                command="migrate",
+                stop=stop,
+                on_engine=watched.append,
+                on_bulk=watched.bulk,
+                api=write_api,
             )
         counts = result.counts
         click.echo(

@@ -60,6 +60,7 @@ concurrency = 10
 max_attempts = 5
 retry_base_s = 0.2
 retry_cap_s = 2.0
+bulk_poll_s = 1           # migrate sends the upserts as a Bulk Write job (fewer credits)
 
 [journal]
 path = "{journal}"
@@ -140,7 +141,11 @@ async def run_demo(folder: Path, *, records: int, port: int) -> int:
         total = open_source(config).estimate_total(None)
         async with progress_bar(total) as watched:
             result = await run_pass(
-                config, command="migrate", stop=asyncio.Event(), on_engine=watched.append
+                config,
+                command="migrate",
+                stop=asyncio.Event(),
+                on_engine=watched.append,
+                on_bulk=watched.bulk,
             )
     async with await Journal.open(config.journal) as journal:
         document = await status_document(journal, journal.where)

@@ -20,6 +20,7 @@ from functools import partial
 import structlog
 
 from syncengine.bulk.choice import api_for
+from syncengine.bulk.job_runner import BulkCounts
 from syncengine.bulk.phase import run_bulk_phase
 from syncengine.config import Config
 from syncengine.credits import CreditModel, CreditTally
@@ -281,6 +282,7 @@ async def run_pass(
     command: str,
     stop: asyncio.Event,
     on_engine: Callable[[Engine], None] | None = None,
+    on_bulk: Callable[[BulkCounts], None] | None = None,
     full: bool = False,
     api: str | None = None,
 ) -> PassResult:
@@ -328,6 +330,7 @@ async def run_pass(
                 api=api_for(command, api, config.crm.write_api),
                 stop=stop,
                 rules=None if parts.validator is None else parts.validator.rules,
+                on_counts=on_bulk,
             )
             bulk_spent = bulk.counts.credits
             counts = engine.counts
@@ -337,6 +340,7 @@ async def run_pass(
             # The records pass skipped the rows the bulk phase settled (its replay window).
             counts.synced += bulk.counts.synced
             counts.failed += bulk.counts.failed
+            bulk.counts.merged = True
             interrupted = engine.stopped_early or bulk.stopped
             exit_status = exit_status_for(counts, interrupted=interrupted)
             failing = False

@@ -74,13 +74,15 @@ def choose(
 
 
 def api_for(command: str, option: str | None, configured: str | None) -> WriteApi:
-    """The write API of a pass: `migrate --api`, else `[crm] write_api`, else records.
+    """The write API of a pass: `migrate --api`, else `[crm] write_api`, else auto.
 
     `run` and the daemon always use the records API: a bulk job takes
-    minutes, and they exist to keep up with a feed. `migrate` uses bulk write
-    only when asked (`auto` or `bulk`): the bulk phase holds whole jobs of
-    changes in memory, which the records path's bounded memory does not.
+    minutes, and they exist to keep up with a feed. `migrate` is a one-off
+    load, where credits count most: by default each group goes the cheaper
+    way. The bulk phase's memory is bounded as the records path's is (a
+    fixed census, a job under way holds only its file), so `auto` costs a
+    migration no more than a constant over the records path.
     """
     if command != "migrate":
         return WriteApi.RECORDS
-    return WriteApi(option or configured or WriteApi.RECORDS)
+    return WriteApi(option or configured or WriteApi.AUTO)

@@ -296,11 +296,12 @@ class JobsJournal:
             ) in rows
         ]
 
-    def lines(self, job: JobRow) -> list[JobLine]:
-        """The job's rows in file order."""
+    def lines(self, job: JobRow, start: int = 0, stop: int | None = None) -> list[JobLine]:
+        """The job's rows in file order (those from `start` up to `stop`, when given)."""
         rows = self._db.fetchall(
-            "SELECT key, position, source, payload FROM bulk_rows WHERE job = ? ORDER BY row",
-            (job.id,),
+            "SELECT key, position, source, payload FROM bulk_rows"
+            " WHERE job = ? AND row >= ? AND row < ? ORDER BY row",
+            (job.id, start, job.rows if stop is None else stop),
         )
         return [
             JobLine(key, position, source, bytes(payload))

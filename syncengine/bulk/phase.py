@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -38,13 +39,20 @@ import structlog
 from syncengine.bulk.census import Census, Group
 from syncengine.bulk.choice import GroupChoice, WriteApi, choose
 from syncengine.bulk.eligibility import change_refusal
+from syncengine.bulk.heap import give_back
 from syncengine.bulk.hosts import upload_url_for
 from syncengine.bulk.job_pool import JobPool
 from syncengine.bulk.job_runner import BulkCounts, JobRunner, JobStopped
-from syncengine.bulk.jobs_journal import JobLine, JobsJournal
+from syncengine.bulk.jobs_journal import JobLine, JobRow, JobsJournal
 from syncengine.config import Config
 from syncengine.crm.auth import TokenProvider
-from syncengine.crm.bulk_csv import MAX_ROWS_PER_FILE, BulkInputError, find_by_for, plan_files
+from syncengine.crm.bulk_csv import (
+    MAX_ROWS_PER_FILE,
+    BulkFile,
+    BulkInputError,
+    find_by_for,
+    plan_files,
+)
 from syncengine.crm.bulk_write import BulkWriteClient
 from syncengine.crm.field_rules import ModuleRules
 from syncengine.crm.session import make_session
@@ -52,9 +60,9 @@ from syncengine.engine.local_validation import UniqueHolders, judge
 from syncengine.engine.replay import ReplayWindow, read_start
 from syncengine.engine.validating_writer import RulesLookup
 from syncengine.errors import FatalError
-from syncengine.journal import Journal, encode_payload
+from syncengine.journal import Journal, decode_payload, encode_payload
 from syncengine.keys import duplicate_key, position_key
-from syncengine.model import Change, Checkpoint, Operation
+from syncengine.model import Change, Checkpoint, Operation, SourcePosition
 from syncengine.sources import open_source
 from syncengine.sources.base import Source
 from syncengine.sources.generation import row_source
@@ -144,9 +152,12 @@ class BulkPhase:
             return self.summary
         await self._feed.locate()
         census = await self._count()
-        picked = self._choose(census)
-        if picked and not stop.is_set():
-            await self._send(census, picked, stop)
+        try:
+            picked = self._choose(census)
+            if picked and not stop.is_set():
+                await self._send(census, picked, stop)
+        finally:
+            census.close()  # its table is not kept through the records pass
         return self.summary
 
     def _find_by_of(self, group: Group) -> str | None:
@@ -253,15 +264,17 @@ class BulkPhase:
             )
             if choice.bulk:
                 picked.add((module, operation))
+                self.summary.counts.planned += rows
         return picked
 
     async def _send(self, census: Census, picked: set[Group], stop: asyncio.Event) -> None:
-        pool = JobPool(self._config.limits.bulk_jobs_in_flight)
-        try:
-            await self._fill(pool, census, picked, stop)
-            await pool.drain()
-        finally:
-            await pool.cancel()
+        if await self._runner.available():
+            pool = JobPool(self._config.limits.bulk_jobs_in_flight)
+            try:
+                await self._fill(pool, census, picked, stop)
+                await pool.drain()
+            finally:
+                await pool.cancel()
         refused = self._runner.unavailable
         if refused is None:
             return
@@ -275,49 +288,92 @@ class BulkPhase:
         self, pool: JobPool, census: Census, picked: set[Group], stop: asyncio.Event
     ) -> None:
         # Jobs start in the order the feed first names their groups.
-        waiting = {group: list[Change]() for group in census.rows_by_group() if group in picked}
+        waiting = {group: _Waiting() for group in census.rows_by_group() if group in picked}
+        source_id = self._feed.source_id
         async for batch in self._feed.changes():
             for change in batch:
                 group = census.group_of(self._census_key(change))
                 if group in waiting:
                     assert group is not None
-                    waiting[group].append(change)
-                    if len(waiting[group]) >= MAX_ROWS_PER_FILE:
-                        await self._jobs_for(pool, group, waiting[group])
-                        waiting[group] = []
+                    rows = waiting[group]
+                    rows.add(source_id, change)
+                    if len(rows.lines) >= MAX_ROWS_PER_FILE:
+                        waiting[group] = _Waiting()
+                        await self._jobs_for(pool, group, rows)
                         if stop.is_set():
                             return
-        for group, changes in waiting.items():
-            if changes and not stop.is_set():
-                await self._jobs_for(pool, group, changes)
+        for group in list(waiting):
+            rows = waiting.pop(group)
+            if rows.lines and not stop.is_set():
+                await self._jobs_for(pool, group, rows)
 
-    async def _jobs_for(self, pool: JobPool, group: Group, changes: list[Change]) -> None:
-        """Journal and run the jobs of `changes`; rows a file cannot carry stay in the feed,
-        and so do all rows once the CRM refused bulk write (the records pass sends them)."""
+    async def _jobs_for(self, pool: JobPool, group: Group, waiting: _Waiting) -> None:
+        """Journal and run the jobs of `waiting`'s rows; rows a file cannot carry stay in
+        the feed, and so do all rows once the CRM refused bulk write (the records pass
+        sends them).
+
+        Empties `waiting` once its jobs are journaled, before waiting for a place
+        in the pool: a job under way holds only its file (`job_runner`).
+        """
+        lines, positions = waiting.lines, waiting.positions
+        waiting.lines, waiting.positions = [], []
         if self._runner.unavailable is not None:
             return
+        async with self._runner.working:
+            try:
+                planned = self._plan(group, lines, positions)
+            finally:
+                del lines, positions
+                give_back()
+        for job, file in planned:
+            await pool.add(self._runner.run(job, file))
+
+    def _plan(
+        self, group: Group, lines: list[JobLine], positions: list[SourcePosition]
+    ) -> list[tuple[JobRow, BulkFile]]:
+        """The files of one group's rows, each journaled as a job with its rows."""
         module, operation = group
         find_by = self._find_by_of(group)
+        # The records as the journaled payloads hold them: as a resumed job rebuilds its file.
+        records = [decode_payload(line.payload, attempts=0).record for line in lines]
         try:
-            plan = plan_files(module, operation, [c.record for c in changes], find_by=find_by)
+            plan = plan_files(module, operation, records, find_by=find_by)
         except BulkInputError as exc:  # more fields than a job maps: the records path sends them
             log.warning(
                 "bulk.not_planned", module=module, operation=operation.value, error=str(exc)
             )
-            return
+            return []
+        del records
+        planned: list[tuple[JobRow, BulkFile]] = []
         for file in plan.files:
-            rows = [changes[position] for position in file.positions]
-            lines = [_line(self._feed.source_id, change) for change in rows]
-            last = max((change.positions[-1] for change in rows), key=lambda p: p.ordinal)
+            last = max((positions[row] for row in file.positions), key=lambda p: p.ordinal)
             job = self._jobs.plan(
                 source=self._feed.source_id,
                 module=module,
                 operation=operation,
                 find_by=find_by,
-                lines=lines,
+                lines=[lines[row] for row in file.positions],
                 last=Checkpoint(last.resume_after, last.display, last.generation),
             )
-            await pool.add(self._runner.run(job, file, lines))
+            planned.append((job, file))
+        return planned
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """One group's rows not yet in a job: each as its journal line (about a third of
+    what the change itself takes) and the feed position its job's `last` comes from."""
+
+    lines: list[JobLine] = field(default_factory=list)
+    positions: list[SourcePosition] = field(default_factory=list)
+
+    def add(self, source_id: str, change: Change) -> None:
+        self.lines.append(_line(source_id, change))
+        self.positions.append(change.positions[-1])
+
+
+#: One string per feed file for all its rows, not one per row.
+_row_source = functools.lru_cache(maxsize=64)(row_source)
 
 
 def _line(source_id: str, change: Change) -> JobLine:
@@ -326,9 +382,19 @@ def _line(source_id: str, change: Change) -> JobLine:
     return JobLine(
         change.key,
         position.display,
-        row_source(source_id, position.generation),
-        encode_payload(change),
+        _row_source(source_id, position.generation),
+        _right_sized(encode_payload(change)),
     )
+
+
+def _right_sized(blob: bytes) -> bytes:
+    """A copy of `blob` that occupies only its length.
+
+    orjson (from 3.12) returns bytes in a buffer of at least 4 KiB that it
+    never shrinks: 25,000 payloads of ~150 bytes held for one job would take
+    100 MB instead of 4.
+    """
+    return bytes(memoryview(blob))
 
 
 async def run_bulk_phase(
@@ -339,10 +405,13 @@ async def run_bulk_phase(
     api: WriteApi,
     stop: asyncio.Event,
     rules: RulesLookup | None = None,
+    on_counts: Callable[[BulkCounts], None] | None = None,
 ) -> BulkSummary:
     """The bulk phase of one pass (see the module docstring); `records` only resumes jobs.
 
-    `rules` is the records pass's field metadata (None with `[crm] validate = false`)."""
+    `rules` is the records pass's field metadata (None with `[crm] validate = false`);
+    `on_counts` is handed the phase's live counts before any job runs (the progress bar).
+    """
     jobs = journal.jobs()
     session = make_session(
         concurrency=config.limits.bulk_jobs_in_flight + 1,
@@ -369,7 +438,10 @@ async def run_bulk_phase(
             poll_deadline_s=POLL_DEADLINE_S,
             stop=stop,
             rules=rules,
+            track_unchanged=config.crm.skip_unchanged,
         )
+        if on_counts is not None:
+            on_counts(runner.counts)
         phase = BulkPhase(config, journal, runner, jobs, api, rules)
         try:
             summary = await phase.run(stop)

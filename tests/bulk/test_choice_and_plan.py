@@ -49,7 +49,9 @@ def test_triggers_keep_auto_on_records_unless_allowed() -> None:
 
 
 def test_api_for_commands() -> None:
-    assert api_for("migrate", None, None) is WriteApi.RECORDS
+    assert api_for("migrate", None, None) is WriteApi.AUTO
+    assert api_for("run", None, None) is WriteApi.RECORDS
+    assert api_for("daemon", None, "auto") is WriteApi.RECORDS
     assert api_for("migrate", None, "auto") is WriteApi.AUTO
     assert api_for("migrate", None, "records") is WriteApi.RECORDS
     assert api_for("migrate", "bulk", "records") is WriteApi.BULK
