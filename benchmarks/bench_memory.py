@@ -4,7 +4,7 @@ Bounded queues and a constant-memory reader mean the peak must not grow with
 the feed: the bar is at most 150 MB at 1M, and at most 1.2 x that at 5M. The
 engine sends to the minimal sink (`sink.py`) so the figure is the engine's.
 
-    python -m benchmarks.bench_memory [--sizes 1000000 5000000]
+    python -m benchmarks.bench_memory [--sizes 1000000 5000000] [--api records|auto]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import psutil
 from benchmarks.common import REPO, free_port, server_process, write_config, write_update_feed
 
 
-def peak_rss_mb(config: Path) -> tuple[float, float, int]:
+def peak_rss_mb(config: Path, api: str) -> tuple[float, float, int]:
     """Runs `migrate` in a fresh child: (peak RSS of its whole process tree in MB,
     peak RSS of the `migrate` process alone in MB, exit status).
 
@@ -41,6 +41,8 @@ def peak_rss_mb(config: Path) -> tuple[float, float, int]:
         "migrate",
         "-c",
         str(config),
+        "--api",
+        api,
     ]
     tree_peak = main_peak = 0
     with psutil.Popen(
@@ -62,6 +64,14 @@ def peak_rss_mb(config: Path) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument(
+        "--api",
+        choices=["records", "auto"],
+        default="records",
+        help="migrate's write API (records: the engine's own path; the sink has no Bulk "
+        "Write, so auto measures the bulk phase giving up; bench_bulk_memory measures it "
+        "against the simulator)",
+    )
     args = parser.parse_args()
     port = free_port()
     peaks: list[float] = []
@@ -76,7 +86,7 @@ def main() -> None:
             config = write_config(folder, port=port, feed=feed)
             for stale in folder.glob("bench.db*"):
                 stale.unlink()
-            peak, main_peak, status = peak_rss_mb(config)
+            peak, main_peak, status = peak_rss_mb(config, args.api)
             assert status == 0, f"migrate exit status {status}"
             peaks.append(peak)
             feed.unlink()
