@@ -130,7 +130,10 @@ async def test_killed_migration_resumes_its_jobs(
     else:
         # The job known by its id is polled and read, not uploaded or created again.
         assert (stats["bulk_uploads"], stats["bulk_jobs"]) == (2, 2)
-        assert stats["bulk_job_rows"] == UPDATES + INSERTS
+        # A key that shares a census slot with another goes by the records API
+        # (`bulk/census`): with 2,000 keys in 2^25 slots, a pair does so in about
+        # one run in sixteen, as the keys hold the run's folder.
+        assert UPDATES + INSERTS - 10 <= stats["bulk_job_rows"] <= UPDATES + INSERTS
         assert max(e["writes"] for e in leads.values()) == 1
     assert journal_states(tmp_path / "journal.db") == {"synced": UPDATES + INSERTS}
 
