@@ -17,50 +17,47 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from syncengine.journal.writes import RowRun
+from syncengine.journal.writes import (
+    CHECKPOINT_ON_CONFLICT,
+    RECORD_ON_CONFLICT,
+    SYNCED_ON_CONFLICT,
+    RowRun,
+)
 
 _RECORD_COLUMNS = (
     "key, module, record_id, operation, state, attempts, code, message, details,"
     " next_attempt_at, payload, position, updated_at, source, accepted"
 )
 
-UPSERT_RECORDS = f"""
+UPSERT_RECORDS = (
+    f"""
 INSERT INTO records ({_RECORD_COLUMNS})
 SELECT r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::integer, r->>6, r->>7, r->>8,
        (r->>9)::double precision, convert_to(r->>10, 'UTF8'), nullif(r->11, 'null'::jsonb),
        (r->>12)::double precision, r->>13, r->>14
 FROM jsonb_array_elements($1::jsonb) AS r
-ON CONFLICT (key) DO UPDATE SET
-    module = excluded.module, record_id = excluded.record_id,
-    operation = excluded.operation, state = excluded.state, attempts = excluded.attempts,
-    code = excluded.code, message = excluded.message, details = excluded.details,
-    next_attempt_at = excluded.next_attempt_at, payload = excluded.payload,
-    position = coalesce(excluded.position, records.position), updated_at = excluded.updated_at,
-    source = coalesce(excluded.source, records.source), accepted = excluded.accepted
 """
+    + RECORD_ON_CONFLICT
+)
 
-UPSERT_SYNCED = """
+UPSERT_SYNCED = (
+    """
 INSERT INTO records (key, module, record_id, operation, state, attempts, code, position,
                      source, updated_at)
 SELECT r->>0, r->>1, r->>2, r->>3, 'synced', (r->>4)::integer, 'SUCCESS',
        nullif(r->5, 'null'::jsonb), r->>6, $2::double precision
 FROM jsonb_array_elements($1::jsonb) AS r
-ON CONFLICT (key) DO UPDATE SET
-    module = excluded.module, record_id = coalesce(excluded.record_id, records.record_id),
-    operation = excluded.operation, state = 'synced', attempts = excluded.attempts,
-    code = 'SUCCESS', message = NULL, details = NULL, next_attempt_at = NULL, payload = NULL,
-    position = coalesce(excluded.position, records.position),
-    source = coalesce(excluded.source, records.source), updated_at = excluded.updated_at,
-    accepted = NULL
 """
+    + SYNCED_ON_CONFLICT
+)
 
-UPSERT_CHECKPOINT = """
+UPSERT_CHECKPOINT = (
+    """
 INSERT INTO checkpoints (source_id, resume_after, display, updated_at, generation)
 VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (source_id) DO UPDATE SET resume_after = excluded.resume_after,
-    display = excluded.display, updated_at = excluded.updated_at,
-    generation = excluded.generation
 """
+    + CHECKPOINT_ON_CONFLICT
+)
 
 UPSERT_HIGH_WATER = UPSERT_CHECKPOINT.replace("checkpoints", "high_water")
 

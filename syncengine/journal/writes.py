@@ -20,10 +20,9 @@ import orjson
 from syncengine.journal.records import RecordUpdate, SyncedRow
 from syncengine.model import RecordState
 
-_UPSERT_RECORD = """
-INSERT INTO records (key, module, record_id, operation, state, attempts, code, message,
-                     details, next_attempt_at, payload, position, updated_at, source, accepted)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+#: The upserts' conflict clauses, the same in SQLite and PostgreSQL (`pg_writes`):
+#: what a later write of a key keeps of the row it replaces.
+RECORD_ON_CONFLICT = """
 ON CONFLICT (key) DO UPDATE SET
     module = excluded.module, record_id = excluded.record_id,
     operation = excluded.operation, state = excluded.state, attempts = excluded.attempts,
@@ -32,13 +31,7 @@ ON CONFLICT (key) DO UPDATE SET
     position = coalesce(excluded.position, records.position), updated_at = excluded.updated_at,
     source = coalesce(excluded.source, records.source), accepted = excluded.accepted
 """
-
-# The bulk of a migration: rows that became synced. A narrower statement than
-# `_UPSERT_RECORD` because a synced row keeps no payload, message or details.
-_UPSERT_SYNCED = """
-INSERT INTO records (key, module, record_id, operation, state, attempts, code, position,
-                     source, updated_at)
-VALUES (?, ?, ?, ?, 'synced', ?, 'SUCCESS', ?, ?, ?)
+SYNCED_ON_CONFLICT = """
 ON CONFLICT (key) DO UPDATE SET
     module = excluded.module, record_id = coalesce(excluded.record_id, records.record_id),
     operation = excluded.operation, state = 'synced', attempts = excluded.attempts,
@@ -47,6 +40,31 @@ ON CONFLICT (key) DO UPDATE SET
     source = coalesce(excluded.source, records.source), updated_at = excluded.updated_at,
     accepted = NULL
 """
+CHECKPOINT_ON_CONFLICT = """
+ON CONFLICT (source_id) DO UPDATE SET resume_after = excluded.resume_after,
+    display = excluded.display, updated_at = excluded.updated_at,
+    generation = excluded.generation
+"""
+
+_UPSERT_RECORD = (
+    """
+INSERT INTO records (key, module, record_id, operation, state, attempts, code, message,
+                     details, next_attempt_at, payload, position, updated_at, source, accepted)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+    + RECORD_ON_CONFLICT
+)
+
+# The bulk of a migration: rows that became synced. A narrower statement than
+# `_UPSERT_RECORD` because a synced row keeps no payload, message or details.
+_UPSERT_SYNCED = (
+    """
+INSERT INTO records (key, module, record_id, operation, state, attempts, code, position,
+                     source, updated_at)
+VALUES (?, ?, ?, ?, 'synced', ?, 'SUCCESS', ?, ?, ?)
+"""
+    + SYNCED_ON_CONFLICT
+)
 
 # The general upsert takes a whole run of rows as one JSON array parameter
 # (json_each, in array order). One statement per run instead of one step per
@@ -82,21 +100,21 @@ _UPSERT_RECORD_JSON = _UPSERT_RECORD.replace(
     + f" {_FROM_JSON}",
 )
 
-UPSERT_HIGH_WATER = """
+UPSERT_HIGH_WATER = (
+    """
 INSERT INTO high_water (source_id, resume_after, display, updated_at, generation)
 VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (source_id) DO UPDATE SET resume_after = excluded.resume_after,
-    display = excluded.display, updated_at = excluded.updated_at,
-    generation = excluded.generation
 """
+    + CHECKPOINT_ON_CONFLICT
+)
 
-UPSERT_CHECKPOINT = """
+UPSERT_CHECKPOINT = (
+    """
 INSERT INTO checkpoints (source_id, resume_after, display, updated_at, generation)
 VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (source_id) DO UPDATE SET resume_after = excluded.resume_after,
-    display = excluded.display, updated_at = excluded.updated_at,
-    generation = excluded.generation
 """
+    + CHECKPOINT_ON_CONFLICT
+)
 
 
 #: Consecutive rows of one kind: (True, synced rows) or (False, record rows),
