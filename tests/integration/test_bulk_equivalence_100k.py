@@ -21,7 +21,10 @@ migrations:
   the CRM but its id has not reached the journal (upload); the second job is
   created and its id journaled, it has not run (created); the third job runs
   and has been polled (polling); the fourth job's result is being downloaded
-  (download). Each job must have been created once.
+  (download). The feed fills an upsert job first, then an update and an
+  insert job; the rest goes in an update, an insert and an upsert job: the
+  kills land in an upsert, an update, an insert and an update job. Each job
+  must have been created once.
 
 A kill between the CRM creating an insert job and the journal holding its
 id is the documented crash bound of bulk inserts (interface.md, "Bulk
@@ -71,11 +74,11 @@ HOLD_S = 2.0
 _REFERENCE: list[tuple[Any, list[dict[str, Any]]]] = []
 
 
-def prepare(sim_folder: Path, sim: SimHandle, limits: str = "") -> Path:
-    """Writes the feed and a config for `sim` in `sim_folder`; the config's path."""
-    sim_folder.mkdir()
-    write_feed(sim_folder / "changes.jsonl", mixed_feed(SHAPE))
-    return write_config(sim_folder, sim, limits=f"bulk_poll_s = 0.2\n{limits}")
+def prepare(folder: Path, sim: SimHandle, limits: str = "") -> Path:
+    """Writes the feed and a config for `sim` in a new `folder`; the config's path."""
+    folder.mkdir()
+    write_feed(folder / "changes.jsonl", mixed_feed(SHAPE))
+    return write_config(folder, sim, limits=f"bulk_poll_s = 0.2\n{limits}")
 
 
 async def migrate(config: Path, api: str) -> None:
