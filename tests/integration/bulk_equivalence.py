@@ -8,11 +8,14 @@ naming no user, an e-mail the CRM's pattern refuses, a duplicate of a seeded
 lead's e-mail, an upsert matching two records). No insert names the e-mail
 of an upsert: the records API orders changes to one key only, so which of
 the two came first would be its own race (`test_bulk_match_values`).
-`crm_view` and `failures_view` are what both paths must leave identical.
+`crm_view` and `failures_view` are what both paths must leave identical;
+`job_states` and `sim_job` tell the kill tests where a migration stands.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from syncengine.sim.bulk_jobs import BulkJob
 from syncengine.sim.server import SimHandle
 from tests.integration.conftest import FIRST_ID, failures_json, seed_leads, sim_leads
 
@@ -189,3 +193,28 @@ async def failures_view(config: Path, cwd: Path) -> list[dict[str, Any]]:
     """Every failure, whole, by position (`comparable`)."""
     rows = await failures_json(config, cwd)
     return sorted((comparable(row) for row in rows), key=lambda r: repr(r["position"]))
+
+
+def job_states(journal: Path) -> list[tuple[str, str, bool]]:
+    """The migration's journaled jobs in order: (operation, state, job id known)."""
+    if not journal.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
+        try:
+            rows = db.execute(
+                "SELECT operation, state, job_id IS NOT NULL FROM bulk_jobs ORDER BY id"
+            ).fetchall()
+        except sqlite3.OperationalError:  # not created yet, or busy
+            return []
+    return [(str(op), str(state), bool(known)) for op, state, known in rows]
+
+
+def journaled_job_ids(journal: Path) -> int:
+    """How many jobs the migration has journaled with their CRM job id."""
+    return sum(1 for _op, _state, known in job_states(journal) if known)
+
+
+def sim_job(sim: SimHandle, number: int) -> BulkJob | None:
+    """The simulator's `number`th job (1-based), once created."""
+    jobs = list(sim.state.bulk.jobs.values())
+    return jobs[number - 1] if len(jobs) >= number else None

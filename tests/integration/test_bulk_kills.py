@@ -1,8 +1,9 @@
 """`migrate --api bulk` killed (SIGKILL) at each step of a job ends as `--api records` does.
 
 The feed is `bulk_equivalence`'s mixed feed at a twentieth of the size (5,005
-lines: 2,000 updates, 1,500 inserts, 1,500 upserts, bad rows of every kind);
-the full 100,000-line run without kills is `test_bulk_equivalence_100k`. One
+lines: 2,000 updates, 1,500 inserts, 1,500 upserts, bad rows of every kind),
+one kill per run; `test_bulk_equivalence_100k` runs the full 100,000-line feed
+once without a kill and once killed at four steps in one sequence. One
 job runs at a time: updates, then inserts, then upserts (the order the feed
 first names them). The simulator holds the step in question open for a while
 (`bulk_upload_s`, `bulk_queue_s`, `bulk_job_s`, `bulk_download_s`, from the
@@ -32,22 +33,23 @@ after that window, never in it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from syncengine.sim.bulk_jobs import BulkJob, JobState
+from syncengine.sim.bulk_jobs import JobState
 from syncengine.sim.server import SimHandle, running_simulator
 from tests.integration.bulk_equivalence import (
     FeedShape,
     crm_view,
     failures_view,
+    job_states,
+    journaled_job_ids,
     mixed_feed,
     seed,
+    sim_job,
 )
 from tests.integration.conftest import (
     admin_get,
@@ -63,52 +65,27 @@ ONE_JOB_AT_A_TIME = "bulk_poll_s = 0.2\nbulk_jobs_in_flight = 1"
 HOLD_S = 1.0
 
 
-def job_states(journal: Path) -> list[tuple[str, str, bool]]:
-    """The migration's journaled jobs in order: (operation, state, job id known)."""
-    if not journal.exists():
-        return []
-    with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
-        try:
-            rows = db.execute(
-                "SELECT operation, state, job_id IS NOT NULL FROM bulk_jobs ORDER BY id"
-            ).fetchall()
-        except sqlite3.OperationalError:  # not created yet, or busy
-            return []
-    return [(str(op), str(state), bool(known)) for op, state, known in rows]
-
-
-def journaled_job_ids(journal: Path) -> int:
-    """How many jobs the migration has journaled with their CRM job id."""
-    return sum(1 for _op, _state, known in job_states(journal) if known)
-
-
-def job(sim: SimHandle, number: int) -> BulkJob | None:
-    """The simulator's `number`th job (1-based), once created."""
-    jobs = list(sim.state.bulk.jobs.values())
-    return jobs[number - 1] if len(jobs) >= number else None
-
-
 def uploading_inserts(sim: SimHandle, _journal: Path) -> bool:
     return sim.state.stats.bulk_uploads >= 2
 
 
 def inserts_created(sim: SimHandle, journal: Path) -> bool:
-    return job(sim, 2) is not None and journaled_job_ids(journal) >= 2
+    return sim_job(sim, 2) is not None and journaled_job_ids(journal) >= 2
 
 
 def polling_upserts(sim: SimHandle, _journal: Path) -> bool:
-    third = job(sim, 3)
+    third = sim_job(sim, 3)
     return third is not None and third.state is JobState.INPROGRESS
 
 
 def downloading_inserts(sim: SimHandle, _journal: Path) -> bool:
-    second = job(sim, 2)
+    second = sim_job(sim, 2)
     return second is not None and second.downloads >= 1
 
 
 def records_pass(sim: SimHandle, journal: Path) -> bool:
     """Every job settled, and a records-API request under way."""
-    third = job(sim, 3)
+    third = sim_job(sim, 3)
     return (
         third is not None
         and third.downloads >= 1
@@ -195,7 +172,7 @@ async def test_killed_bulk_migration_ends_as_the_records_path(
     process = await start_cli("migrate", "-c", str(config), "--api", "bulk", cwd=folder)
     armed = False
     while not when(sim, folder / "journal.db") and process.returncode is None:
-        if not armed and job(sim, {"polling": 2, "records": 3}.get(moment, 1)) is not None:
+        if not armed and sim_job(sim, {"polling": 2, "records": 3}.get(moment, 1)) is not None:
             # Hold the steps of the jobs from the one the kill aims at (or the one
             # before it) on only: a job takes its queue and run times when created.
             sim.state.set_config(knobs)
