@@ -29,7 +29,7 @@ from syncengine.journal import Journal, RecordUpdate
 from syncengine.journal.pg_fence import lock_halves, partition_fence_key, partition_lock_key
 from syncengine.journal.pg_lock import holder_key
 from syncengine.model import Checkpoint, Operation, RecordState
-from syncengine.workers.leases import PartitionTable
+from syncengine.workers.leases import PartitionLease, PartitionTable
 from tests.journal_backends import admin_connection, pg_journal_config  # noqa: F401
 
 #: Advisory keys (two-int form, apart from the engine's one-bigint keys) the trigger waits on.
@@ -234,8 +234,11 @@ async def test_a_commit_on_its_way_when_the_holder_is_killed_lands_before_the_su
         )
         await _eventually(lambda: _holder_of(admin, holder_key(schema)), "the successor's hold")
         await asyncio.sleep(1.0)
-        assert not successor.done(), "the successor began before the old commit ended"
+        began_early = successor.done()
         await admin.execute("SELECT pg_advisory_unlock($1, 1)", _STALL_CLASS)
+        if began_early:
+            await (await successor).close()
+        assert not began_early, "the successor began before the old commit ended"
         journal = await asyncio.wait_for(successor, 20)
         try:
             assert (await journal.checkpoint("feed")) == Checkpoint(10, 10, None)
@@ -263,6 +266,7 @@ async def test_a_worker_commit_for_a_partition_whose_lease_is_gone_never_lands(
     url = str(config.url)
     journal = await Journal.open(config, commit_process=True)
     first, second = PartitionTable(url, schema), PartitionTable(url, schema)
+    leases: list[PartitionLease] = []
     try:
         await first.open(1)
         await first.share_journal("first worker", where=journal.where)
@@ -271,6 +275,7 @@ async def test_a_worker_commit_for_a_partition_whose_lease_is_gone_never_lands(
         await admin.execute("SELECT pg_advisory_lock($1, 1), pg_advisory_lock($1, 2)", _STALL_CLASS)
         lease = await first.lease()
         assert lease is not None
+        leases.append(lease)
         worked = journal.fenced(first.holds_for(lease))
         synced = [("Leads:1", "Leads", "crm-1", "update", 1, 1, "feed")]
         one = worked.submit(synced, {"feed/p0": Checkpoint(10, 10, None)})
@@ -289,6 +294,7 @@ async def test_a_worker_commit_for_a_partition_whose_lease_is_gone_never_lands(
         await admin.execute("SELECT pg_advisory_unlock($1, 1)", _STALL_CLASS)
         successor = await asyncio.wait_for(taken, 20)
         assert successor is not None
+        leases.append(successor)
         assert successor.partition == 0
         await one
         reader = await Journal.open(config, commit_process=True)
@@ -307,12 +313,12 @@ async def test_a_worker_commit_for_a_partition_whose_lease_is_gone_never_lands(
             assert state == "failed"
             assert (await reader.checkpoint("feed/p0")) == Checkpoint(20, 20, None)
         finally:
-            await successor.abandon()
-            await successor.connection.close()
-            lease.connection.terminate()
             await reader.close()
         assert partition_fence_key(schema, 0) != partition_lock_key(schema, 0)
     finally:
+        for held in leases:
+            held.connection.terminate()
+        await admin.execute("SELECT pg_advisory_unlock_all()")
         await journal.close()
         await first.close()
         await second.close()
