@@ -538,11 +538,21 @@ class Journal:
         """When the earliest of the unfinished runs since the last finished one began.
 
         A run with no end was killed: requests it had sent may have been
-        applied with their answers lost (None when the last run ended).
+        applied with their answers lost (None when the last run ended). On
+        PostgreSQL a run with no end counts only once the session that
+        recorded it is gone: workers, or a daemon beside its standby, have
+        runs open at once, and a live process's answers are not lost.
         """
+        alive = (
+            " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a"
+            " WHERE a.pid = runs.backend_pid"
+            " AND (extract(epoch FROM a.backend_start) * 1000000)::bigint = runs.backend_start_us)"
+            if self._database.dialect.postgres
+            else ""
+        )
         row = await self._fetch_one(
             "SELECT min(started_at) FROM runs WHERE finished_at IS NULL AND id > "
-            "(SELECT coalesce(max(id), 0) FROM runs WHERE finished_at IS NOT NULL)"
+            "(SELECT coalesce(max(id), 0) FROM runs WHERE finished_at IS NOT NULL)" + alive
         )
         return None if row is None or row[0] is None else float(row[0])
 
