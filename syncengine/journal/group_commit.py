@@ -91,8 +91,12 @@ def commit_message(
     checkpoints: Mapping[str, Checkpoint],
     high_water: Mapping[str, Checkpoint],
     now: float,
+    holds: Sequence[Sequence[object]] = (),
 ) -> bytes:
     """One group commit as the worker reads it (see `commit_worker`).
+
+    `holds` (a PostgreSQL journal's, `pg_fence`) are checked by the
+    commit's transaction; without any the message is as it always was.
 
     Raises TypeError for a value JSON cannot carry, as the session
     connection's path does for the record rows it sends as JSON.
@@ -103,6 +107,8 @@ def commit_message(
     highs = [
         (sid, cp.resume_after, cp.display, now, cp.generation) for sid, cp in high_water.items()
     ]
+    if holds:
+        return orjson.dumps((now, row_runs(updates, now), marks, highs, list(holds)))
     return orjson.dumps((now, row_runs(updates, now), marks, highs))
 
 

@@ -8,7 +8,11 @@ on standard input, never as an argument (any user can read a process's
 arguments); the worker's environment holds no secret either.
 
 Each message is one transaction on the worker's own connection; a failed
-one is rolled back and every later one refused, as for SQLite.
+one is rolled back and every later one refused, as for SQLite. A message
+may carry holds (`pg_fence`): its transaction first checks, under their
+fences, that the sessions that sent it still hold the journal (or the
+partition) and is refused otherwise, so no commit lands after a successor
+took over.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import orjson
 
 from syncengine.journal.commit_worker import ERROR_PREFIX, read_frame, serve_with
+from syncengine.journal.pg_fence import Hold, HoldLost, enter
 from syncengine.journal.pg_writes import UPSERT_CHECKPOINT, UPSERT_HIGH_WATER, statements_for
 
 if TYPE_CHECKING:
@@ -28,9 +33,11 @@ if TYPE_CHECKING:
 
 async def commit(connection: asyncpg.Connection, message: bytes) -> None:
     """Writes one message in one transaction; rolled back and re-raised on any error."""
-    now, runs, checkpoints, high_water = orjson.loads(message)
+    now, runs, checkpoints, high_water, *rest = orjson.loads(message)
+    holds = [Hold.decode(hold) for hold in rest[0]] if rest else []
     statements = statements_for([(bool(synced), rows) for synced, rows in runs], now)
     async with connection.transaction():
+        await enter(connection, holds)  # first: see `pg_fence`
         for statement, params in statements:
             await connection.execute(statement, *params)
         if checkpoints:
@@ -62,6 +69,8 @@ def serve_postgres(schema: str, requests: BinaryIO, answers: Any) -> int:
         def commit_one(message: bytes) -> None:
             try:
                 loop.run_until_complete(commit(connection, message))
+            except HoldLost as exc:
+                raise _Refused(str(exc)) from None
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 # Refused by the server, or the connection lost: rolled back either way.
                 raise _Refused(scrub(f"{type(exc).__name__}: {exc}", url)) from None

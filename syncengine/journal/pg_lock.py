@@ -10,7 +10,9 @@ refused process to name.
 
 `acquire` either tries once or waits (polling, so a waiting process keeps
 its connection usable and can give up): the building block of a standby
-that takes over when the active holder's session ends.
+that takes over when the active holder's session ends. Once it holds the
+lock it waits out the last holder's commits still under way (`pg_fence`)
+and returns its own hold, which its group commits carry.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from syncengine.errors import JournalLockedError
+from syncengine.journal.pg_fence import Hold, hold_of, journal_fence_key, wait_out
 from syncengine.journal.pg_schema import lock_key
 
 if TYPE_CHECKING:
@@ -54,8 +57,11 @@ async def acquire(
     where: str,
     wait: bool = False,
     poll_s: float = POLL_S,
-) -> None:
+) -> Hold:
     """Hold the journal for this session and write `description` as its holder.
+
+    Returns the hold the session's group commits carry (`pg_fence`), once
+    every commit of an earlier holder that could still land has ended.
 
     With `wait`, try every `poll_s` until the lock is free (cancel to give
     up); without, one try.
@@ -74,6 +80,14 @@ async def acquire(
         " ON CONFLICT (id) DO UPDATE SET description = excluded.description",
         description,
     )
+    return await fence_as_new_holder(connection, schema, "the journal")
+
+
+async def fence_as_new_holder(connection: asyncpg.Connection, schema: str, name: str) -> Hold:
+    """After taking the holder lock (either mode): wait out older commits; this session's hold."""
+    fence = journal_fence_key(schema)
+    await wait_out(connection, fence)
+    return await hold_of(connection, holder_key(schema), fence, name)
 
 
 async def release(connection: asyncpg.Connection, schema: str) -> None:

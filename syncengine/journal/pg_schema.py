@@ -1,6 +1,7 @@
 """The journal's tables in a PostgreSQL schema: connection, version and upgrades.
 
-The same tables as the SQLite file (`schema`, version 7), with PostgreSQL
+The same tables as the SQLite file (`schema`, version 7; runs also name
+their session, version 2), with PostgreSQL
 types: positions and checkpoint positions are `jsonb`, so an int stays an
 int and a cursor string a string, as SQLite's untyped columns keep them;
 journal keys are `COLLATE "C"`, so they compare byte-wise as in SQLite
@@ -162,8 +163,28 @@ _V1 = (
     """,
 )
 
+#: Version 2: each run names the session that recorded it (its backend pid and
+#: start time), so a run is taken as killed only once that session is gone
+#: (`Journal.killed_runs_since`): beside workers or a standby, other live
+#: processes' open runs are not killed ones. The columns are filled by their
+#: defaults, so the INSERT is the same SQL as on SQLite; rows from before
+#: stay NULL and count as killed when unfinished, as they did. The defaults
+#: are set after the columns are added: a default given in ADD COLUMN would
+#: fill the old rows with the upgrading session's identity.
+_V2 = (
+    """
+    CREATE FUNCTION backend_start_us() RETURNS bigint LANGUAGE sql STABLE AS $$
+        SELECT (extract(epoch FROM backend_start) * 1000000)::bigint
+        FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid()
+    $$
+    """,
+    "ALTER TABLE runs ADD COLUMN backend_pid integer, ADD COLUMN backend_start_us bigint",
+    "ALTER TABLE runs ALTER COLUMN backend_pid SET DEFAULT pg_backend_pid(),"
+    " ALTER COLUMN backend_start_us SET DEFAULT backend_start_us()",
+)
+
 #: `MIGRATIONS[i]` holds the statements that take a schema from version i to i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 
 #: The version this engine writes; schemas above it are refused.
 SCHEMA_VERSION = len(MIGRATIONS)

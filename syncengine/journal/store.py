@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -104,6 +105,7 @@ class Journal:
         path: Path | None = None,
         postgres: tuple[str, str] | None = None,
         holds_pg_lock: bool = False,
+        holds: Sequence[Sequence[object]] = (),
     ) -> None:
         #: The SQLite file; None for a PostgreSQL journal.
         self.path = path
@@ -118,6 +120,8 @@ class Journal:
         self._postgres = postgres
         self._holds_pg_lock = holds_pg_lock
         self._order = db.dialect.row_order
+        #: What every group commit checks it still holds (`pg_fence`); none on SQLite.
+        self._holds = tuple(holds)
 
     @property
     def postgres(self) -> tuple[str, str] | None:
@@ -222,6 +226,17 @@ class Journal:
                 _release(self._lock)
                 self._lock = None
 
+    def fenced(self, holds: Sequence[Sequence[object]]) -> Journal:
+        """This journal, whose group commits also check `holds` (encoded `pg_fence.Hold`s).
+
+        The same connection and commit process: for one worker's partition,
+        whose commits must not land once its lease is gone. Close the
+        original, not this view.
+        """
+        view = copy.copy(self)
+        view._holds = (*self._holds, *holds)
+        return view
+
     def jobs(self) -> JobsJournal:
         """The bulk-write jobs' tables of this journal, on a connection of their own."""
         from syncengine.bulk.jobs_journal import JobsJournal
@@ -267,7 +282,7 @@ class Journal:
         """
         if self._committer is None:
             raise RuntimeError(f"journal {self.where} was opened without a commit process")
-        message = commit_message(updates, checkpoints, high_water, time.time())
+        message = commit_message(updates, checkpoints, high_water, time.time(), self._holds)
         return self._committer.send(message)
 
     def commit_stall(self) -> str | None:
@@ -523,11 +538,21 @@ class Journal:
         """When the earliest of the unfinished runs since the last finished one began.
 
         A run with no end was killed: requests it had sent may have been
-        applied with their answers lost (None when the last run ended).
+        applied with their answers lost (None when the last run ended). On
+        PostgreSQL a run with no end counts only once the session that
+        recorded it is gone: workers, or a daemon beside its standby, have
+        runs open at once, and a live process's answers are not lost.
         """
+        alive = (
+            " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a"
+            " WHERE a.pid = runs.backend_pid"
+            " AND (extract(epoch FROM a.backend_start) * 1000000)::bigint = runs.backend_start_us)"
+            if self._database.dialect.postgres
+            else ""
+        )
         row = await self._fetch_one(
             "SELECT min(started_at) FROM runs WHERE finished_at IS NULL AND id > "
-            "(SELECT coalesce(max(id), 0) FROM runs WHERE finished_at IS NOT NULL)"
+            "(SELECT coalesce(max(id), 0) FROM runs WHERE finished_at IS NOT NULL)" + alive
         )
         return None if row is None or row[0] is None else float(row[0])
 
@@ -678,17 +703,19 @@ async def _open_postgres(
     connection = await pg_connection.connect(url, schema, purpose="session")
     db = PostgresDatabase(connection, where=where, url=url)
     committer = None
+    holds: list[list[object]] = []
     try:
         try:
             found = await pg_schema.migrate(connection, schema, where)
             if holder is not None:
-                await pg_lock.acquire(
+                hold = await pg_lock.acquire(
                     connection,
                     schema,
                     describe_holder(holder, now=time.time()),
                     where=where,
                     wait=wait,
                 )
+                holds.append(hold.encode())
         except _pg_errors() as exc:
             detail = pg_connection.scrub(f"{type(exc).__name__}: {exc}", url)
             raise FatalError(f"cannot open journal {where}: {detail}"[:400]) from None
@@ -708,7 +735,13 @@ async def _open_postgres(
         raise
     log.debug("journal.opened", journal=where, locked=holder is not None)
     journal = cls(
-        db, where, None, committer, postgres=(url, schema), holds_pg_lock=holder is not None
+        db,
+        where,
+        None,
+        committer,
+        postgres=(url, schema),
+        holds_pg_lock=holder is not None,
+        holds=holds,
     )
     if holder is not None:
         connection.add_termination_listener(lambda _connection: journal._session_lost())

@@ -10,6 +10,13 @@ keepalive gives up on it), and the next worker to look skips only rows still
 locked, so it picks the freed partition up and resumes it from the
 partition's own checkpoint.
 
+Fencing (`journal.pg_fence`): a lease also takes the partition's advisory
+lock in its transaction, and waits out any commit of the last lessee still
+under way before the partition's checkpoint is read; each group commit for
+the partition checks, under the partition's fence, that the lease that sent
+it is still open (and that the worker still shares the journal), so a
+worker whose lease is gone commits nothing more for it.
+
 A pass ends when every row is done. The first worker to start after that
 begins the next pass (every row open again), as a new `run` would.
 """
@@ -25,6 +32,13 @@ from typing import TYPE_CHECKING
 from syncengine.config import mask_dsn
 from syncengine.errors import ConfigError, FatalError, JournalLockedError
 from syncengine.failover.lease import DEFAULT_TIMING, LeaseTiming
+from syncengine.journal.pg_fence import (
+    Hold,
+    hold_of,
+    partition_fence_key,
+    partition_lock_key,
+    wait_out,
+)
 
 if TYPE_CHECKING:
     import asyncpg
@@ -70,6 +84,8 @@ class PartitionLease:
     connection: asyncpg.Connection
     _transaction: asyncpg.transaction.Transaction
     _table: str
+    #: What the partition's group commits check they still hold (`journal.pg_fence`).
+    hold: Hold | None = None
 
     async def finish(self, worker: str) -> None:
         """Mark the partition done for this pass and let it go (one commit)."""
@@ -96,6 +112,12 @@ class PartitionTable:
         self._table = f"{quoted(schema)}.{TABLE}"
         self._timing = timing
         self._connection: asyncpg.Connection | None = None
+        #: The worker's share of the journal, once `share_journal` took it.
+        self.hold: Hold | None = None
+
+    def holds_for(self, lease: PartitionLease) -> list[list[object]]:
+        """What a group commit for `lease`'s partition checks (encoded for `Journal.fenced`)."""
+        return [hold.encode() for hold in (self.hold, lease.hold) if hold is not None]
 
     async def open(self, partitions: int) -> int:
         """Make the table (and its rows) if needed; returns the journal's partition count.
@@ -145,7 +167,7 @@ class PartitionTable:
             JournalLockedError: a `run`, `migrate` or `daemon` holds the
                 journal; the message names it.
         """
-        from syncengine.journal.pg_lock import holder_key
+        from syncengine.journal.pg_lock import fence_as_new_holder, holder_key
 
         connection = await self._conn()
         held = await connection.fetchval(
@@ -160,6 +182,7 @@ class PartitionTable:
             " ON CONFLICT (id) DO UPDATE SET description = excluded.description",
             description,
         )
+        self.hold = await fence_as_new_holder(connection, self._schema, "the journal")
 
     async def begin_pass_if_complete(self) -> bool:
         """Open every partition again when the last pass finished them all; True if it did.
@@ -203,6 +226,8 @@ class PartitionTable:
                 f"SELECT partition, partitions FROM {self._table} WHERE state = 'open'"
                 " ORDER BY partition LIMIT 1 FOR UPDATE SKIP LOCKED"
             )
+            if row is not None:
+                hold = await self._fence(connection, row[0])
         except BaseException:
             connection.terminate()
             raise
@@ -210,7 +235,20 @@ class PartitionTable:
             await transaction.rollback()
             await connection.close()
             return None
-        return PartitionLease(row[0], row[1], connection, transaction, self._table)
+        return PartitionLease(row[0], row[1], connection, transaction, self._table, hold)
+
+    async def _fence(self, connection: asyncpg.Connection, partition: int) -> Hold:
+        """Take the partition's lock for the lease, wait out the last lessee's commits.
+
+        The lock is a transaction lock: it ends with the lease. The last
+        lessee's transaction has ended (its row was free), so its lock goes
+        at once; waiting for it rather than trying once covers that instant.
+        """
+        lock = partition_lock_key(self._schema, partition)
+        fence = partition_fence_key(self._schema, partition)
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", lock)
+        await wait_out(connection, fence)
+        return await hold_of(connection, lock, fence, f"partition {partition}")
 
     async def close(self) -> None:
         """Close the table's own connection."""

@@ -213,7 +213,10 @@ async def _work_partitions(
             sources = await _sources(parts.journal, config, leases, partitions, reads)
             for lease in leases:
                 source = sources[lease.partition]
-                task = asyncio.create_task(_work(parts, config, lease, source, stop, timing))
+                fenced = parts.journal.fenced(table.holds_for(lease))
+                task = asyncio.create_task(
+                    _work(parts, fenced, config, lease, source, stop, timing)
+                )
                 running[task] = lease.partition
             if not running:
                 if stop.is_set() or outcome.lost is not None or await table.unfinished() == 0:
@@ -287,13 +290,18 @@ async def _sources(
 
 async def _work(
     parts: LiveParts,
+    journal: Journal,
     config: Config,
     lease: PartitionLease,
     source: Source,
     stop: asyncio.Event,
     timing: LeaseTiming,
 ) -> tuple[PassCounts, bool]:
-    """One partition through the engine; (its counts, True when finished and marked done)."""
+    """One partition through the engine; (its counts, True when finished and marked done).
+
+    `journal` is the worker's, fenced by the partition's lease: its group
+    commits are refused once the lease is gone (`journal.pg_fence`).
+    """
     number, partitions = lease.partition, lease.partitions
     log.info(
         "workers.partition_leased",
@@ -302,7 +310,7 @@ async def _work(
         shared_read=isinstance(source, SharedPartitionSource),
     )
     engine = Engine(
-        journal=parts.journal,
+        journal=journal,
         writer=parts.validator or parts.client,
         settings=engine_settings(config),
         source=source,

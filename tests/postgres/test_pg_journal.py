@@ -427,8 +427,13 @@ async def test_bulk_jobs_are_journaled_in_the_schema(pg_journal_config: JournalC
 
 async def test_status_reads_beside_a_closed_holder(pg_journal_config: JournalConfig) -> None:
     """Runs, a killed run and the last run read back as on SQLite."""
+    async with await Journal.open(pg_journal_config) as gone:  # its session ends: killed
+        killed = await gone.start_run("run", now=10.0)
     async with await Journal.open(pg_journal_config, holder="t") as journal:
-        killed = await journal.start_run("run", now=10.0)
+        for _ in range(100):  # the closed session's backend ends a moment after its close
+            if await journal.killed_runs_since() is not None:
+                break
+            await asyncio.sleep(0.05)
         assert await journal.killed_runs_since() == 10.0
         done = await journal.start_run("run", now=20.0)
         await journal.finish_run(done, now=30.0, exit_status=0, counts={"synced": 1})
