@@ -1,17 +1,23 @@
 """Partitions handed to workers with `SELECT ... FOR UPDATE SKIP LOCKED`.
 
 One row per partition in the journal's schema (`worker_partitions`) says
-whether the current pass has finished it. A worker leases an unfinished
-partition by locking its row in a transaction it keeps open on a connection
-of its own while it works, and commits the row as done when the partition
-is. The lock is the lease: the server frees it when the worker's session
-ends (at once when its process dies; when its machine is cut off, once TCP
-keepalive gives up on it), and the next worker to look skips only rows still
-locked, so it picks the freed partition up and resumes it from the
+whether the current pass has finished it. A worker claims an unfinished
+partition in a short transaction on a connection of its own: it locks the
+open rows nobody is claiming (`FOR UPDATE SKIP LOCKED`) and takes the first
+one's session advisory lock that is free. That lock is the lease, held
+while the worker works the partition and ended when it marks the row done:
+the server frees it when the worker's session ends (at once when its
+process dies; when its machine is cut off, once TCP keepalive gives up on
+it), so the next worker to look takes the partition and resumes it from the
 partition's own checkpoint.
 
-Fencing (`journal.pg_fence`): a lease also takes the partition's advisory
-lock in its transaction, and waits out any commit of the last lessee still
+No transaction stays open while a partition is worked: a long one would hold
+back the server's oldest transaction horizon, which stalls VACUUM and any
+feed that reads only rows older than the oldest open transaction (the
+README's outbox recipe with keys), on the whole server.
+
+Fencing (`journal.pg_fence`): the lease's lock is the partition's advisory
+lock, and the lease waits out any commit of the last lessee still
 under way before the partition's checkpoint is read; each group commit for
 the partition checks, under the partition's fence, that the lease that sent
 it is still open (and that the worker still shares the journal), so a
@@ -24,7 +30,6 @@ begins the next pass (every row open again), as a new `run` would.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -62,8 +67,6 @@ async def connect(dsn: str, timing: LeaseTiming = DEFAULT_TIMING) -> asyncpg.Con
     import asyncpg  # lazily: only a PostgreSQL journal needs the driver
 
     settings = timing.keepalive_settings("syncengine worker")
-    # A lease is a transaction left open while the partition is worked.
-    settings["idle_in_transaction_session_timeout"] = "0"
     try:
         connection: asyncpg.Connection = await asyncpg.connect(
             dsn, timeout=timing.check_timeout_s, server_settings=settings
@@ -77,30 +80,40 @@ async def connect(dsn: str, timing: LeaseTiming = DEFAULT_TIMING) -> asyncpg.Con
 
 @dataclass(slots=True)
 class PartitionLease:
-    """One partition held by this worker: its row locked in an open transaction."""
+    """One partition held by this worker: its advisory lock on the lease's own session."""
 
     partition: int
     partitions: int
     connection: asyncpg.Connection
-    _transaction: asyncpg.transaction.Transaction
+    _lock_key: int
     _table: str
     #: What the partition's group commits check they still hold (`journal.pg_fence`).
     hold: Hold | None = None
 
     async def finish(self, worker: str) -> None:
-        """Mark the partition done for this pass and let it go (one commit)."""
+        """Mark the partition done for this pass, then let it go.
+
+        The row is done before the lock goes, so no worker claims it again.
+        """
         await self.connection.execute(
             f"UPDATE {self._table} SET state = 'done', worker = $2, finished_at = now() "
             "WHERE partition = $1",
             self.partition,
             worker,
         )
-        await self._transaction.commit()
+        await self.connection.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
 
     async def abandon(self) -> None:
-        """Let the partition go unfinished (another worker may take it at once)."""
-        with contextlib.suppress(Exception):
-            await self._transaction.rollback()
+        """Let the partition go unfinished (another worker may take it at once).
+
+        Closing the session ends the lock; a session that does not answer is
+        cut, which ends it on the server as well.
+        """
+        try:
+            async with asyncio.timeout(5):
+                await self.connection.close()
+        except Exception:  # noqa: BLE001 - whatever failed, the session must end
+            self.connection.terminate()
 
 
 class PartitionTable:
@@ -213,40 +226,49 @@ class PartitionTable:
         return count
 
     async def lease(self) -> PartitionLease | None:
-        """Lock an unfinished partition nobody holds; None when there is none now.
+        """Lease an unfinished partition nobody holds; None when there is none now.
 
-        The transaction stays open on a connection of its own until the
-        lease is finished or abandoned, or the session ends.
+        The claim is one short transaction: the open rows no other worker is
+        claiming right now, locked `FOR UPDATE SKIP LOCKED`, and the first
+        whose advisory lock is free. The lock is taken on the session, so it
+        outlives the claim and ends with the lease (or the session).
         """
         connection = await connect(self._dsn, self._timing)
-        transaction = connection.transaction()
         try:
-            await transaction.start()
-            row = await connection.fetchrow(
-                f"SELECT partition, partitions FROM {self._table} WHERE state = 'open'"
-                " ORDER BY partition LIMIT 1 FOR UPDATE SKIP LOCKED"
-            )
-            if row is not None:
-                hold = await self._fence(connection, row[0])
+            claimed = await self._claim(connection)
+            if claimed is None:
+                await connection.close()
+                return None
+            partition, partitions, lock = claimed
+            hold = await self._fence(connection, partition, lock)
         except BaseException:
             connection.terminate()
             raise
-        if row is None:
-            await transaction.rollback()
-            await connection.close()
-            return None
-        return PartitionLease(row[0], row[1], connection, transaction, self._table, hold)
+        return PartitionLease(partition, partitions, connection, lock, self._table, hold)
 
-    async def _fence(self, connection: asyncpg.Connection, partition: int) -> Hold:
-        """Take the partition's lock for the lease, wait out the last lessee's commits.
+    async def _claim(self, connection: asyncpg.Connection) -> tuple[int, int, int] | None:
+        """(partition, partitions, lock key) of the partition claimed, or None."""
+        async with connection.transaction():
+            rows = await connection.fetch(
+                f"SELECT partition, partitions FROM {self._table} WHERE state = 'open'"
+                " ORDER BY partition FOR UPDATE SKIP LOCKED"
+            )
+            for partition, partitions in rows:
+                lock = partition_lock_key(self._schema, partition)
+                # A lessee marks its row done before its lock goes, and that
+                # update waits for this claim's row lock: a free lock on an open
+                # row is a partition nobody works.
+                if await connection.fetchval("SELECT pg_try_advisory_lock($1)", lock):
+                    return partition, partitions, lock
+        return None
 
-        The lock is a transaction lock: it ends with the lease. The last
-        lessee's transaction has ended (its row was free), so its lock goes
-        at once; waiting for it rather than trying once covers that instant.
+    async def _fence(self, connection: asyncpg.Connection, partition: int, lock: int) -> Hold:
+        """Wait out the last lessee's commits to the partition; the lease's hold.
+
+        The last lessee's lock is gone (this session has it), but a commit it
+        made may still be under way: the fence waits for it.
         """
-        lock = partition_lock_key(self._schema, partition)
         fence = partition_fence_key(self._schema, partition)
-        await connection.execute("SELECT pg_advisory_xact_lock($1)", lock)
         await wait_out(connection, fence)
         return await hold_of(connection, lock, fence, f"partition {partition}")
 

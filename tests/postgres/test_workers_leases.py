@@ -124,3 +124,36 @@ async def test_a_killed_workers_partition_is_leased_again(schema: str) -> None:
             await lease.abandon()
             await lease.connection.close()
         await table.close()
+
+
+async def test_a_held_lease_keeps_no_transaction_open(schema: str, pg: asyncpg.Connection) -> None:
+    """A lease is a session lock, not a transaction left open: a long one would hold back
+    the server's oldest transaction for as long as a partition is worked, stalling
+    VACUUM and any feed that waits for older transactions (the outbox recipe with keys)."""
+    table = PartitionTable(DSN, schema)
+    leases = []
+    try:
+        await table.open(2)
+        lease = await table.lease()
+        assert lease is not None
+        leases.append(lease)
+        pid = await lease.connection.fetchval("SELECT pg_backend_pid()")
+        await asyncio.sleep(0.05)  # the claim's statements have ended
+        row = await pg.fetchrow(
+            "SELECT state, backend_xid, backend_xmin FROM pg_stat_activity WHERE pid = $1", pid
+        )
+        assert row is not None
+        assert (row["state"], row["backend_xid"], row["backend_xmin"]) == ("idle", None, None)
+        locks = await pg.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE pid = $1 AND locktype = 'advisory' AND granted",
+            pid,
+        )
+        assert locks >= 1  # the lease itself
+        other = await table.lease()  # the other partition: this one stays held
+        assert other is not None
+        leases.append(other)
+        assert other.partition != lease.partition
+    finally:
+        for held in leases:
+            await held.abandon()
+        await table.close()
