@@ -39,9 +39,17 @@ def write_config(
     operation: str = "update",
     extra: str = "",
     limits: str = "",
+    concurrency: int = 10,
+    journal: str = 'path = "journal.db"',
+    tail: str = "",
+    name: str = "sync",
 ) -> Path:
-    """A config for the simulator with the demo credentials."""
-    path = folder / "sync.toml"
+    """A config for the simulator with the demo credentials.
+
+    `journal` is the `[journal]` table's body, `tail` more tables after it,
+    `name` the file's stem (several configs in one folder).
+    """
+    path = folder / f"{name}.toml"
     path.write_text(
         f"""
 [source]
@@ -59,7 +67,7 @@ operation = "{operation}"
 {extra}
 
 [limits]
-concurrency = 10
+concurrency = {concurrency}
 max_attempts = 8
 retry_base_s = 0.05
 retry_cap_s = 0.5
@@ -67,7 +75,8 @@ grace_s = 5
 {limits}
 
 [journal]
-path = "journal.db"
+{journal}
+{tail}
 """,
         encoding="utf-8",
     )

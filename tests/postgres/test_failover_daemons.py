@@ -27,7 +27,7 @@ import pytest
 from syncengine.failover.lease import lease_key
 from syncengine.sim.server import SimHandle, running_simulator
 from tests.daemon.test_daemon import free_port
-from tests.integration.conftest import FIRST_ID, seed_leads, start_cli
+from tests.integration.conftest import FIRST_ID, seed_leads, start_cli, write_config
 from tests.postgres.conftest import DSN
 
 #: A standby holds the lease and answers ready within this long after the active one's end.
@@ -49,40 +49,16 @@ async def schema(pg: asyncpg.Connection) -> AsyncIterator[str]:
 
 def daemon_config(folder: Path, name: str, sim: SimHandle, schema: str, port: int) -> Path:
     """One daemon's config: the shared feed and PostgreSQL journal, its own ops port."""
-    path = folder / f"{name}.toml"
-    path.write_text(
-        f"""
-[source]
-type = "jsonl"
-path = "changes.jsonl"
-
-[crm]
-api_domain = "{sim.base_url}"
-accounts_url = "{sim.accounts_url}"
-client_id = "demo-client"
-client_secret = "${{SE_TEST_SECRET}}"
-refresh_token = "${{SE_TEST_REFRESH}}"
-module = "Leads"
-operation = "update"
-
-[limits]
-concurrency = {CONCURRENCY}
-retry_base_s = 0.05
-retry_cap_s = 0.5
-
-[journal]
-url = "{DSN}"
-schema = "{schema}"
-
-[daemon]
-linger_ms = 50
-poll_interval_s = 0.05
-grace_s = 5
-metrics_port = {port}
-""",
-        encoding="utf-8",
+    return write_config(
+        folder,
+        sim,
+        name=name,
+        concurrency=CONCURRENCY,
+        journal=f'url = "{DSN}"\nschema = "{schema}"',
+        tail=(
+            f"[daemon]\nlinger_ms = 50\npoll_interval_s = 0.05\ngrace_s = 5\nmetrics_port = {port}"
+        ),
     )
-    return path
 
 
 async def readyz(port: int) -> tuple[int, dict[str, Any]] | None:

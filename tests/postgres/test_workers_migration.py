@@ -23,7 +23,14 @@ import asyncpg
 import pytest
 
 from syncengine.sim.server import SimHandle, running_simulator
-from tests.integration.conftest import FIRST_ID, run_cli, seed_leads, start_cli, write_feed
+from tests.integration.conftest import (
+    FIRST_ID,
+    run_cli,
+    seed_leads,
+    start_cli,
+    write_config,
+    write_feed,
+)
 from tests.postgres.conftest import DSN
 
 LINES = 50_000
@@ -41,35 +48,13 @@ async def schema(pg: asyncpg.Connection) -> AsyncIterator[str]:
 
 
 def worker_config(folder: Path, sim: SimHandle, schema: str) -> Path:
-    path = folder / "workers.toml"
-    path.write_text(
-        f"""
-[source]
-type = "jsonl"
-path = "changes.jsonl"
-
-[crm]
-api_domain = "{sim.base_url}"
-accounts_url = "{sim.accounts_url}"
-client_id = "demo-client"
-client_secret = "${{SE_TEST_SECRET}}"
-refresh_token = "${{SE_TEST_REFRESH}}"
-module = "Leads"
-operation = "update"
-
-[limits]
-concurrency = 4
-retry_base_s = 0.05
-retry_cap_s = 0.5
-grace_s = 5
-
-[journal]
-url = "{DSN}"
-schema = "{schema}"
-""",
-        encoding="utf-8",
+    return write_config(
+        folder,
+        sim,
+        name="workers",
+        concurrency=4,
+        journal=f'url = "{DSN}"\nschema = "{schema}"',
     )
-    return path
 
 
 def feed_lines(
