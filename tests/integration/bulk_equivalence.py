@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from syncengine.sim.bulk_jobs import BulkJob
+from syncengine.sim.bulk_jobs import BulkJob, JobState
 from syncengine.sim.server import SimHandle
 from tests.integration.conftest import FIRST_ID, failures_json, seed_leads, sim_leads
 
@@ -218,3 +219,40 @@ def sim_job(sim: SimHandle, number: int) -> BulkJob | None:
     """The simulator's `number`th job (1-based), once created."""
     jobs = list(sim.state.bulk.jobs.values())
     return jobs[number - 1] if len(jobs) >= number else None
+
+
+#: When to kill a migration: a test of the simulator and the journal it writes.
+Moment = Callable[[SimHandle, Path], bool]
+
+
+def uploading(count: int) -> Moment:
+    """The `count`th file has reached the simulator (its id may not be journaled)."""
+    return lambda sim, _journal: sim.state.stats.bulk_uploads >= count
+
+
+def created(number: int) -> Moment:
+    """Job `number` exists in the simulator and the journal holds its id."""
+    return lambda sim, journal: (
+        sim_job(sim, number) is not None and journaled_job_ids(journal) >= number
+    )
+
+
+def polled(number: int) -> Moment:
+    """Job `number` was polled while it ran: a job's state moves only when it is
+    looked at, or settles on a timer at its end, so INPROGRESS means a poll saw it."""
+
+    def moment(sim: SimHandle, _journal: Path) -> bool:
+        job = sim_job(sim, number)
+        return job is not None and job.state is JobState.INPROGRESS
+
+    return moment
+
+
+def downloading(number: int) -> Moment:
+    """Job `number`'s result is being downloaded."""
+
+    def moment(sim: SimHandle, _journal: Path) -> bool:
+        job = sim_job(sim, number)
+        return job is not None and job.downloads >= 1
+
+    return moment

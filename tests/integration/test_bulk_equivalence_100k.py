@@ -48,13 +48,15 @@ from syncengine.sim.bulk_jobs import JobState
 from syncengine.sim.server import SimHandle, running_simulator
 from tests.integration.bulk_equivalence import (
     FeedShape,
+    created,
     crm_view,
+    downloading,
     failures_view,
     job_states,
-    journaled_job_ids,
     mixed_feed,
+    polled,
     seed,
-    sim_job,
+    uploading,
 )
 from tests.integration.conftest import (
     admin_get,
@@ -181,35 +183,15 @@ def _done(jobs: int) -> list[tuple[str, bool]]:
     return [("done", True)] * jobs
 
 
-def _uploading_first(sim: SimHandle, _journal: Path) -> bool:
-    return sim.state.stats.bulk_uploads >= 1
-
-
-def _second_created(sim: SimHandle, journal: Path) -> bool:
-    return sim_job(sim, 2) is not None and journaled_job_ids(journal) >= 2
-
-
-def _third_polled(sim: SimHandle, _journal: Path) -> bool:
-    # A job's state moves only when it is looked at, or settles on a timer at its
-    # end: INPROGRESS means the migration polled it while it ran.
-    third = sim_job(sim, 3)
-    return third is not None and third.state is JobState.INPROGRESS
-
-
-def _fourth_downloading(sim: SimHandle, _journal: Path) -> bool:
-    fourth = sim_job(sim, 4)
-    return fourth is not None and fourth.downloads >= 1
-
-
 KILLS = [
-    Kill("upload", {"bulk_upload_s": HOLD_S}, 0, _uploading_first, [("planned", False)]),
-    Kill("created", {"bulk_queue_s": HOLD_S}, 1, _second_created, [*_done(1), ("created", True)]),
-    Kill("polling", {"bulk_job_s": HOLD_S}, 2, _third_polled, [*_done(2), ("created", True)]),
+    Kill("upload", {"bulk_upload_s": HOLD_S}, 0, uploading(1), [("planned", False)]),
+    Kill("created", {"bulk_queue_s": HOLD_S}, 1, created(2), [*_done(1), ("created", True)]),
+    Kill("polling", {"bulk_job_s": HOLD_S}, 2, polled(3), [*_done(2), ("created", True)]),
     Kill(
         "download",
         {"bulk_download_s": HOLD_S},
         4,
-        _fourth_downloading,
+        downloading(4),
         [*_done(3), ("created", True)],
     ),
 ]

@@ -39,17 +39,19 @@ from typing import Any
 
 import pytest
 
-from syncengine.sim.bulk_jobs import JobState
 from syncengine.sim.server import SimHandle, running_simulator
 from tests.integration.bulk_equivalence import (
     FeedShape,
+    created,
     crm_view,
+    downloading,
     failures_view,
     job_states,
-    journaled_job_ids,
     mixed_feed,
+    polled,
     seed,
     sim_job,
+    uploading,
 )
 from tests.integration.conftest import (
     admin_get,
@@ -63,24 +65,6 @@ SHAPE = FeedShape(inserts=1_500, updates=2_000, upserts=1_500)
 ONE_JOB_AT_A_TIME = "bulk_poll_s = 0.2\nbulk_jobs_in_flight = 1"
 #: How long the simulator holds the step the kill aims at, in seconds.
 HOLD_S = 1.0
-
-
-def uploading_inserts(sim: SimHandle, _journal: Path) -> bool:
-    return sim.state.stats.bulk_uploads >= 2
-
-
-def inserts_created(sim: SimHandle, journal: Path) -> bool:
-    return sim_job(sim, 2) is not None and journaled_job_ids(journal) >= 2
-
-
-def polling_upserts(sim: SimHandle, _journal: Path) -> bool:
-    third = sim_job(sim, 3)
-    return third is not None and third.state is JobState.INPROGRESS
-
-
-def downloading_inserts(sim: SimHandle, _journal: Path) -> bool:
-    second = sim_job(sim, 2)
-    return second is not None and second.downloads >= 1
 
 
 def records_pass(sim: SimHandle, journal: Path) -> bool:
@@ -104,25 +88,25 @@ MOMENTS: list[
 ] = [
     (
         "upload",
-        uploading_inserts,
+        uploading(2),
         {"bulk_upload_s": HOLD_S},
         [*_BEFORE_INSERTS, ("insert", "planned", False)],
     ),
     (
         "created",
-        inserts_created,
+        created(2),
         {"bulk_queue_s": HOLD_S},
         [*_BEFORE_INSERTS, ("insert", "created", True)],
     ),
     (
         "polling",
-        polling_upserts,
+        polled(3),
         {"bulk_job_s": HOLD_S},
         [*_AFTER_INSERTS, ("upsert", "created", True)],
     ),
     (
         "download",
-        downloading_inserts,
+        downloading(2),
         {"bulk_download_s": HOLD_S},
         [*_BEFORE_INSERTS, ("insert", "created", True)],
     ),
