@@ -160,6 +160,21 @@ async def _line(process: subprocess.Popen[str]) -> str:
             return line[2:].strip()
 
 
+async def _clean_up(
+    holder: subprocess.Popen[str],
+    successor: asyncio.Task[Journal] | None,
+    admin: asyncpg.Connection,
+) -> None:
+    """End the holder process and the successor's open, and free the test's stall locks."""
+    if successor is not None and not successor.done():
+        successor.cancel()
+    holder.kill()
+    holder.wait()
+    if holder.stdout is not None:
+        holder.stdout.close()
+    await admin.execute("SELECT pg_advisory_unlock_all()")
+
+
 async def test_a_commit_queued_when_the_session_ends_never_lands_after_the_successor(
     pg_journal_config: JournalConfig, admin: asyncpg.Connection
 ) -> None:
@@ -204,13 +219,7 @@ async def test_a_commit_queued_when_the_session_ends_never_lands_after_the_succe
         finally:
             await journal.close()
     finally:
-        if successor is not None and not successor.done():
-            successor.cancel()
-        holder.kill()
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()
-        await admin.execute("SELECT pg_advisory_unlock_all()")
+        await _clean_up(holder, successor, admin)
 
 
 async def test_a_commit_on_its_way_when_the_holder_is_killed_lands_before_the_successor_reads(
@@ -245,13 +254,7 @@ async def test_a_commit_on_its_way_when_the_holder_is_killed_lands_before_the_su
         finally:
             await journal.close()
     finally:
-        if successor is not None and not successor.done():
-            successor.cancel()
-        holder.kill()
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()
-        await admin.execute("SELECT pg_advisory_unlock_all()")
+        await _clean_up(holder, successor, admin)
 
 
 async def test_a_worker_commit_for_a_partition_whose_lease_is_gone_never_lands(
